@@ -1,0 +1,38 @@
+//! Event names and payloads. Every connected client receives every event.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::methods::{AccountStatus, LogLevel};
+
+/// The account changed: `login`, `logout`, or the remembered password was loaded at start.
+pub const ACCOUNT_CHANGED: &str = "account-changed";
+/// A configuration key changed through the API.
+pub const CONFIG_CHANGED: &str = "config-changed";
+/// The log level changed.
+pub const LOG_LEVEL_CHANGED: &str = "log-level-changed";
+
+/// Events this helper emits, in the order `hello` lists them.
+pub const ALL: &[&str] = &[ACCOUNT_CHANGED, CONFIG_CHANGED, LOG_LEVEL_CHANGED];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountChanged {
+    /// `None` after logout.
+    pub account: Option<AccountStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigChanged {
+    pub key: String,
+    /// The new effective value (`null` when the key has no value).
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLevelChanged {
+    pub level: LogLevel,
+    pub persisted: bool,
+}

@@ -1,0 +1,200 @@
+//! Method names and their typed parameters and results (camelCase on the wire).
+//! Parameters reject unknown members, so a misspelt field is an `invalid-params`
+//! error rather than a silently ignored one.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::password::Password;
+
+pub const HELLO: &str = "hello";
+pub const GET_STATUS: &str = "getStatus";
+pub const LOGIN: &str = "login";
+pub const LOGOUT: &str = "logout";
+pub const SET_LOG_LEVEL: &str = "setLogLevel";
+pub const GET_CONFIG: &str = "getConfig";
+pub const SET_CONFIG: &str = "setConfig";
+pub const COLLECT_DIAGNOSTICS: &str = "collectDiagnostics";
+
+/// Methods this helper answers, in the order `hello` lists them.
+pub const ALL: &[&str] =
+    &[HELLO, GET_STATUS, LOGIN, LOGOUT, SET_LOG_LEVEL, GET_CONFIG, SET_CONFIG, COLLECT_DIAGNOSTICS];
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HelloParams {
+    /// Version of the SDK or program calling, for the log.
+    #[serde(default)]
+    pub sdk_version: Option<String>,
+    /// Oldest helper the caller works with (semver). Older → `helper-outdated`.
+    #[serde(default)]
+    pub min_helper_version: Option<String>,
+    /// A short name of the calling program, for the log.
+    #[serde(default)]
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloResult {
+    pub helper_version: String,
+    pub protocol_version: u32,
+    pub methods: Vec<String>,
+    pub events: Vec<String>,
+    /// The same as `getStatus`, so a new connection learns the current state at once.
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub helper_version: String,
+    pub pid: u32,
+    /// RFC 3339, local time of the helper's machine.
+    pub started_at: String,
+    pub uptime_ms: u64,
+    pub profile_dir: String,
+    pub config_file: String,
+    /// The administrator's policy file, when one is in force.
+    pub policy_file: Option<String>,
+    /// Configuration keys fixed by the policy file (dotted, e.g. `sip.transport`).
+    pub locked_keys: Vec<String>,
+    /// Problems found in the configuration that did not stop the helper (unknown keys …).
+    pub config_warnings: Vec<String>,
+    pub log_file: String,
+    pub log_level: LogLevel,
+    pub account: Option<AccountStatus>,
+    pub registration: RegistrationStatus,
+    /// Clients connected to the local socket, this one included.
+    pub clients: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountStatus {
+    pub username: String,
+    /// The password is kept in the OS keyring across restarts.
+    pub remembered: bool,
+    /// The helper holds a password for this account (in memory, loaded from the
+    /// keyring or given by `login`).
+    pub password_available: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationStatus {
+    /// `not-configured` until the softphone registers; then the SIP states.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "error" => Ok(LogLevel::Error),
+            "warn" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            other => Err(format!("unknown log level {other:?} (error, warn, info, debug, trace)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginParams {
+    pub username: String,
+    pub password: Password,
+    /// Keep the password in the OS keyring so the next start logs in by itself.
+    #[serde(default)]
+    pub remember: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetLogLevelParams {
+    pub level: LogLevel,
+    /// Also write it to config.toml (`log.level`) so it survives a restart.
+    #[serde(default)]
+    pub persist: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetConfigParams {
+    /// Dotted key, e.g. `calls.no_answer_timeout`.
+    pub key: String,
+    /// The new value as JSON; `null` removes the key from config.toml (back to default).
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigView {
+    /// The effective configuration: defaults, then config.toml, then the policy file.
+    pub config: Value,
+    pub locked_keys: Vec<String>,
+    pub config_file: String,
+    pub policy_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnosticsBundle {
+    /// Absolute path of the zip file.
+    pub path: String,
+    pub bytes: u64,
+    /// Names of the entries in the zip.
+    pub files: Vec<String>,
+}
+
+/// Parses `params` into a method's parameter type, with a message that names the
+/// offending field (`login: password: invalid type: integer `5`, expected a string`).
+pub fn parse_params<T: serde::de::DeserializeOwned>(method: &str, params: Value) -> Result<T, crate::ApiError> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." { format!("{method}: {inner}") } else { format!("{method}: {path}: {inner}") };
+        crate::ApiError::new(crate::ErrorCode::InvalidParams, message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wrong_types_and_unknown_fields_name_the_field() {
+        let e = parse_params::<LoginParams>(LOGIN, json!({"username":"a","password":5})).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::InvalidParams);
+        assert!(e.message.contains("password"), "{}", e.message);
+        let e = parse_params::<LoginParams>(LOGIN, json!({"username":"a","password":"p","remeber":true})).unwrap_err();
+        assert!(e.message.contains("remeber"), "{}", e.message);
+        let e = parse_params::<SetLogLevelParams>(SET_LOG_LEVEL, json!({"level":"loud"})).unwrap_err();
+        assert!(e.message.contains("level"), "{}", e.message);
+    }
+}
