@@ -1,0 +1,441 @@
+//! The engine state machine: requests in, answers, jobs and events out.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use agent_helper_config::{ConfigError, LoadedConfig};
+use agent_helper_credentials::{CredentialError, SecretStore};
+use agent_helper_diagnostics::{bundle, redact, BundleEntry, BundleError, BundleInfo, Logging};
+use agent_helper_protocol::methods::{self as m, LogLevel};
+use agent_helper_protocol::{events as ev, ApiError, ErrorCode, Event, Password, Profile, Request};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::account::{valid_password, valid_username, Account, RememberedAccount, StateFile};
+
+/// A connection to the local API, numbered by the driver.
+pub type ClientId = u64;
+
+/// Everything the engine is built from.
+pub struct EngineSetup {
+    pub profile: Profile,
+    pub config: LoadedConfig,
+    pub logging: Arc<Logging>,
+    pub secrets: Arc<dyn SecretStore>,
+    /// Problems found at start that did not stop it (shown in `getStatus`).
+    pub warnings: Vec<String>,
+}
+
+/// What [`Engine::handle_request`] decided.
+pub enum Handled {
+    /// The answer is ready.
+    Reply(Result<Value, ApiError>),
+    /// Run this job on a blocking thread, give its [`Completion`] to
+    /// [`Engine::complete`]; that returns the answer.
+    Blocking(BlockingJob),
+}
+
+/// Work that may block (keyring, disk): no engine state inside, only owned data.
+pub struct BlockingJob(Box<dyn FnOnce() -> Completion + Send>);
+
+impl BlockingJob {
+    fn new(f: impl FnOnce() -> Completion + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+
+    pub fn run(self) -> Completion {
+        (self.0)()
+    }
+}
+
+/// The result of a [`BlockingJob`], to be applied by the engine.
+pub struct Completion(Done);
+
+enum Done {
+    Login { username: String, password: Password, remember: bool, result: Result<(), CredentialError> },
+    Logout { result: Result<(), CredentialError> },
+    RememberedLoaded { username: String, result: Result<Option<Password>, CredentialError> },
+    Diagnostics(Result<BundleInfo, BundleError>),
+}
+
+struct ClientInfo {
+    name: Option<String>,
+}
+
+pub struct Engine {
+    profile: Profile,
+    config: LoadedConfig,
+    logging: Arc<Logging>,
+    secrets: Arc<dyn SecretStore>,
+    warnings: Vec<String>,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Local>,
+    account: Option<Account>,
+    clients: BTreeMap<ClientId, ClientInfo>,
+    events: VecDeque<Event>,
+}
+
+impl Engine {
+    /// Builds the engine. The returned job, when there is one, reads the
+    /// remembered password from the keyring; run it like any other job.
+    pub fn new(setup: EngineSetup, now: Instant) -> (Engine, Option<BlockingJob>) {
+        let mut warnings = setup.warnings;
+        warnings.extend(setup.config.warnings.iter().cloned());
+        let (state, state_warning) = StateFile::read(&setup.profile.state_file);
+        warnings.extend(state_warning);
+        let mut engine = Engine {
+            profile: setup.profile,
+            config: setup.config,
+            logging: setup.logging,
+            secrets: setup.secrets,
+            warnings,
+            started: now,
+            started_at: chrono::Local::now(),
+            account: None,
+            clients: BTreeMap::new(),
+            events: VecDeque::new(),
+        };
+        let job = state.account.filter(|a| a.remembered).map(|a| {
+            engine.account = Some(Account { username: a.username.clone(), password: None, remembered: true });
+            let secrets = engine.secrets.clone();
+            BlockingJob::new(move || {
+                let result = secrets.load(&a.username);
+                Completion(Done::RememberedLoaded { username: a.username, result })
+            })
+        });
+        (engine, job)
+    }
+
+    // ----- clients -----
+
+    pub fn client_connected(&mut self, id: ClientId) {
+        self.clients.insert(id, ClientInfo { name: None });
+        tracing::debug!(client = id, "client connected");
+    }
+
+    pub fn client_disconnected(&mut self, id: ClientId) {
+        if let Some(c) = self.clients.remove(&id) {
+            tracing::debug!(client = id, name = c.name.as_deref().unwrap_or("-"), "client disconnected");
+        }
+    }
+
+    // ----- requests -----
+
+    pub fn handle_request(&mut self, now: Instant, client: ClientId, req: Request) -> Handled {
+        tracing::debug!(client, id = %req.id, method = %req.method, "request");
+        let Request { method, params, .. } = req;
+        let reply = match method.as_str() {
+            m::HELLO => self.hello(now, client, params),
+            m::GET_STATUS => to_value(self.status(now)),
+            m::LOGIN => return self.login(params),
+            m::LOGOUT => return self.logout(),
+            m::SET_LOG_LEVEL => self.set_log_level(params),
+            m::GET_CONFIG => to_value(self.config_view()),
+            m::SET_CONFIG => self.set_config(params),
+            m::COLLECT_DIAGNOSTICS => return self.collect_diagnostics(now),
+            other => Err(ApiError::new(
+                ErrorCode::UnknownMethod,
+                format!("unknown method {other:?}; `hello` lists the methods this helper offers"),
+            )),
+        };
+        Handled::Reply(reply)
+    }
+
+    fn hello(&mut self, now: Instant, client: ClientId, params: Value) -> Result<Value, ApiError> {
+        let p: m::HelloParams = m::parse_params(m::HELLO, params)?;
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.name = p.client.clone().map(|n| n.chars().take(64).collect());
+        }
+        tracing::info!(
+            client,
+            name = p.client.as_deref().unwrap_or("-"),
+            sdk = p.sdk_version.as_deref().unwrap_or("-"),
+            min_helper = p.min_helper_version.as_deref().unwrap_or("-"),
+            "hello"
+        );
+        if let Some(required) = &p.min_helper_version {
+            let wanted = semver::Version::parse(required.trim_start_matches('v')).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidParams, format!("hello: minHelperVersion {required:?}: {e}"))
+            })?;
+            let installed = semver::Version::parse(agent_helper_protocol::HELPER_VERSION)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            if installed < wanted {
+                return Err(ApiError::new(
+                    ErrorCode::HelperOutdated,
+                    format!("this page needs Agent Helper {wanted} or newer; {installed} is installed"),
+                )
+                .with_data(json!({ "required": wanted.to_string(), "installed": installed.to_string() })));
+            }
+        }
+        to_value(m::HelloResult {
+            helper_version: agent_helper_protocol::HELPER_VERSION.into(),
+            protocol_version: agent_helper_protocol::PROTOCOL_VERSION,
+            methods: m::ALL.iter().map(|s| s.to_string()).collect(),
+            events: ev::ALL.iter().map(|s| s.to_string()).collect(),
+            status: self.status(now),
+        })
+    }
+
+    pub fn status(&self, now: Instant) -> m::Status {
+        m::Status {
+            helper_version: agent_helper_protocol::HELPER_VERSION.into(),
+            pid: std::process::id(),
+            started_at: self.started_at.to_rfc3339(),
+            uptime_ms: u64::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX),
+            profile_dir: self.profile.display_dir().display().to_string(),
+            config_file: self.config.user_file.display().to_string(),
+            policy_file: self.config.policy_file.as_ref().map(|p| p.display().to_string()),
+            locked_keys: self.config.locked.iter().cloned().collect(),
+            config_warnings: self.warnings.clone(),
+            log_file: self.logging.file().display().to_string(),
+            log_level: self.logging.level(),
+            account: self.account.as_ref().map(Account::status),
+            registration: m::RegistrationStatus { state: "not-configured".into() },
+            clients: self.clients.len(),
+        }
+    }
+
+    fn login(&mut self, params: Value) -> Handled {
+        let p: m::LoginParams = match m::parse_params(m::LOGIN, params) {
+            Ok(p) => p,
+            Err(e) => return Handled::Reply(Err(e)),
+        };
+        if let Err(msg) = valid_username(&p.username).and_then(|()| valid_password(&p.password)) {
+            return Handled::Reply(Err(ApiError::new(ErrorCode::InvalidParams, format!("login: {msg}"))));
+        }
+        // Registered before anything else can log it.
+        redact::register_secret(p.password.expose());
+        let previous = self.account.as_ref().filter(|a| a.remembered).map(|a| a.username.clone());
+        let secrets = self.secrets.clone();
+        Handled::Blocking(BlockingJob::new(move || {
+            let result = (|| {
+                if p.remember {
+                    secrets.save(&p.username, &p.password)?;
+                }
+                // A remembered password of another account, or of this one when it
+                // is no longer to be remembered, leaves the keyring.
+                match previous {
+                    Some(old) if old != p.username || !p.remember => secrets.delete(&old),
+                    _ => Ok(()),
+                }
+            })();
+            Completion(Done::Login { username: p.username, password: p.password, remember: p.remember, result })
+        }))
+    }
+
+    fn logout(&mut self) -> Handled {
+        let Some(account) = self.account.take() else {
+            return Handled::Reply(Err(ApiError::new(ErrorCode::NotLoggedIn, "logout: no account is logged in")));
+        };
+        if let Some(p) = &account.password {
+            redact::forget_secret(p.expose());
+        }
+        tracing::info!(username = %account.username, "logout");
+        self.write_state(None);
+        self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: None });
+        if !account.remembered {
+            return Handled::Reply(Ok(json!({})));
+        }
+        let secrets = self.secrets.clone();
+        Handled::Blocking(BlockingJob::new(move || {
+            Completion(Done::Logout { result: secrets.delete(&account.username) })
+        }))
+    }
+
+    fn set_log_level(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::SetLogLevelParams = m::parse_params(m::SET_LOG_LEVEL, params)?;
+        if self.config.is_locked("log.level") {
+            return Err(config_error(ConfigError::Locked {
+                key: "log.level".into(),
+                policy: self.config.policy_file.clone().unwrap_or_default(),
+            }));
+        }
+        if p.persist {
+            self.config = agent_helper_config::set_key(&self.config, "log.level", &json!(p.level.as_str()))
+                .map_err(config_error)?;
+        }
+        self.apply_log_level(p.level, p.persist);
+        Ok(json!({ "level": p.level, "persisted": p.persist }))
+    }
+
+    fn apply_log_level(&mut self, level: LogLevel, persisted: bool) {
+        if self.logging.level() != level {
+            tracing::info!(level = level.as_str(), persisted, "log level changed");
+        }
+        self.logging.set_level(level);
+        self.emit(ev::LOG_LEVEL_CHANGED, ev::LogLevelChanged { level, persisted });
+    }
+
+    fn config_view(&self) -> m::ConfigView {
+        m::ConfigView {
+            config: serde_json::to_value(&self.config.effective).unwrap_or(Value::Null),
+            locked_keys: self.config.locked.iter().cloned().collect(),
+            config_file: self.config.user_file.display().to_string(),
+            policy_file: self.config.policy_file.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+
+    fn set_config(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::SetConfigParams = m::parse_params(m::SET_CONFIG, params)?;
+        self.config = agent_helper_config::set_key(&self.config, &p.key, &p.value).map_err(config_error)?;
+        let value = self.effective_value(&p.key);
+        tracing::info!(key = %p.key, "configuration changed through the API");
+        if p.key == "log.level" {
+            self.apply_log_level(self.config.effective.log.level, true);
+        }
+        self.emit(ev::CONFIG_CHANGED, ev::ConfigChanged { key: p.key.clone(), value: value.clone() });
+        // Log file size and count are fixed when BPClient.log is opened.
+        let restart_required = matches!(p.key.as_str(), "log.max_file_bytes" | "log.max_files");
+        Ok(json!({ "key": p.key, "value": value, "restartRequired": restart_required }))
+    }
+
+    fn effective_value(&self, key: &str) -> Value {
+        let all = serde_json::to_value(&self.config.effective).unwrap_or(Value::Null);
+        key.split_once('.').and_then(|(s, k)| all.get(s)?.get(k).cloned()).unwrap_or(Value::Null)
+    }
+
+    fn collect_diagnostics(&mut self, now: Instant) -> Handled {
+        let entry = |name: &str, value: Value| BundleEntry {
+            name: name.into(),
+            bytes: serde_json::to_vec_pretty(&value).unwrap_or_default(),
+        };
+        let entries = vec![
+            entry("versions.json", crate::system::versions()),
+            entry("system.json", crate::system::system()),
+            entry("status.json", serde_json::to_value(self.status(now)).unwrap_or(Value::Null)),
+            entry("effective-config.json", serde_json::to_value(self.config_view()).unwrap_or(Value::Null)),
+            entry(
+                "devices.json",
+                json!({ "available": false, "reason": "this build has no audio engine yet; devices are listed once it does" }),
+            ),
+        ];
+        let out_dir = self.profile.diagnostics_dir.clone();
+        let log_dir = self.profile.log_dir.clone();
+        let config_file = self.config.user_file.clone();
+        let policy_file = self.config.policy_file.clone();
+        tracing::info!("collecting diagnostics");
+        Handled::Blocking(BlockingJob::new(move || {
+            let mut configs = vec![("config.toml", config_file.as_path())];
+            if let Some(p) = &policy_file {
+                configs.push(("policy.toml", p.as_path()));
+            }
+            Completion(Done::Diagnostics(bundle::collect(&out_dir, &log_dir, &configs, entries)))
+        }))
+    }
+
+    // ----- completions -----
+
+    /// Applies a finished job; returns the answer for the request that started
+    /// it (`None` for jobs the engine started itself).
+    pub fn complete(&mut self, completion: Completion) -> Option<Result<Value, ApiError>> {
+        match completion.0 {
+            Done::Login { username, password, remember, result } => Some(match result {
+                Err(e) => {
+                    redact::forget_secret(password.expose());
+                    tracing::warn!(%username, error = %e, "login: keyring failed; not logged in");
+                    Err(credential_error(e))
+                }
+                Ok(()) => {
+                    if let Some(old) = self.account.take().and_then(|a| a.password) {
+                        if old.expose() != password.expose() {
+                            redact::forget_secret(old.expose());
+                        }
+                    }
+                    tracing::info!(%username, remember, "login");
+                    let account = Account { username, password: Some(password), remembered: remember };
+                    let status = account.status();
+                    self.write_state(remember.then(|| RememberedAccount { username: status.username.clone(), remembered: true }));
+                    self.account = Some(account);
+                    self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: Some(status.clone()) });
+                    to_value(json!({ "account": status }))
+                }
+            }),
+            Done::Logout { result } => Some(match result {
+                Ok(()) => Ok(json!({})),
+                Err(e) => {
+                    tracing::warn!(error = %e, "logout: the remembered password could not be removed from the keyring");
+                    Err(credential_error(e))
+                }
+            }),
+            Done::RememberedLoaded { username, result } => {
+                let Some(account) = self.account.as_mut().filter(|a| a.username == username && a.password.is_none())
+                else {
+                    return None; // a login or logout came first
+                };
+                match result {
+                    Ok(Some(p)) => {
+                        redact::register_secret(p.expose());
+                        account.password = Some(p);
+                        tracing::info!(%username, "remembered account loaded from the keyring");
+                    }
+                    Ok(None) => tracing::warn!(%username, "remembered account has no password in the keyring"),
+                    Err(e) => tracing::warn!(%username, error = %e, "cannot read the remembered password"),
+                }
+                let status = account.status();
+                self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: Some(status) });
+                None
+            }
+            Done::Diagnostics(result) => Some(match result {
+                Ok(info) => {
+                    tracing::info!(path = %info.path.display(), bytes = info.bytes, "diagnostics bundle written");
+                    to_value(m::DiagnosticsBundle {
+                        path: info.path.display().to_string(),
+                        bytes: info.bytes,
+                        files: info.files,
+                    })
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "diagnostics bundle failed");
+                    Err(ApiError::new(ErrorCode::Io, e.to_string()))
+                }
+            }),
+        }
+    }
+
+    // ----- events -----
+
+    /// The next event for every client, oldest first.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn emit(&mut self, name: &str, data: impl Serialize) {
+        self.events.push_back(Event::new(name, data));
+    }
+
+    fn write_state(&mut self, account: Option<RememberedAccount>) {
+        if let Err(e) = (StateFile { account }).write(&self.profile.state_file) {
+            tracing::error!(file = %self.profile.state_file.display(), error = %e, "cannot write the state file");
+        }
+    }
+}
+
+fn to_value(v: impl Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
+fn config_error(e: ConfigError) -> ApiError {
+    let code = match &e {
+        ConfigError::Locked { .. } => ErrorCode::PolicyLocked,
+        ConfigError::UnknownKey { .. } => ErrorCode::UnknownConfigKey,
+        ConfigError::InvalidValue { .. } | ConfigError::Invalid(_) => ErrorCode::InvalidConfigValue,
+        ConfigError::Read { .. } | ConfigError::Write { .. } => ErrorCode::Io,
+    };
+    let data = match &e {
+        ConfigError::Locked { key, .. } | ConfigError::UnknownKey { key } | ConfigError::InvalidValue { key, .. } => {
+            Some(json!({ "key": key }))
+        }
+        _ => None,
+    };
+    let err = ApiError::new(code, e.to_string());
+    match data {
+        Some(d) => err.with_data(d),
+        None => err,
+    }
+}
+
+fn credential_error(e: CredentialError) -> ApiError {
+    ApiError::new(ErrorCode::KeyringUnavailable, e.to_string())
+}
