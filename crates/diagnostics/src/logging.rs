@@ -90,9 +90,7 @@ pub fn build(settings: &LogSettings) -> Result<(impl Subscriber + Send + Sync + 
     let file = settings.dir.join(LOG_FILE_NAME);
     std::fs::create_dir_all(&settings.dir).map_err(|source| LogError::Open { path: file.clone(), source })?;
     // Probe the file first: FileRotate reports an unopenable file only on write.
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    private_file_options()
         .open(&file)
         .map_err(|source| LogError::Open { path: file.clone(), source })?;
     let rotated_kept = settings.max_files.saturating_sub(1) as usize;

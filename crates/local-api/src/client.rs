@@ -1,0 +1,95 @@
+//! A client of the local API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), agent_helper_local_api::ClientError> {
+//! use agent_helper_protocol::Profile;
+//! let profile = Profile::resolve(None).unwrap();
+//! let mut client = agent_helper_local_api::Client::connect(&profile.socket).await?;
+//! let status = client.request("getStatus", serde_json::json!({})).await??;
+//! println!("{status}");
+//! let event = client.next_event().await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+
+use agent_helper_protocol::frame::{read_frame_async, write_frame_async, Frame};
+use agent_helper_protocol::{ApiError, Event, FrameError, Request, RequestId, Response, ServerMessage, SocketAddress};
+use interprocess::local_socket::tokio::{prelude::*, Stream};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens at the address: the helper is not running (or is another user's).
+    #[error("cannot connect to the helper at {address}: {source}")]
+    Connect { address: String, source: std::io::Error },
+    /// The helper closed the connection.
+    #[error("the helper closed the connection")]
+    Closed,
+    #[error("connection to the helper failed: {0}")]
+    Io(#[from] FrameError),
+    /// The helper sent something that is not a protocol message (a bug on one side).
+    #[error("unreadable message from the helper: {0}")]
+    Protocol(String),
+}
+
+pub struct Client {
+    stream: Stream,
+    next_id: u64,
+    /// Events that arrived while waiting for a response.
+    events: VecDeque<Event>,
+}
+
+impl Client {
+    pub async fn connect(address: &SocketAddress) -> Result<Client, ClientError> {
+        let stream = connect_stream(address).await?;
+        Ok(Client { stream, next_id: 1, events: VecDeque::new() })
+    }
+
+    /// Sends one request and waits for its response; events arriving meanwhile
+    /// are kept for [`Client::next_event`]. The outer error is the transport's,
+    /// the inner one the helper's answer.
+    pub async fn request(&mut self, method: &str, params: Value) -> Result<Result<Value, ApiError>, ClientError> {
+        let id = RequestId::Number(self.next_id);
+        self.next_id += 1;
+        let request = Request::new(id.clone(), method, params);
+        write_frame_async(&mut &self.stream, &request.to_json()).await?;
+        loop {
+            match self.read_message().await? {
+                ServerMessage::Event(e) => self.events.push_back(e),
+                ServerMessage::Response(r) if r.id.as_ref() == Some(&id) => return Ok(r.into_result()),
+                // An error about a frame the helper could not attribute (id null).
+                ServerMessage::Response(r @ Response { id: None, .. }) => return Ok(r.into_result()),
+                ServerMessage::Response(_) => {}
+            }
+        }
+    }
+
+    /// The next event, waiting for one if none is buffered.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        if let Some(e) = self.events.pop_front() {
+            return Ok(e);
+        }
+        loop {
+            if let ServerMessage::Event(e) = self.read_message().await? {
+                return Ok(e);
+            }
+        }
+    }
+
+    async fn read_message(&mut self) -> Result<ServerMessage, ClientError> {
+        match read_frame_async(&mut &self.stream).await? {
+            None => Err(ClientError::Closed),
+            Some(Frame::Oversize { declared }) => Err(ClientError::Protocol(format!("oversize frame of {declared} bytes"))),
+            Some(Frame::Payload(p)) => ServerMessage::parse(&p).map_err(|e| ClientError::Protocol(e.to_string())),
+        }
+    }
+}
+
+/// A raw connection, for programs that speak frames themselves (the
+/// native-messaging bridge relays them unchanged).
+pub async fn connect_stream(address: &SocketAddress) -> Result<Stream, ClientError> {
+    let fail = |source| ClientError::Connect { address: address.to_string(), source };
+    let name = crate::socket_name(address).map_err(fail)?;
+    Stream::connect(name).await.map_err(fail)
+}
