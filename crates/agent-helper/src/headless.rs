@@ -103,8 +103,9 @@ pub fn run(profile_dir: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let result = runtime.block_on(serve(profile, config, warnings, logging, started));
-    match result {
+    let result = runtime.block_on(serve(profile, config, warnings, logging.clone(), started));
+    drop(runtime);
+    let code = match result {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -114,7 +115,10 @@ pub fn run(profile_dir: Option<&Path>) -> ExitCode {
             eprintln!("agent-helper: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
-    }
+    };
+    // Last: flushes BPClient.log, including the lines above.
+    drop(logging);
+    code
 }
 
 async fn serve(
