@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests and the end-to-end tests that start the
+# real helper, against a real Secret Service inside a private D-Bus session.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p agent-helper-config).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/system-deps.sh test
+cargo build --workspace --tests --locked
+# dbus-daemon warns when it cannot raise its fd limit in containers; harmless.
+exec dbus-run-session -- scripts/with-keyring.sh cargo test --workspace --locked "$@"
