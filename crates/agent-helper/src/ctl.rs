@@ -14,7 +14,7 @@ use agent_helper_local_api::{Client, ClientError};
 use agent_helper_protocol::Profile;
 use serde_json::{json, Value};
 
-use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
+use agent_helper::runner::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
 
 fn fail(code: &str, message: impl std::fmt::Display, exit: u8) -> ExitCode {
     println!("{}", json!({ "error": { "code": code, "message": message.to_string() } }));

@@ -48,10 +48,6 @@ enum Command {
     CheckConfig,
 }
 
-pub(crate) const EXIT_FAILURE: u8 = 1;
-pub(crate) const EXIT_CONFIG: u8 = 2;
-pub(crate) const EXIT_UNAVAILABLE: u8 = 3;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
