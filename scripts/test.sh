@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/system-deps.sh test
 cargo build --workspace --tests --locked
 # dbus-daemon warns when it cannot raise its fd limit in containers; harmless.
-exec dbus-run-session -- scripts/with-keyring.sh cargo test --workspace --locked "$@"
+exec dbus-run-session -- scripts/with-keyring.sh cargo test --workspace --locked --no-fail-fast "$@"

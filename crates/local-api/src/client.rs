@@ -1,13 +1,15 @@
 //! A client of the local API.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), agent_helper_local_api::ClientError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use agent_helper_protocol::Profile;
-//! let profile = Profile::resolve(None).unwrap();
+//! let profile = Profile::resolve(None)?;
 //! let mut client = agent_helper_local_api::Client::connect(&profile.socket).await?;
+//! // The outer `?` is the transport, the inner one the helper's answer.
 //! let status = client.request("getStatus", serde_json::json!({})).await??;
 //! println!("{status}");
 //! let event = client.next_event().await?;
+//! println!("{} {}", event.event, event.data);
 //! # Ok(()) }
 //! ```
 

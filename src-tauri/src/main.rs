@@ -1,0 +1,52 @@
+//! The desktop app: the same engine as `agent-helper --headless`, plus a tray
+//! icon. Windows (softphone, call popup, settings) arrive with issue 6.
+
+mod tray;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent_helper::runner;
+
+fn main() -> ExitCode {
+    let profile = match profile_arg() {
+        Ok(p) => p,
+        Err(message) => {
+            eprintln!("agent-helper-desktop: {message}");
+            return ExitCode::from(runner::EXIT_CONFIG);
+        }
+    };
+    // Configuration, profile lock and log come first: a bad config or a second
+    // instance stops here, before any window system is touched.
+    let prepared = match runner::prepare(profile.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("agent-helper-desktop: {e}");
+            return ExitCode::from(e.exit_code);
+        }
+    };
+    match tray::run(prepared) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("desktop shell failed: {e}");
+            eprintln!("agent-helper-desktop: {e}");
+            ExitCode::from(runner::EXIT_FAILURE)
+        }
+    }
+}
+
+/// `--profile DIR` / `AGENT_HELPER_PROFILE`, as for `agent-helper`; `--headless`
+/// is accepted (and ignored) because `agent-helper` passes its arguments on.
+fn profile_arg() -> Result<Option<PathBuf>, String> {
+    let mut args = std::env::args_os().skip(1);
+    let mut profile = std::env::var_os("AGENT_HELPER_PROFILE").filter(|v| !v.is_empty()).map(PathBuf::from);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--profile") => profile = Some(args.next().ok_or("--profile needs a folder")?.into()),
+            Some(s) if s.starts_with("--profile=") => profile = Some(PathBuf::from(&s["--profile=".len()..])),
+            Some("--headless") => {}
+            _ => return Err(format!("unknown argument {arg:?}; usage: agent-helper-desktop [--profile DIR]")),
+        }
+    }
+    Ok(profile)
+}
