@@ -185,3 +185,18 @@ fn the_helper_refuses_peers_of_another_uid_even_root() {
     assert_eq!(conn.stream.read(&mut buf).unwrap(), 0, "connection closed after the refusal");
     let _ = conn.stream.flush();
 }
+
+#[test]
+fn control_characters_from_clients_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = Helper::start(dir.path());
+    let mut conn = helper.connect();
+    conn.request("setLogLevel", json!({"level": "debug"}));
+    let r = conn.request("getStatus\n2026-01-01T00:00:00.000+00:00  INFO forged", json!({}));
+    assert_eq!(r["error"]["code"], "invalid-request");
+    conn.request("hello", json!({"client": "page\nERROR forged", "sdkVersion": "1\r\nWARN forged"}));
+    assert!(helper.stop().success());
+    let log = std::fs::read_to_string(dir.path().join("logs/BPClient.log")).unwrap();
+    assert!(log.lines().all(|l| !l.contains("forged") || l.contains("hello")), "{log}");
+    assert!(log.contains(r#"name=Some("page\nERROR forged")"#), "{log}");
+}

@@ -147,13 +147,9 @@ impl Engine {
         if let Some(c) = self.clients.get_mut(&client) {
             c.name = p.client.clone().map(|n| n.chars().take(64).collect());
         }
-        tracing::info!(
-            client,
-            name = p.client.as_deref().unwrap_or("-"),
-            sdk = p.sdk_version.as_deref().unwrap_or("-"),
-            min_helper = p.min_helper_version.as_deref().unwrap_or("-"),
-            "hello"
-        );
+        // Caller-supplied strings are logged escaped (`?`): a newline in them
+        // must not forge a BPClient.log line.
+        tracing::info!(client, name = ?p.client, sdk = ?p.sdk_version, min_helper = ?p.min_helper_version, "hello");
         if let Some(required) = &p.min_helper_version {
             let wanted = semver::Version::parse(required.trim_start_matches('v')).map_err(|e| {
                 ApiError::new(ErrorCode::InvalidParams, format!("hello: minHelperVersion {required:?}: {e}"))

@@ -70,8 +70,13 @@ impl Request {
             None => return Err((None, invalid_request("missing `id`"))),
         };
         let method = match obj.remove("method") {
-            Some(Value::String(m)) if !m.is_empty() && m.len() <= MAX_METHOD_LEN => m,
-            Some(Value::String(_)) => return Err((Some(id), invalid_request("`method` has an invalid length"))),
+            Some(Value::String(m)) if is_method_name(&m) => m,
+            Some(Value::String(_)) => {
+                return Err((
+                    Some(id),
+                    invalid_request(format!("`method` must be a name of at most {MAX_METHOD_LEN} letters, digits, `-`, `_` or `.`")),
+                ));
+            }
             Some(_) => return Err((Some(id), invalid_request("`method` must be a string"))),
             None => return Err((Some(id), invalid_request("missing `method`"))),
         };
@@ -87,6 +92,15 @@ impl Request {
         // A Value-only struct always serializes.
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// Method names are identifiers: they end up in log lines, so nothing that could
+/// forge a line (newlines, control characters) gets through.
+fn is_method_name(m: &str) -> bool {
+    let mut chars = m.chars();
+    m.len() <= MAX_METHOD_LEN
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn invalid_request(message: impl Into<String>) -> ApiError {
@@ -185,6 +199,8 @@ mod tests {
         assert_eq!((id, e.code), (Some(RequestId::Number(3)), ErrorCode::InvalidRequest));
         let (id, e) = Request::parse(br#"{"id":4,"method":"x","params":[1]}"#).unwrap_err();
         assert_eq!((id, e.code), (Some(RequestId::Number(4)), ErrorCode::InvalidParams));
+        let (id, e) = Request::parse(br#"{"id":5,"method":"getStatus\nINFO forged line"}"#).unwrap_err();
+        assert_eq!((id, e.code), (Some(RequestId::Number(5)), ErrorCode::InvalidRequest));
         let (_, e) = Request::parse(b"\xff\xfe").unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidJson);
     }
