@@ -10,7 +10,8 @@ missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; fi
 
-cargo build --locked --manifest-path src-tauri/Cargo.toml
+# Built from its folder so that src-tauri/.cargo/config.toml (shared ../target) applies.
+(cd src-tauri && cargo build --locked)
 cargo build --locked -p agent-helper
 profile=$(mktemp -d)
 out=$(mktemp)
@@ -21,7 +22,7 @@ xvfb-run -a dbus-run-session -- target/debug/agent-helper-desktop --profile "$pr
 runner=$!
 for _ in $(seq 600); do grep -q "agent-helper ready:" "$out" && break; kill -0 $runner 2>/dev/null || break; sleep 0.1; done
 grep "agent-helper ready:" "$out" || { echo "desktop app did not become ready:"; cat "$out"; exit 1; }
-pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' "$out" | head -1)
+pid=$(grep "agent-helper ready:" "$out" | sed -n 's/.* pid=\([0-9]*\).*/\1/p')
 
 status=$(target/debug/agent-helper ctl --profile "$profile" getStatus)
 echo "$status" | grep -q "\"pid\": $pid" || { echo "getStatus did not come from the desktop app: $status"; exit 1; }

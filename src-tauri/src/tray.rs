@@ -66,9 +66,9 @@ fn build_tray(app: &AppHandle, engine: EngineHandle) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", status_line(None), false, None::<&str>)?;
     let diagnostics = MenuItem::with_id(app, "diagnostics", "Collect diagnostics", true, None::<&str>)?;
     let logs = MenuItem::with_id(app, "logs", "Open log folder", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit Agent Helper", true, None::<&str>)?;
+    let quit_item = MenuItem::with_id(app, "quit", "Quit Agent Helper", true, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&status, &separator, &diagnostics, &logs, &separator, &quit])?;
+    let menu = Menu::with_items(app, &[&status, &separator, &diagnostics, &logs, &separator, &quit_item])?;
     TrayIconBuilder::with_id("main")
         .icon(Image::from_bytes(TRAY_OFFLINE)?)
         .tooltip("Agent Helper")
