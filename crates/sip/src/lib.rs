@@ -8,6 +8,7 @@
 //! - [`transaction`]: RFC 3261 §17 client and server transactions, INVITE and
 //!   non-INVITE, with timers A–M (RFC 6026's Accepted state included).
 
+pub mod auth;
 pub mod message;
 pub mod transaction;
 
