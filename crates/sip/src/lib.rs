@@ -7,9 +7,15 @@
 //!   building responses and ACKs.
 //! - [`transaction`]: RFC 3261 §17 client and server transactions, INVITE and
 //!   non-INVITE, with timers A–M (RFC 6026's Accepted state included).
+//! - [`auth`]: digest authentication (MD5, SHA-256, qop=auth).
+//! - [`registration`]: one binding with one registrar: challenges, refresh,
+//!   back-off, and a hard stop after three rejected credentials.
+//! - [`ids`]: branches, tags and nonces from a source the caller chooses.
 
 pub mod auth;
+pub mod ids;
 pub mod message;
+pub mod registration;
 pub mod transaction;
 
 pub use message::MessageError;
