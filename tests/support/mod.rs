@@ -4,6 +4,8 @@
 //! deadline, never fixed sleeps.
 #![allow(dead_code)]
 
+pub mod kamailio;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

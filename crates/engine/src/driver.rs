@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::engine::{BlockingJob, ClientId, Completion, Engine, Handled};
+use crate::phone::{self, PhoneCommand, PhoneEvent};
 
 /// Events buffered per client before a slow client starts losing them.
 const EVENT_BUFFER: usize = 1024;
@@ -23,6 +24,7 @@ enum Input {
     Completed { completion: Completion, reply: Option<Reply> },
     Connected(ClientId),
     Disconnected(ClientId),
+    Phone(PhoneEvent),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -41,7 +43,17 @@ pub fn spawn(engine: Engine, startup: Option<BlockingJob>) -> (EngineHandle, tok
     if let Some(job) = startup {
         run_job(job, tx.clone(), None);
     }
-    let task = tokio::spawn(run(engine, rx, tx.clone(), events.clone()));
+    let (phone_events_tx, mut phone_events) = mpsc::channel(64);
+    let phone = phone::spawn(phone_events_tx);
+    let forward = tx.clone();
+    tokio::spawn(async move {
+        while let Some(e) = phone_events.recv().await {
+            if forward.send(Input::Phone(e)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let task = tokio::spawn(run(engine, rx, tx.clone(), events.clone(), phone));
     (EngineHandle { tx, events, next_client: Arc::new(AtomicU64::new(1)) }, task)
 }
 
@@ -95,7 +107,13 @@ fn run_job(job: BlockingJob, tx: mpsc::Sender<Input>, reply: Option<Reply>) {
     });
 }
 
-async fn run(mut engine: Engine, mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>, events: broadcast::Sender<Event>) {
+async fn run(
+    mut engine: Engine,
+    mut rx: mpsc::Receiver<Input>,
+    tx: mpsc::Sender<Input>,
+    events: broadcast::Sender<Event>,
+    phone: mpsc::Sender<PhoneCommand>,
+) {
     while let Some(input) = rx.recv().await {
         match input {
             Input::Request { client, request, reply } => {
@@ -115,11 +133,20 @@ async fn run(mut engine: Engine, mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender
             }
             Input::Connected(id) => engine.client_connected(id),
             Input::Disconnected(id) => engine.client_disconnected(id),
+            Input::Phone(event) => engine.handle_phone_event(event),
             Input::Shutdown(done) => {
                 tracing::info!("engine stopping");
+                // Unregister before going (bounded by the phone's own grace period).
+                let (phone_done, wait) = oneshot::channel();
+                if phone.send(PhoneCommand::Shutdown(phone_done)).await.is_ok() {
+                    let _ = wait.await;
+                }
                 let _ = done.send(());
                 break;
             }
+        }
+        while let Some(command) = engine.poll_phone_command() {
+            let _ = phone.send(command).await;
         }
         while let Some(event) = engine.poll_event() {
             tracing::debug!(event = %event.event, "event");

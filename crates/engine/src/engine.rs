@@ -13,6 +13,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::account::{valid_password, valid_username, Account, RememberedAccount, StateFile};
+use crate::phone::{PhoneCommand, PhoneEvent};
+use agent_helper_sip::registration::{Failure, RegistrationState};
 
 /// A connection to the local API, numbered by the driver.
 pub type ClientId = u64;
@@ -74,6 +76,8 @@ pub struct Engine {
     account: Option<Account>,
     clients: BTreeMap<ClientId, ClientInfo>,
     events: VecDeque<Event>,
+    registration: m::RegistrationStatus,
+    phone: VecDeque<PhoneCommand>,
 }
 
 impl Engine {
@@ -95,6 +99,8 @@ impl Engine {
             account: None,
             clients: BTreeMap::new(),
             events: VecDeque::new(),
+            registration: m::RegistrationStatus { state: "not-configured".into(), ..Default::default() },
+            phone: VecDeque::new(),
         };
         let job = state.account.filter(|a| a.remembered).map(|a| {
             engine.account = Some(Account { username: a.username.clone(), password: None, remembered: true });
@@ -187,7 +193,7 @@ impl Engine {
             log_file: self.logging.file().display().to_string(),
             log_level: self.logging.level(),
             account: self.account.as_ref().map(Account::status),
-            registration: m::RegistrationStatus { state: "not-configured".into() },
+            registration: self.registration.clone(),
             clients: self.clients.len(),
         }
     }
@@ -228,6 +234,7 @@ impl Engine {
             redact::forget_secret(p.expose());
         }
         tracing::info!(username = %account.username, "logout");
+        self.phone.push_back(PhoneCommand::Unregister);
         self.write_state(None);
         self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: None });
         if !account.remembered {
@@ -279,6 +286,9 @@ impl Engine {
         tracing::info!(key = %p.key, "configuration changed through the API");
         if p.key == "log.level" {
             self.apply_log_level(self.config.effective.log.level, true);
+        }
+        if p.key.starts_with("sip.") {
+            self.register();
         }
         self.emit(ev::CONFIG_CHANGED, ev::ConfigChanged { key: p.key.clone(), value: value.clone() });
         // Log file size and count are fixed when BPClient.log is opened.
@@ -344,6 +354,7 @@ impl Engine {
                     self.write_state(remember.then(|| RememberedAccount { username: status.username.clone(), remembered: true }));
                     self.account = Some(account);
                     self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: Some(status.clone()) });
+                    self.register();
                     to_value(json!({ "account": status }))
                 }
             }),
@@ -370,6 +381,7 @@ impl Engine {
                 }
                 let status = account.status();
                 self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: Some(status) });
+                self.register();
                 None
             }
             Done::Diagnostics(result) => Some(match result {
@@ -386,6 +398,87 @@ impl Engine {
                     Err(ApiError::new(ErrorCode::Io, e.to_string()))
                 }
             }),
+        }
+    }
+
+    // ----- phone -----
+
+    /// (Re)registers the account with the configured servers, when there are both.
+    fn register(&mut self) {
+        let Some(Account { username, password: Some(password), .. }) = &self.account else { return };
+        if self.config.effective.sip.servers.is_empty() {
+            tracing::info!("no SIP server configured (sip.servers); the phone stays unregistered");
+            return;
+        }
+        self.phone.push_back(PhoneCommand::Register {
+            username: username.clone(),
+            password: password.clone(),
+            sip: self.config.effective.sip.clone(),
+        });
+    }
+
+    /// The next command for the phone driver.
+    #[must_use]
+    pub fn poll_phone_command(&mut self) -> Option<PhoneCommand> {
+        self.phone.pop_front()
+    }
+
+    pub fn handle_phone_event(&mut self, event: PhoneEvent) {
+        let was = self.registration.clone();
+        let mut next = m::RegistrationStatus::default();
+        let mut error: Option<(&str, String, Option<u16>)> = None;
+        match event {
+            PhoneEvent::Registration { state, server, transport } => {
+                next.server = Some(server);
+                next.transport = Some(transport.param().into());
+                next.state = match &state {
+                    RegistrationState::Unregistered => "unregistered",
+                    RegistrationState::Registering => "registering",
+                    RegistrationState::Registered { .. } => "registered",
+                    RegistrationState::Unregistering => "unregistering",
+                    RegistrationState::Failed(_) => "failed",
+                }
+                .into();
+                match state {
+                    RegistrationState::Registered { expires } => {
+                        next.expires = Some(expires);
+                        if was.state == "failed" {
+                            error = Some(("connection-restored", "registered again".into(), None));
+                        }
+                    }
+                    RegistrationState::Failed(Failure::AuthFailed) => {
+                        next.error = Some("auth-failed".into());
+                        error = Some(("auth-failed", "the registrar rejected the credentials 3 times; log in again".into(), None));
+                    }
+                    RegistrationState::Failed(Failure::Timeout) => {
+                        next.error = Some("timeout".into());
+                        error = Some((lost_or_failed(&was), "no answer from the registrar".into(), None));
+                    }
+                    RegistrationState::Failed(Failure::Rejected { code, reason }) => {
+                        next.error = Some("rejected".into());
+                        next.sip_code = Some(code);
+                        error = Some((lost_or_failed(&was), format!("registration rejected: {code} {reason}"), Some(code)));
+                    }
+                    _ => {}
+                }
+            }
+            PhoneEvent::Unreachable { server, message } => {
+                next.state = "failed".into();
+                next.server = Some(server);
+                next.error = Some("unreachable".into());
+                error = Some((lost_or_failed(&was), message, None));
+            }
+        }
+        if next != was {
+            self.registration = next.clone();
+            self.emit(ev::REGISTRATION_CHANGED, next);
+        }
+        if let Some((kind, message, sip_code)) = error {
+            // Repeated failures of the same kind are one error for the Agent Desktop.
+            if !(was.state == "failed" && kind != "connection-restored" && was.error == self.registration.error) {
+                tracing::warn!(error = kind, %message, "phone");
+                self.emit(ev::PHONE_ERROR, ev::PhoneError { error: kind.into(), message, sip_code });
+            }
         }
     }
 
@@ -406,6 +499,10 @@ impl Engine {
             tracing::error!(file = %self.profile.state_file.display(), error = %e, "cannot write the state file");
         }
     }
+}
+
+fn lost_or_failed(was: &m::RegistrationStatus) -> &'static str {
+    if was.state == "registered" { "connection-lost" } else { "connection-failed" }
 }
 
 fn to_value(v: impl Serialize) -> Result<Value, ApiError> {

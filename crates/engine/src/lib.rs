@@ -10,6 +10,7 @@
 //! Softphone, audio and screen subsystems plug in here as they arrive.
 
 mod account;
+pub mod phone;
 pub mod driver;
 mod engine;
 mod system;

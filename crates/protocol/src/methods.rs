@@ -80,11 +80,27 @@ pub struct AccountStatus {
     pub password_available: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationStatus {
-    /// `not-configured` until the softphone registers; then the SIP states.
+    /// `not-configured` (no account or no server), `registering`, `registered`,
+    /// `unregistering`, `unregistered` or `failed`.
     pub state: String,
+    /// `host:port` of the registrar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// `udp`, `tcp` or `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// Seconds granted by the registrar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u32>,
+    /// Why it failed: `auth-failed`, `timeout`, `rejected`, `unreachable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The SIP status code of a rejection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_code: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,0 +1,105 @@
+//! The helper registers with a real kamailio (digest authentication) over UDP
+//! and TCP, driven through the local API as the Agent Desktop would.
+#![cfg(unix)]
+
+mod support;
+
+use serde_json::json;
+use support::kamailio::Kamailio;
+use support::*;
+
+const PASSWORD: &str = "kam-secret-7";
+
+fn helper_for(k: &Kamailio, transport: &str, dir: &std::path::Path) -> Helper {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"{transport}\" }}]\nregister_expiry = 300\nreconnect_min = 1\n",
+            k.port
+        ),
+    )
+    .unwrap();
+    Helper::start(dir)
+}
+
+/// The next `registration-changed` whose state is `state`.
+fn wait_registration(conn: &mut Conn, state: &str) -> serde_json::Value {
+    loop {
+        let data = conn.event("registration-changed");
+        if data["state"] == state {
+            return data;
+        }
+    }
+}
+
+fn register_and_unregister(transport: &str) {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let helper = helper_for(&k, transport, dir.path());
+    let mut conn = helper.connect();
+    conn.request("hello", json!({"client": "test"}));
+    let r = conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    assert!(r.get("result").is_some(), "{r}");
+
+    let reg = wait_registration(&mut conn, "registered");
+    assert_eq!(reg["server"], format!("127.0.0.1:{}", k.port));
+    assert_eq!(reg["transport"], transport);
+    assert_eq!(reg["expires"], 300);
+    let status = conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["registration"]["state"], "registered");
+    let regs = k.registers();
+    assert_eq!(regs.len(), 2, "challenge, then credentials: {regs:?}");
+    assert!(regs[0].starts_with("auth=no") && regs[1].starts_with("auth=yes"), "{regs:?}");
+    assert!(regs.iter().all(|r| r.contains(&format!("proto={transport}"))), "{regs:?}");
+
+    // Logout removes the binding.
+    conn.request("logout", json!({}));
+    wait_registration(&mut conn, "unregistered");
+    assert!(k.registers().last().unwrap().contains("expires=0"), "{:?}", k.registers());
+}
+
+#[test]
+fn registers_over_udp_with_digest_auth_and_unregisters_on_logout() {
+    register_and_unregister("udp");
+}
+
+#[test]
+fn registers_over_tcp_with_digest_auth_and_unregisters_on_logout() {
+    register_and_unregister("tcp");
+}
+
+#[test]
+fn a_wrong_password_gives_auth_failed_after_exactly_three_attempts() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let helper = helper_for(&k, "udp", dir.path());
+    let mut conn = helper.connect();
+    conn.request("hello", json!({}));
+    conn.request("login", json!({"username": "agent2", "password": "not-the-password"}));
+    let err = conn.event("phone-error");
+    assert_eq!(err["error"], "auth-failed", "{err}");
+    let status = conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["registration"]["state"], "failed");
+    assert_eq!(status["result"]["registration"]["error"], "auth-failed");
+    let regs = k.registers();
+    let with_auth = regs.iter().filter(|r| r.starts_with("auth=yes")).count();
+    assert_eq!(with_auth, 3, "exactly three attempts with credentials: {regs:?}");
+    assert_eq!(regs.len(), 4, "{regs:?}");
+
+    // Logging in again with the right password recovers.
+    conn.request("login", json!({"username": "agent2", "password": PASSWORD}));
+    wait_registration(&mut conn, "registered");
+}
+
+#[test]
+fn the_helper_unregisters_when_it_stops() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let helper = helper_for(&k, "udp", dir.path());
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent3", "password": PASSWORD}));
+    wait_registration(&mut conn, "registered");
+    assert!(helper.stop().success());
+    let last = k.registers().last().cloned().unwrap();
+    assert!(last.contains("expires=0") && last.starts_with("auth=yes"), "{:?}", k.registers());
+}
