@@ -7,7 +7,6 @@
 //! OPTIONS 200, INVITE 480, anything else 501.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_helper_config::{SipConfig, Transport as ConfigTransport};
@@ -45,7 +44,7 @@ pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
 
 enum Link {
     /// The socket and one receive buffer reused for every datagram.
-    Udp(Arc<UdpSocket>, Vec<u8>),
+    Udp(UdpSocket, Vec<u8>),
     Tcp { writer: tokio::net::tcp::OwnedWriteHalf, incoming: mpsc::Receiver<Vec<u8>> },
 }
 
@@ -230,7 +229,12 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
 
 async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
     tracing::trace!(server = %a.server, "SIP in:\n{}", String::from_utf8_lossy(bytes));
-    let message = match SipMessage::try_from(bytes) {
+    // The parser has not panicked on our mutation tests (crates/sip/tests/hostile_input.rs);
+    // should it ever, one bad datagram must not take the phone down with it.
+    let parsed = std::panic::catch_unwind(|| SipMessage::try_from(bytes)).unwrap_or_else(|_| {
+        Err(rsip::Error::Unexpected("the SIP parser panicked".into()))
+    });
+    let message = match parsed {
         Ok(m) => m,
         Err(e) => {
             // Malformed input from the network is dropped (and counted in the log).
@@ -281,7 +285,7 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
             let s = UdpSocket::bind(bind).await.map_err(|e| fail(e.to_string()))?;
             s.connect(addr).await.map_err(|e| fail(e.to_string()))?;
             let local = s.local_addr().map_err(|e| fail(e.to_string()))?;
-            (Link::Udp(Arc::new(s), vec![0u8; MAX_DATAGRAM]), local)
+            (Link::Udp(s, vec![0u8; MAX_DATAGRAM]), local)
         }
         Transport::Tcp => {
             let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
