@@ -11,11 +11,14 @@ use support::*;
 const PASSWORD: &str = "kam-secret-7";
 
 fn helper_for(k: &Kamailio, transport: &str, dir: &std::path::Path) -> Helper {
+    let (port, ca) = match (transport, &k.tls) {
+        ("tls", Some((port, ca))) => (*port, format!("tls_ca_file = {:?}\n", ca.display().to_string())),
+        _ => (k.port, String::new()),
+    };
     std::fs::write(
         dir.join("config.toml"),
         format!(
-            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"{transport}\" }}]\nregister_expiry = 300\nreconnect_min = 1\n",
-            k.port
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {port}, transport = \"{transport}\" }}]\nregister_expiry = 300\nreconnect_min = 1\n{ca}"
         ),
     )
     .unwrap();
@@ -33,7 +36,7 @@ fn wait_registration(conn: &mut Conn, state: &str) -> serde_json::Value {
 }
 
 fn register_and_unregister(transport: &str) {
-    let k = Kamailio::start(PASSWORD);
+    let k = if transport == "tls" { Kamailio::start_with_tls(PASSWORD) } else { Kamailio::start(PASSWORD) };
     let dir = tempfile::tempdir().unwrap();
     let helper = helper_for(&k, transport, dir.path());
     let mut conn = helper.connect();
@@ -42,7 +45,8 @@ fn register_and_unregister(transport: &str) {
     assert!(r.get("result").is_some(), "{r}");
 
     let reg = wait_registration(&mut conn, "registered");
-    assert_eq!(reg["server"], format!("127.0.0.1:{}", k.port));
+    let port = if transport == "tls" { k.tls.as_ref().unwrap().0 } else { k.port };
+    assert_eq!(reg["server"], format!("127.0.0.1:{port}"));
     assert_eq!(reg["transport"], transport);
     assert_eq!(reg["expires"], 300);
     let status = conn.request("getStatus", json!({}));
@@ -66,6 +70,33 @@ fn registers_over_udp_with_digest_auth_and_unregisters_on_logout() {
 #[test]
 fn registers_over_tcp_with_digest_auth_and_unregisters_on_logout() {
     register_and_unregister("tcp");
+}
+
+#[test]
+fn registers_over_tls_trusting_the_configured_ca() {
+    register_and_unregister("tls");
+}
+
+#[test]
+fn tls_to_a_server_with_an_untrusted_certificate_is_refused() {
+    let k = Kamailio::start_with_tls(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _) = k.tls.clone().unwrap();
+    // No tls_ca_file: the test CA is not trusted.
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {port}, transport = \"tls\" }}]\nreconnect_min = 60\n"),
+    )
+    .unwrap();
+    let helper = Helper::start(dir.path());
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent4", "password": PASSWORD}));
+    let err = conn.event("phone-error");
+    assert_eq!(err["error"], "connection-failed", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("certificate"), "{err}");
+    let status = conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["registration"]["error"], "unreachable");
+    assert!(k.registers().is_empty(), "nothing was sent over an untrusted connection: {:?}", k.registers());
 }
 
 #[test]

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Kamailio {
     child: Child,
     pub port: u16,
+    /// TLS listener and the CA that signed its certificate (for 127.0.0.1), when started with TLS.
+    pub tls: Option<(u16, PathBuf)>,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -28,14 +30,24 @@ fn free_port() -> u16 {
 
 impl Kamailio {
     pub fn start(password: &str) -> Kamailio {
+        Self::start_with(password, false)
+    }
+
+    /// Also listens for TLS, with a certificate for 127.0.0.1 from a CA made here.
+    pub fn start_with_tls(password: &str) -> Kamailio {
+        Self::start_with(password, true)
+    }
+
+    fn start_with(password: &str, tls: bool) -> Kamailio {
         assert!(
             Command::new("kamailio").arg("-v").stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
             "kamailio is not installed: run the suite through scripts/test.sh"
         );
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let tls = tls.then(|| (free_port(), make_certificates(dir.path())));
         let cfg = dir.path().join("kamailio.cfg");
-        std::fs::write(&cfg, config(port, password)).unwrap();
+        std::fs::write(&cfg, config(port, password, tls.as_ref().map(|(p, _)| (*p, dir.path())))).unwrap();
         let log = dir.path().join("kamailio.log");
         let child = Command::new("kamailio")
             .arg("-f").arg(&cfg)
@@ -46,7 +58,7 @@ impl Kamailio {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start kamailio");
-        let k = Kamailio { child, port, log, _dir: dir };
+        let k = Kamailio { child, port, tls, log, _dir: dir };
         k.wait_ready();
         k
     }
@@ -90,16 +102,45 @@ impl Drop for Kamailio {
     }
 }
 
-fn config(port: u16, password: &str) -> String {
+/// A test CA and a server certificate for 127.0.0.1 / localhost, with the openssl CLI.
+fn make_certificates(dir: &std::path::Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=Agent Helper Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]);
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-copy_extensions", "copy"]);
+    std::fs::write(
+        dir.join("tls.cfg"),
+        format!(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\nprivate_key = {d}/server.key\ncertificate = {d}/server.pem\n\n[client:default]\nverify_certificate = no\nrequire_certificate = no\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    dir.join("ca.pem")
+}
+
+fn config(port: u16, password: &str, tls: Option<(u16, &std::path::Path)>) -> String {
+    let (tls_listen, tls_module) = match tls {
+        Some((tls_port, dir)) => (
+            format!("enable_tls=yes\nlisten=tls:127.0.0.1:{tls_port}\n"),
+            format!("loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}/tls.cfg\")\n", dir.display()),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"#!KAMAILIO
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
-children=2
+{tls_listen}children=2
 tcp_children=2
 log_stderror=yes
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "tm.so"
+{tls_module}loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"

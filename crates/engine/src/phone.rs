@@ -2,11 +2,15 @@
 //! It feeds the sans-IO [`Registration`] and reports to the engine; it makes
 //! no decisions of its own beyond reconnecting a lost TCP connection.
 //!
-//! Today it registers one account with the first configured server over UDP
-//! or TCP. Inbound requests are answered statelessly until calls arrive:
-//! OPTIONS 200, INVITE 480, anything else 501.
+//! Today it registers one account with the first configured server over UDP,
+//! TCP or TLS ("secure phone": rustls, the system roots plus `sip.tls_ca_file`,
+//! the server's name or IP checked against its certificate). Inbound requests
+//! are answered statelessly until calls arrive: OPTIONS 200, INVITE 480,
+//! anything else 501.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_helper_config::{SipConfig, Transport as ConfigTransport};
@@ -16,7 +20,7 @@ use agent_helper_sip::ids::RandomIds;
 use agent_helper_sip::registration::{Registration, RegistrationConfig, RegistrationOutput, RegistrationState, Transport};
 use agent_helper_sip::transaction::Timers;
 use rsip::{SipMessage, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,14 +49,18 @@ pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
 enum Link {
     /// The socket and one receive buffer reused for every datagram.
     Udp(UdpSocket, Vec<u8>),
-    Tcp { writer: tokio::net::tcp::OwnedWriteHalf, incoming: mpsc::Receiver<Vec<u8>> },
+    /// TCP or TLS: a writer, and messages cut from the stream by a reader task.
+    Stream { writer: Box<dyn AsyncWrite + Send + Unpin>, incoming: mpsc::Receiver<Vec<u8>> },
 }
 
 impl Link {
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Link::Udp(s, _) => s.send(bytes).await.map(|_| ()),
-            Link::Tcp { writer, .. } => writer.write_all(bytes).await,
+            Link::Stream { writer, .. } => {
+                writer.write_all(bytes).await?;
+                writer.flush().await
+            }
         }
     }
 
@@ -69,7 +77,7 @@ impl Link {
                     }
                 }
             }
-            Link::Tcp { incoming, .. } => incoming.recv().await,
+            Link::Stream { incoming, .. } => incoming.recv().await,
         }
     }
 }
@@ -287,16 +295,30 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
             let local = s.local_addr().map_err(|e| fail(e.to_string()))?;
             (Link::Udp(s, vec![0u8; MAX_DATAGRAM]), local)
         }
-        Transport::Tcp => {
+        Transport::Tcp | Transport::Tls => {
             let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
                 .await
                 .map_err(|_| fail("connection timed out".into()))?
                 .map_err(|e| fail(e.to_string()))?;
             let local = s.local_addr().map_err(|e| fail(e.to_string()))?;
-            let (reader, writer) = s.into_split();
-            (Link::Tcp { writer, incoming: read_stream(reader) }, local)
+            if transport == Transport::Tcp {
+                let (reader, writer) = s.into_split();
+                (Link::Stream { writer: Box::new(writer), incoming: read_stream(reader) }, local)
+            } else {
+                let config = tls_config(t.sip.tls_ca_file.as_deref()).map_err(fail)?;
+                let name = rustls_pki_types::ServerName::try_from(server.host.clone())
+                    .map_err(|e| fail(format!("{:?} is not a TLS server name: {e}", server.host)))?;
+                let tls = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, s),
+                )
+                .await
+                .map_err(|_| fail("TLS handshake timed out".into()))?
+                .map_err(|e| fail(format!("TLS handshake failed: {e}")))?;
+                let (reader, writer) = tokio::io::split(tls);
+                (Link::Stream { writer: Box::new(writer), incoming: read_stream(reader) }, local)
+            }
         }
-        Transport::Tls => return Err(fail("TLS is not available in this build yet".into())),
     };
     let domain = if t.sip.domain.is_empty() { server.host.clone() } else { t.sip.domain.clone() };
     let cfg = RegistrationConfig {
@@ -317,7 +339,7 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
 
 /// A reader task cutting the TCP stream into messages; the channel closes when
 /// the connection does or the peer breaks the framing rules.
-fn read_stream(mut reader: tokio::net::tcp::OwnedReadHalf) -> mpsc::Receiver<Vec<u8>> {
+fn read_stream(mut reader: impl AsyncRead + Send + Unpin + 'static) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
         let mut framer = StreamFramer::default();
@@ -346,4 +368,30 @@ fn read_stream(mut reader: tokio::net::tcp::OwnedReadHalf) -> mpsc::Receiver<Vec
         }
     });
     rx
+}
+
+/// TLS client settings: the OS trust store plus the administrator's CA file.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A certificate the store cannot use is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted CA certificates (system store empty and no sip.tls_ca_file)".into());
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
