@@ -17,6 +17,7 @@ pub mod framing;
 pub mod ids;
 pub mod message;
 pub mod registration;
+pub mod sdp;
 pub mod transaction;
 
 pub use message::MessageError;
