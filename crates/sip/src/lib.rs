@@ -13,6 +13,7 @@
 //! - [`ids`]: branches, tags and nonces from a source the caller chooses.
 
 pub mod auth;
+pub mod call;
 pub mod framing;
 pub mod ids;
 pub mod message;

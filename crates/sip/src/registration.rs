@@ -428,7 +428,7 @@ impl Registration {
 
 /// RFC 3261 `user`: unreserved and user-unreserved characters as they are,
 /// everything else percent-encoded (an email-style login becomes `a%40b.c`).
-fn escape_user(user: &str) -> String {
+pub(crate) fn escape_user(user: &str) -> String {
     let mut out = String::with_capacity(user.len());
     for b in user.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) {

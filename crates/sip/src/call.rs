@@ -1,0 +1,788 @@
+//! One call: the INVITE dialog (RFC 3261 §12–§15, §9 CANCEL) in either
+//! direction, sans-IO.
+//!
+//! Outbound: INVITE with our SDP offer → provisional responses
+//! (`Progress`) → 2xx (`Answered`, ACK sent, `Confirmed`) or a failure
+//! (`Ended`). Hanging up before the answer CANCELs (after the first
+//! provisional, as §9.1 asks); after it, BYE.
+//!
+//! Inbound: the INVITE is answered with 100 and 180 at once (`Incoming`);
+//! `answer` sends 200 with our SDP answer and retransmits it until the ACK
+//! (§13.3.1.4), `reject` sends a final error; a CANCEL or a no-answer timeout
+//! ends it. BYE from either side ends a confirmed call.
+//!
+//! Re-INVITE (hold), INFO, REFER and session timers are not handled yet: such
+//! in-dialog requests are answered 501.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rsip::prelude::*;
+use rsip::{Header, Method, Request, Response, SipMessage, StatusCode};
+
+use crate::ids::Ids;
+use crate::message::{self, response_to, BRANCH_COOKIE};
+use crate::registration::Transport;
+use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::transaction::{ClientOutput, ClientTransaction, ServerOutput, ServerTransaction, Timers, TransactionKey};
+
+/// What every call of one account needs to build its messages.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub username: String,
+    pub domain: String,
+    pub display_name: Option<String>,
+    /// Our `host:port` for Via and Contact.
+    pub local: String,
+    pub transport: Transport,
+    pub user_agent: String,
+    pub timers: Timers,
+}
+
+impl Endpoint {
+    fn contact(&self) -> String {
+        format!("<sip:{}@{};transport={}>", crate::registration::escape_user(&self.username), self.local, self.transport.param())
+    }
+
+    fn via(&self, branch: &str) -> String {
+        format!("SIP/2.0/{} {};branch={branch};rport", self.transport.via_name(), self.local)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// Outbound INVITE sent.
+    Calling,
+    /// Outbound, a provisional response came.
+    Ringing,
+    /// Inbound, ringing here.
+    Incoming,
+    /// Inbound, 200 sent, waiting for the ACK.
+    Answering,
+    Confirmed,
+    /// BYE or CANCEL sent.
+    Ending,
+    Ended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A provisional response (180, 183) to our INVITE.
+    Progress { code: u16 },
+    /// 2xx received (outbound) or sent (inbound).
+    Answered,
+    /// ACK sent (outbound) or received (inbound): media may flow.
+    Confirmed,
+    /// `reason`: `local-hangup`, `remote-hangup`, `cancelled`, `rejected`,
+    /// `busy`, `timeout`, `no-answer`, `failed`.
+    Ended { reason: &'static str, sip_code: Option<u16> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallOutput {
+    Transmit(SipMessage),
+    Event(CallEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Message(#[from] message::MessageError),
+    #[error("cannot {0} in state {1:?}")]
+    WrongState(&'static str, CallState),
+    #[error("SDP: {0}")]
+    Sdp(#[from] sdp::SdpError),
+    #[error("invalid target {0:?}")]
+    BadTarget(String),
+}
+
+pub struct Call {
+    ep: Endpoint,
+    ids: Box<dyn Ids>,
+    outbound: bool,
+    state: CallState,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// `From` of outbound calls, `To` of inbound ones (without tag).
+    local_uri: String,
+    remote_uri: String,
+    local_cseq: u32,
+    remote_target: String,
+    route_set: Vec<String>,
+    invite: Request,
+    invite_client: Option<(TransactionKey, ClientTransaction)>,
+    invite_server: Option<(TransactionKey, ServerTransaction)>,
+    clients: Vec<(TransactionKey, ClientTransaction)>,
+    servers: Vec<(TransactionKey, ServerTransaction)>,
+    media: LocalMedia,
+    negotiated: Option<Negotiated>,
+    /// Inbound INVITE without SDP: our 200 carries the offer, the ACK the answer.
+    late_offer: bool,
+    ack: Option<Request>,
+    ok: Option<Response>,
+    ok_retransmit_at: Option<Instant>,
+    ok_interval: Duration,
+    ok_give_up_at: Option<Instant>,
+    no_answer_at: Option<Instant>,
+    cancel_wanted: bool,
+    provisional_seen: bool,
+    out: VecDeque<CallOutput>,
+}
+
+impl Call {
+    /// Starts an outbound call to `target` (a SIP URI) with our SDP offer.
+    pub fn outgoing(
+        now: Instant,
+        ep: Endpoint,
+        target: &str,
+        extra_headers: &[(String, String)],
+        media: LocalMedia,
+        mut ids: Box<dyn Ids>,
+    ) -> Result<Call, CallError> {
+        if !(target.starts_with("sip:") || target.starts_with("sips:")) || target.len() > 512 || target.contains(['\r', '\n', '<', '>', ' ']) {
+            return Err(CallError::BadTarget(target.to_owned()));
+        }
+        let call_id = ids.token();
+        let local_tag = ids.token();
+        let local_uri = format!("sip:{}@{}", crate::registration::escape_user(&ep.username), ep.domain);
+        let branch = format!("{BRANCH_COOKIE}{}", ids.token());
+        let body = sdp::offer(&media);
+        let from = match &ep.display_name {
+            Some(d) => format!("\"{}\" <{local_uri}>", d.replace(['"', '\\'], "")),
+            None => format!("<{local_uri}>"),
+        };
+        let mut text = format!(
+            "INVITE {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from};tag={local_tag}\r\nTo: <{target}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\n\
+             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\nUser-Agent: {ua}\r\nContent-Type: application/sdp\r\n",
+            via = ep.via(&branch),
+            contact = ep.contact(),
+            ua = ep.user_agent,
+        );
+        for (name, value) in extra_headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        let invite = Request::try_from(text.as_str()).map_err(|e| CallError::BadTarget(format!("{target}: {e}")))?;
+        let txn = ClientTransaction::new(now, invite.clone(), ep.transport.reliable(), ep.timers)
+            .map_err(|e| CallError::BadTarget(e.to_string()))?;
+        let key = TransactionKey::for_client(&invite)?;
+        let mut call = Call {
+            ids,
+            outbound: true,
+            state: CallState::Calling,
+            call_id,
+            local_tag,
+            remote_tag: None,
+            local_uri,
+            remote_uri: target.to_owned(),
+            local_cseq: 1,
+            remote_target: target.to_owned(),
+            route_set: Vec::new(),
+            invite,
+            invite_client: Some((key, txn)),
+            invite_server: None,
+            clients: Vec::new(),
+            servers: Vec::new(),
+            media,
+            negotiated: None,
+            late_offer: false,
+            ack: None,
+            ok: None,
+            ok_retransmit_at: None,
+            ok_interval: ep.timers.t1,
+            ok_give_up_at: None,
+            no_answer_at: None,
+            cancel_wanted: false,
+            provisional_seen: false,
+            out: VecDeque::new(),
+            ep,
+        };
+        call.drain(now);
+        Ok(call)
+    }
+
+    /// Takes an inbound INVITE: 100 and 180 go out at once. On error, the
+    /// response to send instead (400, 488 …) comes back.
+    pub fn incoming(
+        now: Instant,
+        ep: Endpoint,
+        invite: Request,
+        media: LocalMedia,
+        no_answer_after: Option<Duration>,
+        mut ids: Box<dyn Ids>,
+    ) -> Result<Call, Response> {
+        // What to answer instead when the INVITE cannot start a call. A request
+        // too broken even for a response gets an empty one, which the driver drops.
+        let reject = |code: u16| response_to(&invite, StatusCode::from(code), Some("x")).unwrap_or_default();
+        let call_id = invite.call_id_header().map(|c| c.value().to_owned());
+        let from = invite.from_header().map(|f| f.value().to_owned());
+        let to = invite.to_header().map(|t| t.value().to_owned());
+        let (Ok(call_id), Ok(from), Ok(to)) = (call_id, from, to) else { return Err(reject(400)) };
+        let remote_tag = tag_of(&from);
+        let key = TransactionKey::for_server(&invite).map_err(|_| reject(400))?;
+        let late_offer = invite.body.is_empty();
+        let negotiated = if late_offer {
+            None
+        } else {
+            let offer = sdp::parse(&invite.body).map_err(|_| reject(488))?;
+            Some(sdp::answer(&media, &offer).map_err(|_| reject(488))?.1)
+        };
+        let txn = ServerTransaction::new(now, invite.clone(), ep.transport.reliable(), ep.timers).map_err(|_| reject(400))?;
+        let remote_target = contact_uri(&invite).unwrap_or_else(|| uri_of(&from));
+        let route_set = record_routes(&invite);
+        let mut call = Call {
+            local_tag: ids.token(),
+            ids,
+            outbound: false,
+            state: CallState::Incoming,
+            call_id,
+            remote_tag,
+            local_uri: uri_of(&to),
+            remote_uri: uri_of(&from),
+            local_cseq: 0,
+            remote_target,
+            route_set,
+            invite,
+            invite_client: None,
+            invite_server: Some((key, txn)),
+            clients: Vec::new(),
+            servers: Vec::new(),
+            media,
+            negotiated,
+            late_offer,
+            ack: None,
+            ok: None,
+            ok_retransmit_at: None,
+            ok_interval: ep.timers.t1,
+            ok_give_up_at: None,
+            no_answer_at: no_answer_after.map(|d| now + d),
+            cancel_wanted: false,
+            provisional_seen: true,
+            out: VecDeque::new(),
+            ep,
+        };
+        let ringing = call.response(StatusCode::Ringing, None);
+        call.send_invite_response(now, ringing);
+        Ok(call)
+    }
+
+    // ----- getters -----
+
+    pub fn state(&self) -> CallState {
+        self.state
+    }
+
+    pub fn is_outbound(&self) -> bool {
+        self.outbound
+    }
+
+    /// The INVITE that started the call (ours or the peer's), for its headers.
+    pub fn invite(&self) -> &Request {
+        &self.invite
+    }
+
+    pub fn sip_call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    pub fn remote_uri(&self) -> &str {
+        &self.remote_uri
+    }
+
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// Ended, and no transaction is still absorbing retransmissions.
+    pub fn is_finished(&self) -> bool {
+        self.state == CallState::Ended
+            && self.invite_client.is_none()
+            && self.invite_server.is_none()
+            && self.clients.is_empty()
+            && self.servers.is_empty()
+    }
+
+    /// Whether `response` belongs to one of this call's client transactions.
+    pub fn owns_response(&self, response: &Response) -> bool {
+        let Ok(key) = TransactionKey::for_response(response) else { return false };
+        self.invite_client.as_ref().is_some_and(|(k, _)| *k == key) || self.clients.iter().any(|(k, _)| *k == key)
+    }
+
+    /// Whether `request` belongs to this call: a retransmission, a CANCEL of
+    /// our pending INVITE, or an in-dialog request.
+    pub fn owns_request(&self, request: &Request) -> bool {
+        if let Ok(key) = TransactionKey::for_server(request) {
+            if self.invite_server.as_ref().is_some_and(|(k, _)| *k == key) || self.servers.iter().any(|(k, _)| *k == key) {
+                return true;
+            }
+            if request.method == Method::Cancel {
+                let invite_key = TransactionKey { method: "INVITE".into(), ..key };
+                return self.invite_server.as_ref().is_some_and(|(k, _)| *k == invite_key);
+            }
+        }
+        let Ok(call_id) = request.call_id_header() else { return false };
+        if call_id.value() != self.call_id {
+            return false;
+        }
+        let to_tag = request.to_header().ok().and_then(|t| tag_of(t.value()));
+        let from_tag = request.from_header().ok().and_then(|f| tag_of(f.value()));
+        to_tag.as_deref() == Some(self.local_tag.as_str()) && from_tag == self.remote_tag
+    }
+
+    // ----- commands -----
+
+    /// Answers a ringing inbound call.
+    pub fn answer(&mut self, now: Instant) -> Result<(), CallError> {
+        if self.state != CallState::Incoming {
+            return Err(CallError::WrongState("answer", self.state));
+        }
+        let body = if self.late_offer {
+            sdp::offer(&self.media)
+        } else {
+            let offer = sdp::parse(&self.invite.body)?;
+            let (text, negotiated) = sdp::answer(&self.media, &offer)?;
+            self.negotiated = Some(negotiated);
+            text
+        };
+        let ok = self.response(StatusCode::OK, Some(body));
+        self.no_answer_at = None;
+        self.state = CallState::Answering;
+        self.send_invite_response(now, ok.clone());
+        // The TU retransmits 2xx until the ACK (RFC 3261 §13.3.1.4).
+        self.ok = Some(ok);
+        self.ok_interval = self.ep.timers.t1;
+        self.ok_retransmit_at = (!self.ep.transport.reliable()).then(|| now + self.ok_interval);
+        self.ok_give_up_at = Some(now + self.ep.timers.sixty_four_t1());
+        self.out.push_back(CallOutput::Event(CallEvent::Answered));
+        Ok(())
+    }
+
+    /// Rejects a ringing inbound call (486 Busy Here, 603 Decline, 480 …).
+    pub fn reject(&mut self, now: Instant, code: u16) -> Result<(), CallError> {
+        if self.state != CallState::Incoming {
+            return Err(CallError::WrongState("reject", self.state));
+        }
+        let code = if (400..700).contains(&code) { code } else { 486 };
+        self.finish_inbound(now, code, "rejected");
+        Ok(())
+    }
+
+    /// Ends the call whatever its state: CANCEL, a rejection or BYE.
+    pub fn hangup(&mut self, now: Instant) {
+        match self.state {
+            CallState::Calling | CallState::Ringing => {
+                self.cancel_wanted = true;
+                self.state = CallState::Ending;
+                if self.provisional_seen {
+                    self.send_cancel(now);
+                }
+            }
+            CallState::Incoming => self.finish_inbound(now, 603, "local-hangup"),
+            CallState::Answering | CallState::Confirmed => {
+                self.ok_retransmit_at = None;
+                self.ok_give_up_at = None;
+                self.send_bye(now);
+                self.end("local-hangup", None);
+            }
+            CallState::Ending | CallState::Ended => {}
+        }
+        self.drain(now);
+    }
+
+    // ----- inputs -----
+
+    pub fn handle_response(&mut self, now: Instant, response: Response) {
+        let Ok(key) = TransactionKey::for_response(&response) else { return };
+        if let Some((k, txn)) = &mut self.invite_client {
+            if *k == key {
+                txn.handle_response(now, response);
+                self.drain(now);
+                return;
+            }
+        }
+        if let Some((_, txn)) = self.clients.iter_mut().find(|(k, _)| *k == key) {
+            txn.handle_response(now, response);
+        }
+        self.drain(now);
+    }
+
+    pub fn handle_request(&mut self, now: Instant, request: Request) {
+        // Retransmissions and the ACK of a non-2xx go to their transaction.
+        if let Ok(key) = TransactionKey::for_server(&request) {
+            if let Some((k, txn)) = &mut self.invite_server {
+                if *k == key && !(request.method == Method::Ack && self.state == CallState::Answering) {
+                    txn.handle_request(now, request);
+                    self.drain(now);
+                    return;
+                }
+            }
+            if let Some((_, txn)) = self.servers.iter_mut().find(|(k, _)| *k == key) {
+                txn.handle_request(now, request);
+                self.drain(now);
+                return;
+            }
+        }
+        match request.method {
+            Method::Ack => {
+                // The ACK of our 2xx (its own branch, in the dialog).
+                if self.state == CallState::Answering {
+                    self.ok_retransmit_at = None;
+                    self.ok_give_up_at = None;
+                    if self.late_offer {
+                        if let Ok(answer) = sdp::parse(&request.body) {
+                            self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
+                        }
+                    }
+                    self.state = CallState::Confirmed;
+                    self.out.push_back(CallOutput::Event(CallEvent::Confirmed));
+                }
+            }
+            Method::Cancel => {
+                self.respond_new(now, &request, 200);
+                // 200 for the CANCEL goes out before the INVITE's 487 (§9.2).
+                self.drain(now);
+                if self.state == CallState::Incoming {
+                    self.finish_inbound(now, 487, "cancelled");
+                }
+            }
+            Method::Bye => {
+                self.respond_new(now, &request, 200);
+                if self.state != CallState::Ended {
+                    self.ok_retransmit_at = None;
+                    self.ok_give_up_at = None;
+                    self.end("remote-hangup", None);
+                }
+            }
+            _ => self.respond_new(now, &request, 501),
+        }
+        self.drain(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((_, t)) = &mut self.invite_client {
+            if t.poll_timeout().is_some_and(|d| d <= now) {
+                t.handle_timeout(now);
+            }
+        }
+        if let Some((_, t)) = &mut self.invite_server {
+            if t.poll_timeout().is_some_and(|d| d <= now) {
+                t.handle_timeout(now);
+            }
+        }
+        for (_, t) in &mut self.clients {
+            if t.poll_timeout().is_some_and(|d| d <= now) {
+                t.handle_timeout(now);
+            }
+        }
+        for (_, t) in &mut self.servers {
+            if t.poll_timeout().is_some_and(|d| d <= now) {
+                t.handle_timeout(now);
+            }
+        }
+        if let Some(at) = self.ok_retransmit_at.filter(|t| *t <= now) {
+            if let Some(ok) = self.ok.clone() {
+                self.out.push_back(CallOutput::Transmit(SipMessage::Response(ok)));
+            }
+            self.ok_interval = (self.ok_interval * 2).min(self.ep.timers.t2);
+            self.ok_retransmit_at = Some(at + self.ok_interval);
+        }
+        if self.ok_give_up_at.is_some_and(|t| t <= now) {
+            // No ACK for our 200: the call cannot be established (§13.3.1.4).
+            self.ok_retransmit_at = None;
+            self.ok_give_up_at = None;
+            self.send_bye(now);
+            self.end("failed", Some(408));
+        }
+        if self.no_answer_at.is_some_and(|t| t <= now) && self.state == CallState::Incoming {
+            self.finish_inbound(now, 480, "no-answer");
+        }
+        self.drain(now);
+    }
+
+    // ----- outputs -----
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let txns = self
+            .invite_client
+            .iter()
+            .filter_map(|(_, t)| t.poll_timeout())
+            .chain(self.invite_server.iter().filter_map(|(_, t)| t.poll_timeout()))
+            .chain(self.clients.iter().filter_map(|(_, t)| t.poll_timeout()))
+            .chain(self.servers.iter().filter_map(|(_, t)| t.poll_timeout()));
+        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at].into_iter().flatten()).min()
+    }
+
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.out.pop_front()
+    }
+
+    // ----- internals -----
+
+    fn end(&mut self, reason: &'static str, sip_code: Option<u16>) {
+        if self.state != CallState::Ended {
+            self.state = CallState::Ended;
+            self.no_answer_at = None;
+            self.out.push_back(CallOutput::Event(CallEvent::Ended { reason, sip_code }));
+        }
+    }
+
+    fn finish_inbound(&mut self, now: Instant, code: u16, reason: &'static str) {
+        let resp = self.response(StatusCode::from(code), None);
+        self.send_invite_response(now, resp);
+        self.end(reason, Some(code));
+    }
+
+    /// A response to the INVITE, with our To tag and Contact.
+    fn response(&self, status: StatusCode, sdp_body: Option<String>) -> Response {
+        let mut r = response_to(&self.invite, status, Some(&self.local_tag)).unwrap_or_default();
+        r.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        for h in self.invite.headers.iter() {
+            if let Header::RecordRoute(_) = h {
+                r.headers.push(h.clone());
+            }
+        }
+        r.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
+        r.headers.push(Header::UserAgent(rsip::headers::UserAgent::new(self.ep.user_agent.clone())));
+        match sdp_body {
+            Some(body) => {
+                r.headers.push(Header::ContentType(rsip::headers::ContentType::new("application/sdp")));
+                r.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(body.len() as u32)));
+                r.body = body.into_bytes();
+            }
+            None => r.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32))),
+        }
+        r
+    }
+
+    fn send_invite_response(&mut self, now: Instant, response: Response) {
+        if let Some((_, txn)) = &mut self.invite_server {
+            let _ = txn.send_response(now, response);
+        }
+        self.drain(now);
+    }
+
+    /// Answers a request that starts a transaction of its own (BYE, CANCEL …).
+    fn respond_new(&mut self, now: Instant, request: &Request, code: u16) {
+        let (Ok(key), Ok(resp)) = (TransactionKey::for_server(request), response_to(request, StatusCode::from(code), Some(&self.local_tag)))
+        else {
+            return;
+        };
+        if let Ok(mut txn) = ServerTransaction::new(now, request.clone(), self.ep.transport.reliable(), self.ep.timers) {
+            let _ = txn.send_response(now, resp);
+            self.servers.push((key, txn));
+        }
+    }
+
+    /// A request inside the dialog (BYE): Request-URI the remote target, Route the route set.
+    fn in_dialog(&mut self, method: Method) -> Option<Request> {
+        self.local_cseq += 1;
+        let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
+        let remote_tag = self.remote_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
+        let (from, to) = (format!("<{}>;tag={}", self.local_uri, self.local_tag), format!("<{}>{remote_tag}", self.remote_uri));
+        let mut text = format!(
+            "{method} {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {seq} {method}\r\n",
+            target = self.remote_target,
+            via = self.ep.via(&branch),
+            cid = self.call_id,
+            seq = self.local_cseq,
+        );
+        for r in &self.route_set {
+            text.push_str(&format!("Route: {r}\r\n"));
+        }
+        text.push_str(&format!("User-Agent: {}\r\nContent-Length: 0\r\n\r\n", self.ep.user_agent));
+        Request::try_from(text.as_str()).ok()
+    }
+
+    fn send_bye(&mut self, now: Instant) {
+        let Some(bye) = self.in_dialog(Method::Bye) else { return };
+        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&bye), ClientTransaction::new(now, bye.clone(), self.ep.transport.reliable(), self.ep.timers)) {
+            self.clients.push((key, txn));
+        }
+    }
+
+    /// CANCEL of our INVITE (§9.1): same Request-URI, Call-ID, From, To, top Via and CSeq number.
+    fn send_cancel(&mut self, now: Instant) {
+        let inv = &self.invite;
+        let mut headers = rsip::Headers::default();
+        for h in inv.headers.iter() {
+            match h {
+                Header::Via(_) if !headers.iter().any(|h| matches!(h, Header::Via(_))) => headers.push(h.clone()),
+                Header::From(_) | Header::To(_) | Header::CallId(_) | Header::Route(_) | Header::MaxForwards(_) => headers.push(h.clone()),
+                _ => {}
+            }
+        }
+        headers.push(Header::CSeq(rsip::typed::CSeq { seq: 1, method: Method::Cancel }.into()));
+        headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
+        let cancel = Request { method: Method::Cancel, uri: inv.uri.clone(), version: rsip::Version::V2, headers, body: vec![] };
+        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&cancel), ClientTransaction::new(now, cancel.clone(), self.ep.transport.reliable(), self.ep.timers)) {
+            self.clients.push((key, txn));
+        }
+    }
+
+    /// The ACK of a 2xx: a new request in the dialog with the INVITE's CSeq number.
+    fn ack_for_2xx(&mut self) -> Option<Request> {
+        let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
+        let remote_tag = self.remote_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
+        let mut text = format!(
+            "ACK {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <{local}>;tag={ltag}\r\nTo: <{remote}>{remote_tag}\r\nCall-ID: {cid}\r\nCSeq: 1 ACK\r\n",
+            target = self.remote_target,
+            via = self.ep.via(&branch),
+            local = self.local_uri,
+            ltag = self.local_tag,
+            remote = self.remote_uri,
+            cid = self.call_id,
+        );
+        for r in &self.route_set {
+            text.push_str(&format!("Route: {r}\r\n"));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        Request::try_from(text.as_str()).ok()
+    }
+
+    /// Moves transaction outputs out and reacts to responses for the TU.
+    fn drain(&mut self, now: Instant) {
+        let mut responses = Vec::new();
+        let mut invite_timeout = false;
+        if let Some((_, t)) = &mut self.invite_client {
+            while let Some(o) = t.poll_output() {
+                match o {
+                    ClientOutput::Transmit(m) => self.out.push_back(CallOutput::Transmit(m)),
+                    ClientOutput::Response(r) => responses.push(r),
+                    ClientOutput::Timeout => invite_timeout = true,
+                }
+            }
+            if t.is_terminated() {
+                self.invite_client = None;
+            }
+        }
+        if let Some((_, t)) = &mut self.invite_server {
+            while let Some(o) = t.poll_output() {
+                if let ServerOutput::Transmit(m) = o {
+                    self.out.push_back(CallOutput::Transmit(m));
+                }
+            }
+            if t.is_terminated() {
+                self.invite_server = None;
+            }
+        }
+        for (_, t) in &mut self.clients {
+            while let Some(o) = t.poll_output() {
+                if let ClientOutput::Transmit(m) = o {
+                    self.out.push_back(CallOutput::Transmit(m));
+                }
+            }
+        }
+        self.clients.retain(|(_, t)| !t.is_terminated());
+        for (_, t) in &mut self.servers {
+            while let Some(ServerOutput::Transmit(m)) = t.poll_output() {
+                self.out.push_back(CallOutput::Transmit(m));
+            }
+        }
+        self.servers.retain(|(_, t)| !t.is_terminated());
+
+        for r in responses {
+            self.on_invite_response(now, r);
+        }
+        if invite_timeout {
+            self.end("timeout", Some(408));
+        }
+    }
+
+    fn on_invite_response(&mut self, now: Instant, r: Response) {
+        let code = r.status_code.code();
+        match code {
+            100 => {}
+            101..=199 => {
+                self.provisional_seen = true;
+                if self.cancel_wanted {
+                    self.send_cancel(now);
+                    self.drain(now);
+                } else if self.state == CallState::Calling || self.state == CallState::Ringing {
+                    self.state = CallState::Ringing;
+                    self.out.push_back(CallOutput::Event(CallEvent::Progress { code }));
+                }
+            }
+            200..=299 => {
+                let first = self.ack.is_none();
+                if first {
+                    self.remote_tag = r.to_header().ok().and_then(|t| tag_of(t.value()));
+                    if let Some(c) = contact_uri(&r) {
+                        self.remote_target = c;
+                    }
+                    let mut routes = record_routes(&r);
+                    routes.reverse();
+                    self.route_set = routes;
+                    if let Ok(answer) = sdp::parse(&r.body) {
+                        self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
+                    }
+                    self.ack = self.ack_for_2xx();
+                }
+                if let Some(ack) = self.ack.clone() {
+                    self.out.push_back(CallOutput::Transmit(SipMessage::Request(ack)));
+                }
+                if first {
+                    if self.cancel_wanted {
+                        // The 200 crossed our CANCEL: end the call properly (§9.1).
+                        self.send_bye(now);
+                        self.drain(now);
+                        self.end("cancelled", None);
+                    } else {
+                        self.state = CallState::Confirmed;
+                        self.out.push_back(CallOutput::Event(CallEvent::Answered));
+                        self.out.push_back(CallOutput::Event(CallEvent::Confirmed));
+                    }
+                }
+            }
+            _ => {
+                let reason = match code {
+                    487 => "cancelled",
+                    486 | 600 => "busy",
+                    408 | 480 => "no-answer",
+                    _ => "rejected",
+                };
+                self.end(reason, Some(code));
+            }
+        }
+    }
+}
+
+/// `tag` parameter of a From/To value.
+fn tag_of(value: &str) -> Option<String> {
+    let params = value.rsplit_once('>').map_or(value, |(_, p)| p);
+    params.split(';').find_map(|p| p.trim().strip_prefix("tag=")).map(|t| t.trim().to_owned())
+}
+
+/// The URI inside `<…>` (or up to the first `;`).
+fn uri_of(value: &str) -> String {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].to_owned(),
+        _ => value.split(';').next().unwrap_or(value).trim().to_owned(),
+    }
+}
+
+fn contact_uri(m: &impl HeadersExt) -> Option<String> {
+    m.headers().iter().find_map(|h| match h {
+        Header::Contact(c) => Some(uri_of(c.value())),
+        _ => None,
+    })
+}
+
+/// Record-Route entries in message order (each `<uri;lr>`), split at commas.
+fn record_routes(m: &impl HeadersExt) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in m.headers().iter() {
+        if let Header::RecordRoute(r) = h {
+            for part in r.value().split(',') {
+                let part = part.trim();
+                if !part.is_empty() {
+                    out.push(if part.starts_with('<') { part.to_owned() } else { format!("<{part}>") });
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,220 @@
+//! Two `Call`s, one per side, passing messages to each other in memory on a
+//! virtual clock: the whole INVITE dialog without a network.
+
+use std::time::{Duration, Instant};
+
+use agent_helper_sip::call::*;
+use agent_helper_sip::ids::SequentialIds;
+use agent_helper_sip::registration::Transport;
+use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
+use agent_helper_sip::transaction::Timers;
+use rsip::{Method, SipMessage};
+
+fn ep(user: &str, local: &str, transport: Transport) -> Endpoint {
+    Endpoint {
+        username: user.into(),
+        domain: "example.com".into(),
+        display_name: Some("Agent".into()),
+        local: local.into(),
+        transport,
+        user_agent: "test".into(),
+        timers: Timers::default(),
+    }
+}
+
+fn media(port: u16, codecs: &[(u8, &str)]) -> LocalMedia {
+    LocalMedia {
+        address: "127.0.0.1".parse().unwrap(),
+        rtp_port: port,
+        codecs: codecs.iter().map(|(pt, n)| AudioCodec::new(*pt, n, 8000, 1)).collect(),
+        telephone_event: 101,
+        direction: Direction::SendRecv,
+        session_id: 1,
+        version: 1,
+    }
+}
+
+fn ids(prefix: u64) -> Box<SequentialIds> {
+    let mut ids = SequentialIds::default();
+    for _ in 0..prefix {
+        use agent_helper_sip::ids::Ids;
+        ids.token();
+    }
+    Box::new(ids)
+}
+
+/// Drains a call: messages sent, events raised.
+fn drain(c: &mut Call) -> (Vec<SipMessage>, Vec<CallEvent>) {
+    let (mut sent, mut events) = (vec![], vec![]);
+    while let Some(o) = c.poll_output() {
+        match o {
+            CallOutput::Transmit(m) => sent.push(m),
+            CallOutput::Event(e) => events.push(e),
+        }
+    }
+    (sent, events)
+}
+
+/// Delivers `msgs` to `to`.
+fn deliver(to: &mut Call, now: Instant, msgs: Vec<SipMessage>) {
+    for m in msgs {
+        match m {
+            SipMessage::Request(r) => {
+                assert!(to.owns_request(&r), "request not recognised: {r}");
+                to.handle_request(now, r)
+            }
+            SipMessage::Response(r) => {
+                assert!(to.owns_response(&r), "response not recognised: {r}");
+                to.handle_response(now, r)
+            }
+        }
+    }
+}
+
+fn start(t0: Instant, transport: Transport) -> (Call, Call) {
+    let mut a = Call::outgoing(t0, ep("alice", "10.0.0.1:5070", transport), "sip:bob@example.com", &[("X-Customer-Info".into(), r#"{"name":"Ann"}"#.into())], media(4000, &[(8, "PCMA"), (0, "PCMU")]), ids(0)).unwrap();
+    let (sent, events) = drain(&mut a);
+    assert!(events.is_empty());
+    let SipMessage::Request(invite) = sent.into_iter().next().unwrap() else { panic!() };
+    assert_eq!(invite.method, Method::Invite);
+    let text = invite.to_string();
+    assert!(text.contains("X-Customer-Info: {\"name\":\"Ann\"}") && text.contains("m=audio 4000 RTP/AVP 8 0 101"), "{text}");
+    let b = Call::incoming(t0, ep("bob", "10.0.0.2:5080", transport), invite, media(6000, &[(0, "PCMU")]), Some(Duration::from_secs(60)), ids(100)).unwrap();
+    (a, b)
+}
+
+#[test]
+fn outbound_call_rings_is_answered_confirmed_and_hung_up() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = start(t0, Transport::Udp);
+    assert_eq!(b.state(), CallState::Incoming);
+    let (sent, _) = drain(&mut b);
+    let codes: Vec<u16> = sent.iter().map(|m| match m { SipMessage::Response(r) => r.status_code.code(), _ => 0 }).collect();
+    assert_eq!(codes, [100, 180]);
+    deliver(&mut a, t0, sent);
+    assert_eq!(drain(&mut a).1, [CallEvent::Progress { code: 180 }]);
+    assert_eq!(a.state(), CallState::Ringing);
+
+    b.answer(t0).unwrap();
+    let (sent, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::Answered]);
+    assert_eq!(b.negotiated().unwrap().codec.name, "PCMU", "the only codec in common");
+    deliver(&mut a, t0, sent);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events, [CallEvent::Answered, CallEvent::Confirmed]);
+    assert_eq!(a.negotiated().unwrap().remote_port, 6000);
+    let SipMessage::Request(ack) = &sent[0] else { panic!() };
+    assert_eq!(ack.method, Method::Ack);
+    assert!(ack.uri.to_string().contains("10.0.0.2:5080"), "ACK goes to the Contact: {ack}");
+    deliver(&mut b, t0, sent);
+    assert_eq!(drain(&mut b).1, [CallEvent::Confirmed]);
+    assert_eq!((a.state(), b.state()), (CallState::Confirmed, CallState::Confirmed));
+
+    let t1 = t0 + Duration::from_secs(30);
+    a.hangup(t1);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events, [CallEvent::Ended { reason: "local-hangup", sip_code: None }]);
+    deliver(&mut b, t1, sent);
+    let (sent, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::Ended { reason: "remote-hangup", sip_code: None }]);
+    deliver(&mut a, t1, sent);
+    // Both finish once their transactions have absorbed retransmissions.
+    for c in [&mut a, &mut b] {
+        while let Some(t) = c.poll_timeout() {
+            c.handle_timeout(t);
+            drain(c);
+        }
+        assert!(c.is_finished());
+    }
+}
+
+#[test]
+fn inbound_200_is_retransmitted_until_the_ack() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = start(t0, Transport::Udp);
+    drain(&mut b);
+    b.answer(t0).unwrap();
+    let (first, _) = drain(&mut b);
+    // The ACK is lost twice: 200 goes out again at T1 and 3·T1.
+    let mut resent = 0;
+    for at in [500u64, 1500] {
+        b.handle_timeout(t0 + Duration::from_millis(at));
+        resent += drain(&mut b).0.len();
+    }
+    assert_eq!(resent, 2);
+    deliver(&mut a, t0, first);
+    let (ack, _) = drain(&mut a);
+    deliver(&mut b, t0 + Duration::from_secs(2), ack);
+    assert_eq!(b.state(), CallState::Confirmed);
+    assert!(b.poll_timeout().is_none_or(|t| t > t0 + Duration::from_secs(2)));
+}
+
+#[test]
+fn reject_busy_and_cancel_before_answer() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = start(t0, Transport::Tcp);
+    let (ringing, _) = drain(&mut b);
+    deliver(&mut a, t0, ringing);
+    drain(&mut a);
+    b.reject(t0, 486).unwrap();
+    let (sent, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::Ended { reason: "rejected", sip_code: Some(486) }]);
+    deliver(&mut a, t0, sent);
+    let (ack, events) = drain(&mut a);
+    assert_eq!(events, [CallEvent::Ended { reason: "busy", sip_code: Some(486) }]);
+    assert!(matches!(&ack[0], SipMessage::Request(r) if r.method == Method::Ack), "non-2xx ACK from the transaction");
+
+    // CANCEL: caller hangs up while it rings.
+    let (mut a, mut b) = start(t0, Transport::Udp);
+    let (ringing, _) = drain(&mut b);
+    deliver(&mut a, t0, ringing);
+    drain(&mut a);
+    a.hangup(t0 + Duration::from_secs(3));
+    let (sent, _) = drain(&mut a);
+    let SipMessage::Request(cancel) = &sent[0] else { panic!() };
+    assert_eq!(cancel.method, Method::Cancel);
+    deliver(&mut b, t0, sent);
+    let (sent, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::Ended { reason: "cancelled", sip_code: Some(487) }]);
+    let codes: Vec<u16> = sent.iter().map(|m| match m { SipMessage::Response(r) => r.status_code.code(), _ => 0 }).collect();
+    assert_eq!(codes, [200, 487], "200 for the CANCEL, 487 for the INVITE");
+    deliver(&mut a, t0, sent);
+    assert_eq!(drain(&mut a).1, [CallEvent::Ended { reason: "cancelled", sip_code: Some(487) }]);
+}
+
+#[test]
+fn unanswered_inbound_call_ends_with_480_after_the_no_answer_timeout() {
+    let t0 = Instant::now();
+    let (_a, mut b) = start(t0, Transport::Udp);
+    drain(&mut b);
+    b.handle_timeout(t0 + Duration::from_secs(59));
+    assert_eq!(drain(&mut b).1, []);
+    b.handle_timeout(t0 + Duration::from_secs(60));
+    let (sent, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::Ended { reason: "no-answer", sip_code: Some(480) }]);
+    assert!(matches!(&sent[0], SipMessage::Response(r) if r.status_code.code() == 480));
+}
+
+#[test]
+fn outbound_call_without_answer_times_out() {
+    let t0 = Instant::now();
+    let mut a = Call::outgoing(t0, ep("alice", "10.0.0.1:5070", Transport::Udp), "sip:nobody@example.com", &[], media(4000, &[(0, "PCMU")]), ids(0)).unwrap();
+    drain(&mut a);
+    let mut events = vec![];
+    while let Some(t) = a.poll_timeout() {
+        a.handle_timeout(t);
+        events.extend(drain(&mut a).1);
+    }
+    assert_eq!(events, [CallEvent::Ended { reason: "timeout", sip_code: Some(408) }]);
+    assert!(Call::outgoing(t0, ep("a", "h:1", Transport::Udp), "bob\r\nVia: x", &[], media(1, &[(0, "PCMU")]), ids(0)).is_err());
+}
+
+#[test]
+fn an_offer_without_a_common_codec_is_refused_with_488() {
+    let t0 = Instant::now();
+    let mut a = Call::outgoing(t0, ep("alice", "10.0.0.1:5070", Transport::Udp), "sip:bob@example.com", &[], media(4000, &[(18, "G729")]), ids(0)).unwrap();
+    let (sent, _) = drain(&mut a);
+    let SipMessage::Request(invite) = sent.into_iter().next().unwrap() else { panic!() };
+    let refusal = Call::incoming(t0, ep("bob", "10.0.0.2:5080", Transport::Udp), invite, media(6000, &[(0, "PCMU")]), None, ids(100)).err().unwrap();
+    assert_eq!(refusal.status_code.code(), 488);
+}
