@@ -141,6 +141,7 @@ tcp_children=2
 log_stderror=yes
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 {tls_module}loadmodule "tm.so"
+loadmodule "rr.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
@@ -165,7 +166,17 @@ request_route {{
     if (!save("location")) sl_reply_error();
     exit;
   }}
-  sl_send_reply("404","Not Found");
+  if (has_totag()) {{
+    if (loose_route()) {{ t_relay(); exit; }}
+    if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    sl_send_reply("404","Not here");
+    exit;
+  }}
+  if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+  xlog("L_ERR", "AH-CALL $rm from=$fU to=$rU\n");
+  record_route();
+  if (!lookup("location")) {{ sl_send_reply("404","Not Found"); exit; }}
+  t_relay();
 }}
 "#
     )

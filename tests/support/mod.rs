@@ -4,6 +4,7 @@
 //! deadline, never fixed sleeps.
 #![allow(dead_code)]
 
+pub mod baresip;
 pub mod kamailio;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -22,6 +22,7 @@ pub use error::{ConfigError, Problem};
 pub use layers::{load, LoadedConfig};
 pub use policy::{policy_file, system_policy_file, POLICY_ENV};
 pub use schema::{
+    check_header,
     AudioConfig, BrowserConfig, CallsConfig, Codec, CodecsConfig, Config, DtmfConfig, DtmfMode,
     FailoverMode, LogConfig, MonitoringConfig, RecordingConfig, SipConfig, SipServer, SrtpMode,
     Transport, KEYS,

@@ -411,7 +411,9 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c))
 }
 
-fn check_header(name: &str, value: &str) -> Result<(), String> {
+/// A custom SIP header from config or from `call{headers}`: a token name the
+/// stack does not write itself, and a one-line value of at most 1024 characters.
+pub fn check_header(name: &str, value: &str) -> Result<(), String> {
     if !is_token(name) {
         return Err(format!("{name:?} is not a valid header name"));
     }

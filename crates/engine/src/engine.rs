@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::account::{valid_password, valid_username, Account, RememberedAccount, StateFile};
-use crate::phone::{PhoneCommand, PhoneEvent};
+use crate::phone::{CallUpdate, PhoneCommand, PhoneEvent};
 use agent_helper_sip::registration::{Failure, RegistrationState};
 
 /// A connection to the local API, numbered by the driver.
@@ -78,6 +78,9 @@ pub struct Engine {
     events: VecDeque<Event>,
     registration: m::RegistrationStatus,
     phone: VecDeque<PhoneCommand>,
+    /// Calls in progress, in the order they started.
+    calls: Vec<m::CallStatus>,
+    next_call: u64,
 }
 
 impl Engine {
@@ -101,6 +104,8 @@ impl Engine {
             events: VecDeque::new(),
             registration: m::RegistrationStatus { state: "not-configured".into(), ..Default::default() },
             phone: VecDeque::new(),
+            calls: Vec::new(),
+            next_call: 1,
         };
         let job = state.account.filter(|a| a.remembered).map(|a| {
             engine.account = Some(Account { username: a.username.clone(), password: None, remembered: true });
@@ -140,6 +145,10 @@ impl Engine {
             m::GET_CONFIG => to_value(self.config_view()),
             m::SET_CONFIG => self.set_config(params),
             m::COLLECT_DIAGNOSTICS => return self.collect_diagnostics(now),
+            m::CALL => self.call(params),
+            m::ANSWER_CALL => self.call_command(m::ANSWER_CALL, params, "incoming", |call_id| PhoneCommand::Answer { call_id }),
+            m::END_CALL => self.call_command(m::END_CALL, params, "", |call_id| PhoneCommand::Hangup { call_id }),
+            m::REJECT_CALL => self.reject_call(params),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
                 format!("unknown method {other:?}; `hello` lists the methods this helper offers"),
@@ -194,6 +203,7 @@ impl Engine {
             log_level: self.logging.level(),
             account: self.account.as_ref().map(Account::status),
             registration: self.registration.clone(),
+            calls: self.calls.clone(),
             clients: self.clients.len(),
         }
     }
@@ -413,7 +423,7 @@ impl Engine {
         self.phone.push_back(PhoneCommand::Register {
             username: username.clone(),
             password: password.clone(),
-            sip: self.config.effective.sip.clone(),
+            config: Box::new(self.config.effective.clone()),
         });
     }
 
@@ -462,6 +472,7 @@ impl Engine {
                     _ => {}
                 }
             }
+            PhoneEvent::Call { call_id, update } => return self.on_call_update(call_id, update),
             PhoneEvent::Unreachable { server, message } => {
                 next.state = "failed".into();
                 next.server = Some(server);
@@ -478,6 +489,133 @@ impl Engine {
             if !(was.state == "failed" && kind != "connection-restored" && was.error == self.registration.error) {
                 tracing::warn!(error = kind, %message, "phone");
                 self.emit(ev::PHONE_ERROR, ev::PhoneError { error: kind.into(), message, sip_code });
+            }
+        }
+    }
+
+    // ----- calls -----
+
+    fn call(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::CallParams = m::parse_params(m::CALL, params)?;
+        let target = p.target.trim();
+        let valid = !target.is_empty()
+            && target.len() <= 256
+            && !target.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"'));
+        if !valid {
+            return Err(ApiError::new(ErrorCode::InvalidParams, format!("call: target {target:?} is not a SIP URI, user or number")));
+        }
+        if p.headers.len() > 32 {
+            return Err(ApiError::new(ErrorCode::InvalidParams, "call: at most 32 headers"));
+        }
+        for (name, value) in &p.headers {
+            agent_helper_config::check_header(name, value)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidParams, format!("call: headers: {e}")))?;
+        }
+        if self.registration.state != "registered" {
+            return Err(ApiError::new(
+                ErrorCode::NotRegistered,
+                format!("call: the phone is not registered (registration is {})", self.registration.state),
+            ));
+        }
+        let call_id = format!("o-{}", self.next_call);
+        self.next_call += 1;
+        tracing::info!(call_id, target, "call");
+        self.calls.push(m::CallStatus {
+            call_id: call_id.clone(),
+            direction: "outbound".into(),
+            state: "calling".into(),
+            remote: target.to_owned(),
+            codec: None,
+        });
+        self.phone.push_back(PhoneCommand::Dial {
+            call_id: call_id.clone(),
+            target: target.to_owned(),
+            headers: p.headers.into_iter().collect(),
+        });
+        Ok(json!({ "callId": call_id }))
+    }
+
+    /// The call named by `callId`, or the only call in `state` (any state when empty).
+    fn pick_call(&self, method: &str, call_id: Option<String>, state: &str) -> Result<String, ApiError> {
+        match call_id {
+            Some(id) if self.calls.iter().any(|c| c.call_id == id) => Ok(id),
+            Some(id) => Err(ApiError::new(ErrorCode::NoSuchCall, format!("{method}: no call {id:?}"))),
+            None => {
+                let mut fitting = self.calls.iter().filter(|c| state.is_empty() || c.state == state);
+                match (fitting.next(), fitting.next()) {
+                    (Some(c), None) => Ok(c.call_id.clone()),
+                    (None, _) => Err(ApiError::new(ErrorCode::NoSuchCall, format!("{method}: no call to act on"))),
+                    (Some(_), Some(_)) => Err(ApiError::new(ErrorCode::InvalidParams, format!("{method}: several calls; give callId"))),
+                }
+            }
+        }
+    }
+
+    fn call_command(
+        &mut self,
+        method: &str,
+        params: Value,
+        state: &str,
+        command: impl FnOnce(String) -> PhoneCommand,
+    ) -> Result<Value, ApiError> {
+        let p: m::CallIdParams = m::parse_params(method, params)?;
+        let call_id = self.pick_call(method, p.call_id, state)?;
+        if !state.is_empty() && self.calls.iter().any(|c| c.call_id == call_id && c.state != state) {
+            return Err(ApiError::new(ErrorCode::InvalidParams, format!("{method}: call {call_id} is not {state}")));
+        }
+        self.phone.push_back(command(call_id.clone()));
+        Ok(json!({ "callId": call_id }))
+    }
+
+    fn reject_call(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::RejectCallParams = m::parse_params(m::REJECT_CALL, params)?;
+        let code = p.code.unwrap_or(486);
+        if !(400..700).contains(&code) {
+            return Err(ApiError::new(ErrorCode::InvalidParams, "rejectCall: code must be 400–699"));
+        }
+        let call_id = self.pick_call(m::REJECT_CALL, p.call_id, "incoming")?;
+        self.phone.push_back(PhoneCommand::Reject { call_id: call_id.clone(), code });
+        Ok(json!({ "callId": call_id }))
+    }
+
+    fn on_call_update(&mut self, call_id: String, update: CallUpdate) {
+        let set_state = |calls: &mut Vec<m::CallStatus>, state: &str| {
+            if let Some(c) = calls.iter_mut().find(|c| c.call_id == call_id) {
+                c.state = state.into();
+            }
+        };
+        match update {
+            CallUpdate::Incoming(info) => {
+                self.calls.push(m::CallStatus {
+                    call_id: call_id.clone(),
+                    direction: "inbound".into(),
+                    state: "incoming".into(),
+                    remote: info.from.clone(),
+                    codec: None,
+                });
+                self.emit(ev::CALL_INCOMING, *info);
+            }
+            CallUpdate::Started { remote } => {
+                self.emit(ev::CALL_STARTED, json!({ "callId": call_id, "direction": "outbound", "remote": remote }));
+            }
+            CallUpdate::Progress { code } => {
+                set_state(&mut self.calls, "ringing");
+                self.emit(ev::CALL_IN_PROGRESS, json!({ "callId": call_id, "sipCode": code }));
+            }
+            CallUpdate::Answered { codec } => {
+                if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id) {
+                    c.codec = codec.clone();
+                    c.state = "connecting".into();
+                }
+                self.emit(ev::CALL_ANSWERED, json!({ "callId": call_id, "codec": codec }));
+            }
+            CallUpdate::Confirmed => {
+                set_state(&mut self.calls, "connected");
+                self.emit(ev::CALL_CONFIRMED, json!({ "callId": call_id }));
+            }
+            CallUpdate::Ended { reason, sip_code, message } => {
+                self.calls.retain(|c| c.call_id != call_id);
+                self.emit(ev::CALL_ENDED, ev::CallEnded { call_id, reason, sip_code, message });
             }
         }
     }

@@ -2,24 +2,28 @@
 //! It feeds the sans-IO [`Registration`] and reports to the engine; it makes
 //! no decisions of its own beyond reconnecting a lost TCP connection.
 //!
-//! Today it registers one account with the first configured server over UDP,
-//! TCP or TLS ("secure phone": rustls, the system roots plus `sip.tls_ca_file`,
-//! the server's name or IP checked against its certificate). Inbound requests
-//! are answered statelessly until calls arrive: OPTIONS 200, INVITE 480,
-//! anything else 501.
+//! It registers one account with the first configured server over UDP, TCP
+//! or TLS ("secure phone": rustls, the system roots plus `sip.tls_ca_file`, the
+//! server's name or IP checked against its certificate), and carries calls
+//! through that server in both directions. Each call gets an RTP socket that
+//! is kept open and drained (media arrives with issue 4). Requests that belong
+//! to nothing are answered statelessly: OPTIONS 200, BYE/CANCEL 481, others 501.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_helper_config::{SipConfig, Transport as ConfigTransport};
+use agent_helper_config::{Codec, Config, Transport as ConfigTransport};
+use agent_helper_sip::call::{Call, CallEvent, CallOutput, Endpoint};
+use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
 use agent_helper_protocol::Password;
 use agent_helper_sip::framing::{Framed, StreamFramer, MAX_DATAGRAM};
 use agent_helper_sip::ids::RandomIds;
 use agent_helper_sip::registration::{Registration, RegistrationConfig, RegistrationOutput, RegistrationState, Transport};
 use agent_helper_sip::transaction::Timers;
-use rsip::{SipMessage, StatusCode};
+use rsip::prelude::*;
+use rsip::{Header, SipMessage, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -27,9 +31,17 @@ use tokio::sync::{mpsc, oneshot};
 /// How long an exiting helper waits for its unregistration to be answered.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
 
+/// Most `X-` headers of an inbound INVITE passed on to the Agent Desktop.
+const MAX_CALL_HEADERS: usize = 32;
+const MAX_CUSTOMER_INFO: usize = 8 * 1024;
+
 pub enum PhoneCommand {
-    Register { username: String, password: Password, sip: SipConfig },
+    Register { username: String, password: Password, config: Box<Config> },
     Unregister,
+    Dial { call_id: String, target: String, headers: Vec<(String, String)> },
+    Answer { call_id: String },
+    Reject { call_id: String, code: u16 },
+    Hangup { call_id: String },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -38,6 +50,17 @@ pub enum PhoneEvent {
     Registration { state: RegistrationState, server: String, transport: Transport },
     /// The server could not be reached at all (DNS, connection refused).
     Unreachable { server: String, message: String },
+    Call { call_id: String, update: CallUpdate },
+}
+
+#[derive(Debug, Clone)]
+pub enum CallUpdate {
+    Incoming(Box<agent_helper_protocol::events::CallIncoming>),
+    Started { remote: String },
+    Progress { code: u16 },
+    Answered { codec: Option<String> },
+    Confirmed,
+    Ended { reason: String, sip_code: Option<u16>, message: Option<String> },
 }
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
@@ -89,12 +112,27 @@ struct Active {
     transport: Transport,
     /// Stop once the binding is removed (logout, shutdown).
     stopping: bool,
+    endpoint: Endpoint,
+    local_ip: std::net::IpAddr,
+    config: Box<Config>,
+    calls: Vec<ActiveCall>,
+    /// Inbound calls announced by the next flush.
+    pending_incoming: Vec<agent_helper_protocol::events::CallIncoming>,
+}
+
+struct ActiveCall {
+    id: String,
+    call: Call,
+    /// `call-started` not yet reported (outbound).
+    announce_started: bool,
+    /// Drains the call's RTP socket until the call is gone.
+    rtp: tokio::task::JoinHandle<()>,
 }
 
 struct Target {
     username: String,
     password: Password,
-    sip: SipConfig,
+    config: Box<Config>,
 }
 
 async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<PhoneEvent>) {
@@ -103,20 +141,41 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
     let mut reconnect_at: Option<Instant> = None;
     let mut backoff = Duration::ZERO;
     loop {
-        let deadline = [active.as_ref().and_then(|a| a.reg.poll_timeout()), reconnect_at].into_iter().flatten().min();
+        let deadline = [active.as_ref().and_then(next_deadline), reconnect_at].into_iter().flatten().min();
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 None => break,
-                Some(PhoneCommand::Register { username, password, sip }) => {
+                Some(PhoneCommand::Register { username, password, config }) => {
                     active = None;
-                    backoff = Duration::from_secs(u64::from(sip.reconnect_min));
-                    target = Some(Target { username, password, sip });
+                    backoff = Duration::from_secs(u64::from(config.sip.reconnect_min));
+                    target = Some(Target { username, password, config });
                     reconnect_at = Some(Instant::now());
                 }
+                Some(PhoneCommand::Dial { call_id, target: to, headers }) => {
+                    let ended = match active.as_mut() {
+                        Some(a) => match dial(a, &call_id, &to, &headers).await {
+                            Ok(()) => None,
+                            Err(message) => Some(message),
+                        },
+                        None => Some("the phone is not connected to a SIP server".to_owned()),
+                    };
+                    if let Some(message) = ended {
+                        let update = CallUpdate::Ended { reason: "failed".into(), sip_code: None, message: Some(message) };
+                        let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+                    } else if let Some(a) = active.as_mut() {
+                        if flush(a, &events).await {
+                            active = None;
+                        }
+                    }
+                }
+                Some(PhoneCommand::Answer { call_id }) => with_call(&mut active, &events, &call_id, |c, now| c.answer(now).map_err(|e| e.to_string())).await,
+                Some(PhoneCommand::Reject { call_id, code }) => with_call(&mut active, &events, &call_id, |c, now| c.reject(now, code).map_err(|e| e.to_string())).await,
+                Some(PhoneCommand::Hangup { call_id }) => with_call(&mut active, &events, &call_id, |c, now| { c.hangup(now); Ok(()) }).await,
                 Some(PhoneCommand::Unregister) => {
                     target = None;
                     reconnect_at = None;
                     if let Some(a) = &mut active {
+                        hang_up_all(a);
                         a.stopping = true;
                         a.reg.stop(Instant::now());
                         if flush(a, &events).await {
@@ -126,6 +185,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 }
                 Some(PhoneCommand::Shutdown(done)) => {
                     if let Some(mut a) = active.take() {
+                        hang_up_all(&mut a);
                         a.stopping = true;
                         a.reg.stop(Instant::now());
                         let _ = tokio::time::timeout(UNREGISTER_GRACE, finish(&mut a, &events)).await;
@@ -161,7 +221,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                         match connect(t).await {
                             Ok(mut a) => {
                                 a.reg.start(Instant::now());
-                                backoff = Duration::from_secs(u64::from(t.sip.reconnect_min));
+                                backoff = Duration::from_secs(u64::from(t.config.sip.reconnect_min));
                                 if !flush(&mut a, &events).await {
                                     active = Some(a);
                                 }
@@ -170,7 +230,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                                 tracing::warn!(%server, %message, "cannot reach the SIP server");
                                 let _ = events.send(PhoneEvent::Unreachable { server, message }).await;
                                 reconnect_at = Some(now + backoff);
-                                backoff = (backoff * 2).min(Duration::from_secs(u64::from(t.sip.reconnect_max)));
+                                backoff = (backoff * 2).min(Duration::from_secs(u64::from(t.config.sip.reconnect_max)));
                             }
                         }
                     }
@@ -178,13 +238,148 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 if let Some(a) = active.as_mut() {
                     if a.reg.poll_timeout().is_some_and(|t| t <= now) {
                         a.reg.handle_timeout(now);
-                        if flush(a, &events).await {
-                            active = None;
+                    }
+                    for c in &mut a.calls {
+                        if c.call.poll_timeout().is_some_and(|t| t <= now) {
+                            c.call.handle_timeout(now);
                         }
+                    }
+                    if flush(a, &events).await {
+                        active = None;
                     }
                 }
             }
         }
+    }
+}
+
+fn next_deadline(a: &Active) -> Option<Instant> {
+    a.calls.iter().filter_map(|c| c.call.poll_timeout()).chain(a.reg.poll_timeout()).min()
+}
+
+fn hang_up_all(a: &mut Active) {
+    let now = Instant::now();
+    for c in &mut a.calls {
+        c.call.hangup(now);
+    }
+}
+
+/// Runs a command on one call and sends what it produced; an unknown call or a
+/// refused command becomes a `call-ended{failed}`-free error in the log.
+async fn with_call(
+    active: &mut Option<Active>,
+    events: &mpsc::Sender<PhoneEvent>,
+    call_id: &str,
+    f: impl FnOnce(&mut Call, Instant) -> Result<(), String>,
+) {
+    let Some(a) = active.as_mut() else { return };
+    let Some(c) = a.calls.iter_mut().find(|c| c.id == call_id) else {
+        tracing::warn!(call_id, "no such call");
+        return;
+    };
+    if let Err(e) = f(&mut c.call, Instant::now()) {
+        tracing::warn!(call_id, error = %e, "call command refused");
+    }
+    if flush(a, events).await {
+        *active = None;
+    }
+}
+
+/// The configured codecs as SDP codecs, most preferred first.
+fn audio_codecs(config: &Config) -> Vec<AudioCodec> {
+    config
+        .codecs
+        .allow
+        .iter()
+        .filter_map(|c| match c {
+            Codec::Opus => Some(AudioCodec::new(111, "opus", 48000, 2)),
+            Codec::G722 => Some(AudioCodec::new(9, "G722", 8000, 1)),
+            Codec::Pcmu => Some(AudioCodec::new(0, "PCMU", 8000, 1)),
+            Codec::Pcma => Some(AudioCodec::new(8, "PCMA", 8000, 1)),
+            // Offered only by builds with the g729 feature (issue 4).
+            Codec::G729 => None,
+        })
+        .collect()
+}
+
+/// Opens the call's RTP socket and describes our side of the stream.
+async fn local_media(local_ip: std::net::IpAddr, codecs: Vec<AudioCodec>) -> Result<(LocalMedia, tokio::task::JoinHandle<()>), String> {
+    let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
+    let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+    let rtp = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while socket.recv(&mut buf).await.is_ok() {}
+    });
+    let session_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
+    let media = LocalMedia {
+        address: local_ip,
+        rtp_port: port,
+        codecs,
+        telephone_event: 101,
+        direction: Direction::SendRecv,
+        session_id,
+        version: 1,
+    };
+    Ok((media, rtp))
+}
+
+/// `sip:…` as given, or a user / number in the account's domain.
+fn target_uri(target: &str, domain: &str) -> String {
+    if target.starts_with("sip:") || target.starts_with("sips:") {
+        target.to_owned()
+    } else {
+        format!("sip:{target}@{domain}")
+    }
+}
+
+async fn dial(a: &mut Active, call_id: &str, target: &str, headers: &[(String, String)]) -> Result<(), String> {
+    let uri = target_uri(target, &a.endpoint.domain);
+    let (media, rtp) = local_media(a.local_ip, audio_codecs(&a.config)).await?;
+    let mut all_headers: Vec<(String, String)> = a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    all_headers.extend(headers.iter().cloned());
+    match Call::outgoing(Instant::now(), a.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
+        Ok(call) => {
+            a.calls.push(ActiveCall { id: call_id.to_owned(), call, announce_started: true, rtp });
+            Ok(())
+        }
+        Err(e) => {
+            rtp.abort();
+            Err(e.to_string())
+        }
+    }
+}
+
+/// What the Agent Desktop learns about an inbound call.
+fn incoming_info(call_id: &str, call: &Call, call_id_header: &str) -> agent_helper_protocol::events::CallIncoming {
+    let invite = call.invite();
+    let from = invite.from_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let display_name = from.split('<').next().map(|d| d.trim().trim_matches('"').to_owned()).filter(|d| !d.is_empty() && from.contains('<'));
+    let to = invite.to_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let mut headers = std::collections::BTreeMap::new();
+    let mut customer_info = None;
+    let mut cc_call_id = None;
+    for h in invite.headers.iter() {
+        let Header::Other(name, value) = h else { continue };
+        if !call_id_header.is_empty() && name.eq_ignore_ascii_case(call_id_header) {
+            cc_call_id = Some(value.chars().take(256).collect());
+        }
+        if !name.to_ascii_lowercase().starts_with("x-") || headers.len() >= MAX_CALL_HEADERS {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-customer-info") && value.len() <= MAX_CUSTOMER_INFO {
+            customer_info = serde_json::from_str(value).ok();
+        }
+        headers.insert(name.clone(), value.chars().take(1024).collect());
+    }
+    let uri = |v: &str| v.split('<').nth(1).and_then(|r| r.split('>').next()).unwrap_or(v).trim().to_owned();
+    agent_helper_protocol::events::CallIncoming {
+        call_id: call_id.to_owned(),
+        from: uri(&from),
+        display_name,
+        to: uri(&to),
+        headers,
+        customer_info,
+        contact_center_call_id: cc_call_id,
     }
 }
 
@@ -232,6 +427,49 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
             }
         }
     }
+    for info in std::mem::take(&mut a.pending_incoming) {
+        let call_id = info.call_id.clone();
+        tracing::info!(call_id, from = %info.from, "incoming call");
+        let _ = events.send(PhoneEvent::Call { call_id, update: CallUpdate::Incoming(Box::new(info)) }).await;
+    }
+    for i in 0..a.calls.len() {
+        if a.calls[i].call.is_outbound() && a.calls[i].announce_started {
+            a.calls[i].announce_started = false;
+            let update = CallUpdate::Started { remote: a.calls[i].call.remote_uri().to_owned() };
+            let _ = events.send(PhoneEvent::Call { call_id: a.calls[i].id.clone(), update }).await;
+        }
+        while let Some(out) = a.calls[i].call.poll_output() {
+            let call_id = a.calls[i].id.clone();
+            let update = match out {
+                CallOutput::Transmit(m) => {
+                    let bytes = m.to_string().into_bytes();
+                    tracing::trace!(call_id, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
+                    if let Err(e) = a.link.send(&bytes).await {
+                        tracing::warn!(call_id, error = %e, "SIP send failed");
+                    }
+                    continue;
+                }
+                CallOutput::Event(CallEvent::Progress { code }) => CallUpdate::Progress { code },
+                CallOutput::Event(CallEvent::Answered) => {
+                    let codec = a.calls[i].call.negotiated().map(|n| format!("{}/{}", n.codec.name, n.codec.clock_rate));
+                    CallUpdate::Answered { codec }
+                }
+                CallOutput::Event(CallEvent::Confirmed) => CallUpdate::Confirmed,
+                CallOutput::Event(CallEvent::Ended { reason, sip_code }) => {
+                    CallUpdate::Ended { reason: reason.into(), sip_code, message: None }
+                }
+            };
+            tracing::info!(call_id, ?update, "call");
+            let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+        }
+    }
+    a.calls.retain(|c| {
+        let done = c.call.is_finished();
+        if done {
+            c.rtp.abort();
+        }
+        !done
+    });
     a.stopping && matches!(a.reg.state(), RegistrationState::Unregistered)
 }
 
@@ -250,17 +488,26 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
             return;
         }
     };
+    let now = Instant::now();
     match message {
         SipMessage::Response(r) => {
-            if !a.reg.handle_response(Instant::now(), r) {
+            if let Some(c) = a.calls.iter_mut().find(|c| c.call.owns_response(&r)) {
+                c.call.handle_response(now, r);
+            } else if !a.reg.handle_response(now, r) {
                 tracing::debug!(server = %a.server, "dropped a response matching no transaction");
             }
         }
         SipMessage::Request(req) => {
+            if let Some(c) = a.calls.iter_mut().find(|c| c.call.owns_request(&req)) {
+                c.call.handle_request(now, req);
+                return;
+            }
+            let to_tag = req.to_header().ok().is_some_and(|t| t.value().contains(";tag="));
             let status = match req.method {
                 rsip::Method::Ack => return,
+                rsip::Method::Invite if !to_tag => return new_inbound_call(a, req).await,
                 rsip::Method::Options => StatusCode::OK,
-                rsip::Method::Invite => StatusCode::TemporarilyUnavailable,
+                rsip::Method::Bye | rsip::Method::Cancel | rsip::Method::Invite => StatusCode::CallTransactionDoesNotExist,
                 _ => StatusCode::NotImplemented,
             };
             if let Ok(resp) = agent_helper_sip::message::response_to(&req, status, Some("ah")) {
@@ -271,10 +518,44 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
     }
 }
 
+async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
+    let (media, rtp) = match local_media(a.local_ip, audio_codecs(&a.config)).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take an inbound call");
+            if let Ok(resp) = agent_helper_sip::message::response_to(&invite, StatusCode::ServerInternalError, Some("ah")) {
+                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+            }
+            return;
+        }
+    };
+    let no_answer = match a.config.calls.no_answer_timeout {
+        0 => None,
+        s => Some(Duration::from_secs(u64::from(s))),
+    };
+    let mut ids = RandomIds;
+    let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
+    match Call::incoming(Instant::now(), a.endpoint.clone(), invite, media, no_answer, Box::new(RandomIds)) {
+        Ok(call) => {
+            let info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
+            a.calls.push(ActiveCall { id: call_id, call, announce_started: false, rtp });
+            // Queued for flush(): the event follows the 100/180 on the wire.
+            a.pending_incoming.push(info);
+        }
+        Err(resp) => {
+            rtp.abort();
+            if resp.via_header().is_ok() {
+                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+            }
+        }
+    }
+}
+
 /// Resolves the first configured server and opens the transport.
 async fn connect(t: &Target) -> Result<Active, (String, String)> {
-    let server = t.sip.servers.first().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
-    let transport = match server.transport.unwrap_or(t.sip.transport) {
+    let sip = &t.config.sip;
+    let server = sip.servers.first().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
+    let transport = match server.transport.unwrap_or(sip.transport) {
         ConfigTransport::Udp => Transport::Udp,
         ConfigTransport::Tcp => Transport::Tcp,
         ConfigTransport::Tls => Transport::Tls,
@@ -305,7 +586,7 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
                 let (reader, writer) = s.into_split();
                 (Link::Stream { writer: Box::new(writer), incoming: read_stream(reader) }, local)
             } else {
-                let config = tls_config(t.sip.tls_ca_file.as_deref()).map_err(fail)?;
+                let config = tls_config(sip.tls_ca_file.as_deref()).map_err(fail)?;
                 let name = rustls_pki_types::ServerName::try_from(server.host.clone())
                     .map_err(|e| fail(format!("{:?} is not a TLS server name: {e}", server.host)))?;
                 let tls = tokio::time::timeout(
@@ -320,21 +601,41 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
             }
         }
     };
-    let domain = if t.sip.domain.is_empty() { server.host.clone() } else { t.sip.domain.clone() };
+    let domain = if sip.domain.is_empty() { server.host.clone() } else { sip.domain.clone() };
     let cfg = RegistrationConfig {
         username: t.username.clone(),
-        domain,
+        domain: domain.clone(),
         transport,
         local: local.to_string(),
-        expires: t.sip.register_expiry,
-        user_agent: t.sip.user_agent.clone(),
-        extra_headers: t.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        reconnect_min: Duration::from_secs(u64::from(t.sip.reconnect_min)),
-        reconnect_max: Duration::from_secs(u64::from(t.sip.reconnect_max)),
+        expires: sip.register_expiry,
+        user_agent: sip.user_agent.clone(),
+        extra_headers: sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        reconnect_min: Duration::from_secs(u64::from(sip.reconnect_min)),
+        reconnect_max: Duration::from_secs(u64::from(sip.reconnect_max)),
+        timers: Timers::default(),
+    };
+    let endpoint = Endpoint {
+        username: t.username.clone(),
+        domain,
+        display_name: None,
+        local: local.to_string(),
+        transport,
+        user_agent: sip.user_agent.clone(),
         timers: Timers::default(),
     };
     let reg = Registration::new(cfg, t.password.expose(), Box::new(RandomIds));
-    Ok(Active { reg, link, server: name, transport, stopping: false })
+    Ok(Active {
+        reg,
+        link,
+        server: name,
+        transport,
+        stopping: false,
+        endpoint,
+        local_ip: local.ip(),
+        config: t.config.clone(),
+        calls: Vec::new(),
+        pending_incoming: Vec::new(),
+    })
 }
 
 /// A reader task cutting the TCP stream into messages; the channel closes when

@@ -37,6 +37,10 @@ pub enum ErrorCode {
     NotLoggedIn,
     /// The OS keyring (Secret Service, Keychain, Credential Manager) is not reachable.
     KeyringUnavailable,
+    /// A call needs a registered phone.
+    NotRegistered,
+    /// No call with that id (or none fits the request).
+    NoSuchCall,
 
     // Local side.
     /// The answer would exceed the frame cap.

@@ -17,8 +17,57 @@ pub const REGISTRATION_CHANGED: &str = "registration-changed";
 /// Something went wrong with the phone, or came right again.
 pub const PHONE_ERROR: &str = "phone-error";
 
+pub const CALL_INCOMING: &str = "call-incoming";
+pub const CALL_STARTED: &str = "call-started";
+pub const CALL_IN_PROGRESS: &str = "call-in-progress";
+pub const CALL_ANSWERED: &str = "call-answered";
+pub const CALL_CONFIRMED: &str = "call-confirmed";
+pub const CALL_ENDED: &str = "call-ended";
+
 /// Events this helper emits, in the order `hello` lists them.
-pub const ALL: &[&str] = &[ACCOUNT_CHANGED, CONFIG_CHANGED, LOG_LEVEL_CHANGED, REGISTRATION_CHANGED, PHONE_ERROR];
+pub const ALL: &[&str] = &[
+    ACCOUNT_CHANGED,
+    CONFIG_CHANGED,
+    LOG_LEVEL_CHANGED,
+    REGISTRATION_CHANGED,
+    PHONE_ERROR,
+    CALL_INCOMING,
+    CALL_STARTED,
+    CALL_IN_PROGRESS,
+    CALL_ANSWERED,
+    CALL_CONFIRMED,
+    CALL_ENDED,
+];
+
+/// `call-incoming`: who calls, and what the contact center sent with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallIncoming {
+    pub call_id: String,
+    /// The caller's SIP URI.
+    pub from: String,
+    pub display_name: Option<String>,
+    pub to: String,
+    /// `X-…` headers of the INVITE, name → value.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// `X-Customer-Info` parsed as JSON, when it is JSON.
+    pub customer_info: Option<Value>,
+    /// The value of the header named by `sip.call_id_header`.
+    pub contact_center_call_id: Option<String>,
+}
+
+/// `call-ended`. `reason`: `local-hangup`, `remote-hangup`, `cancelled`,
+/// `rejected`, `busy`, `timeout`, `no-answer`, `failed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallEnded {
+    pub call_id: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
 
 /// `phone-error` payload. `error` is one of `auth-failed` (the registrar
 /// refused the credentials three times; not retried until a new login),

@@ -15,10 +15,69 @@ pub const SET_LOG_LEVEL: &str = "setLogLevel";
 pub const GET_CONFIG: &str = "getConfig";
 pub const SET_CONFIG: &str = "setConfig";
 pub const COLLECT_DIAGNOSTICS: &str = "collectDiagnostics";
+pub const CALL: &str = "call";
+pub const ANSWER_CALL: &str = "answerCall";
+pub const REJECT_CALL: &str = "rejectCall";
+pub const END_CALL: &str = "endCall";
 
 /// Methods this helper answers, in the order `hello` lists them.
-pub const ALL: &[&str] =
-    &[HELLO, GET_STATUS, LOGIN, LOGOUT, SET_LOG_LEVEL, GET_CONFIG, SET_CONFIG, COLLECT_DIAGNOSTICS];
+pub const ALL: &[&str] = &[
+    HELLO,
+    GET_STATUS,
+    LOGIN,
+    LOGOUT,
+    SET_LOG_LEVEL,
+    GET_CONFIG,
+    SET_CONFIG,
+    COLLECT_DIAGNOSTICS,
+    CALL,
+    ANSWER_CALL,
+    REJECT_CALL,
+    END_CALL,
+];
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallParams {
+    /// A SIP URI (`sip:bob@pbx.example.com`) or a user / number in the account's domain.
+    pub target: String,
+    /// Extra SIP headers for this call's INVITE, name → value.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `answerCall`, `endCall`: the call, or the only one that fits when absent.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallIdParams {
+    #[serde(default)]
+    pub call_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RejectCallParams {
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// 486 Busy Here (default), 603 Decline, 480 Temporarily Unavailable …
+    #[serde(default)]
+    pub code: Option<u16>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStatus {
+    pub call_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// `calling`, `ringing`, `incoming`, `connected`, `ending`.
+    pub state: String,
+    /// The other party's SIP URI.
+    pub remote: String,
+    /// Negotiated codec, once known (e.g. `PCMU/8000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -65,6 +124,8 @@ pub struct Status {
     pub log_level: LogLevel,
     pub account: Option<AccountStatus>,
     pub registration: RegistrationStatus,
+    /// Calls in progress (ringing, connected …).
+    pub calls: Vec<CallStatus>,
     /// Clients connected to the local socket, this one included.
     pub clients: usize,
 }

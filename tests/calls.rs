@@ -1,0 +1,121 @@
+//! Calls between the helper and a real baresip through kamailio, driven
+//! through the local API as the Agent Desktop would.
+#![cfg(unix)]
+
+mod support;
+
+use serde_json::json;
+use support::baresip::Baresip;
+use support::kamailio::Kamailio;
+use support::*;
+
+const PASSWORD: &str = "kam-secret-7";
+
+struct Rig {
+    k: Kamailio,
+    helper: Helper,
+    conn: Conn,
+    _dir: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n\n[codecs]\nallow = [\"pcmu\", \"pcma\"]\n",
+            k.port
+        ),
+    )
+    .unwrap();
+    let helper = Helper::start(dir.path());
+    let mut conn = helper.connect();
+    conn.request("hello", json!({"client": "calls-test"}));
+    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    loop {
+        if conn.event("registration-changed")["state"] == "registered" {
+            break;
+        }
+    }
+    Rig { k, helper, conn, _dir: dir }
+}
+
+#[test]
+fn helper_calls_baresip_which_answers_then_the_helper_hangs_up() {
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
+    let out = r.conn.request("call", json!({"target": "bob", "headers": {"X-Campaign": "spring"}}));
+    let call_id = out["result"]["callId"].as_str().unwrap().to_owned();
+    let started = r.conn.event("call-started");
+    assert_eq!(started["callId"], call_id.as_str());
+    let answered = r.conn.event("call-answered");
+    assert_eq!(answered["codec"], "PCMU/8000");
+    r.conn.event("call-confirmed");
+    let established = bob.wait_event("CALL_ESTABLISHED");
+    assert!(established["peeruri"].as_str().unwrap().contains("agent1"), "{established}");
+    let status = r.conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["calls"][0]["state"], "connected", "{status}");
+
+    r.conn.request("endCall", json!({"callId": call_id}));
+    let ended = r.conn.event("call-ended");
+    assert_eq!(ended["reason"], "local-hangup");
+    bob.wait_event("CALL_CLOSED");
+    assert!(r.k.registers().len() >= 2);
+    let _ = &r.helper;
+}
+
+#[test]
+fn baresip_calls_the_helper_which_answers_and_baresip_hangs_up() {
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, false);
+    bob.command("dial", &format!("sip:agent1@127.0.0.1:{}", r.k.port));
+    let incoming = r.conn.event("call-incoming");
+    assert!(incoming["from"].as_str().unwrap().starts_with("sip:bob@"), "{incoming}");
+    let call_id = incoming["callId"].as_str().unwrap().to_owned();
+    r.conn.request("answerCall", json!({}));
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+
+    bob.command("hangup", "");
+    let ended = r.conn.event("call-ended");
+    assert_eq!((ended["callId"].as_str(), ended["reason"].as_str()), (Some(call_id.as_str()), Some("remote-hangup")));
+    let status = r.conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["calls"], json!([]));
+}
+
+#[test]
+fn the_helper_rejects_an_inbound_call_and_baresip_sees_busy() {
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, false);
+    bob.command("dial", &format!("sip:agent1@127.0.0.1:{}", r.k.port));
+    r.conn.event("call-incoming");
+    r.conn.request("rejectCall", json!({"code": 486}));
+    let ended = r.conn.event("call-ended");
+    assert_eq!((ended["reason"].as_str(), ended["sipCode"].as_u64()), (Some("rejected"), Some(486)));
+    let closed = bob.wait_event("CALL_CLOSED");
+    assert!(closed["param"].as_str().unwrap_or_default().contains("486"), "{closed}");
+}
+
+#[test]
+fn calling_someone_who_is_not_registered_ends_with_404() {
+    let mut r = rig();
+    r.conn.request("call", json!({"target": "nobody"}));
+    let ended = r.conn.event("call-ended");
+    assert_eq!((ended["reason"].as_str(), ended["sipCode"].as_u64()), (Some("rejected"), Some(404)));
+}
+
+#[test]
+fn bad_call_requests_are_clear_errors() {
+    let mut r = rig();
+    for (params, code) in [
+        (json!({"target": "bob smith"}), "invalid-params"),
+        (json!({"target": "bob", "headers": {"Via": "x"}}), "invalid-params"),
+        (json!({"target": "bob", "headers": {"X-A": "1\r\nVia: evil"}}), "invalid-params"),
+    ] {
+        let r2 = r.conn.request("call", params.clone());
+        assert_eq!(r2["error"]["code"], code, "{params}: {r2}");
+    }
+    assert_eq!(r.conn.request("answerCall", json!({}))["error"]["code"], "no-such-call");
+    assert_eq!(r.conn.request("endCall", json!({"callId": "o-99"}))["error"]["code"], "no-such-call");
+}

@@ -1,0 +1,152 @@
+//! A real baresip user agent, registered with the test's kamailio and driven
+//! through its `ctrl_tcp` module (netstring-framed JSON):
+//! `<len>:{"command":"dial","params":"sip:…","token":"1"},` in, responses and
+//! events such as `{"event":true,"type":"CALL_ESTABLISHED",…}` out.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub struct Baresip {
+    child: Child,
+    ctrl: TcpStream,
+    pub user: String,
+    pub log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Baresip {
+    /// Starts baresip as `user`, registered with kamailio on `kamailio_port`.
+    pub fn start(user: &str, kamailio_port: u16, password: &str, auto_answer: bool) -> Baresip {
+        let dir = tempfile::tempdir().unwrap();
+        let sip_port = free_tcp_port();
+        let ctrl_port = free_tcp_port();
+        let rtp = 20000 + (sip_port % 20000);
+        let tone = dir.path().join("tone8k.wav");
+        // baresip hangs up when its source file ends: longer than any test call.
+        write_tone_wav(&tone, 8000, 440.0, 30.0);
+        std::fs::write(
+            dir.path().join("config"),
+            format!(
+                "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+                 module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n",
+                rtp + 100,
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let answer = if auto_answer { ";answermode=auto" } else { ";answermode=manual" };
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!("<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};regint=600;audio_codecs=PCMU,PCMA{answer}\n"),
+        )
+        .unwrap();
+        let log = dir.path().join("log");
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start baresip");
+        // The control port opens once baresip is up; connect as soon as it does.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ctrl = loop {
+            match TcpStream::connect(("127.0.0.1", ctrl_port)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => panic!("baresip control port: {e}"),
+            }
+        };
+        ctrl.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut b = Baresip { child, ctrl, user: user.into(), log, _dir: dir };
+        // REGISTER_OK may fire before the control connection exists: ask instead.
+        while !b.command("reginfo", "")["data"].as_str().unwrap_or_default().contains("OK") {
+            assert!(Instant::now() < deadline, "baresip {user} did not register");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        b
+    }
+
+    fn read_netstring(&mut self) -> Value {
+        let mut len = String::new();
+        let mut byte = [0u8; 1];
+        loop {
+            self.ctrl.read_exact(&mut byte).expect("baresip control stream");
+            match byte[0] {
+                b':' => break,
+                b if b.is_ascii_digit() => len.push(b as char),
+                _ => {}
+            }
+        }
+        let mut body = vec![0u8; len.parse().unwrap()];
+        self.ctrl.read_exact(&mut body).unwrap();
+        self.ctrl.read_exact(&mut byte).unwrap(); // trailing ','
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Sends a command; events arriving before its response are dropped.
+    pub fn command(&mut self, command: &str, params: &str) -> Value {
+        let msg = json!({ "command": command, "params": params, "token": "t" }).to_string();
+        self.ctrl.write_all(format!("{}:{msg},", msg.len()).as_bytes()).unwrap();
+        loop {
+            let v = self.read_netstring();
+            if v["response"] == true {
+                return v;
+            }
+        }
+    }
+
+    /// The next event of `kind` (e.g. `CALL_ESTABLISHED`), skipping others.
+    pub fn wait_event(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.read_netstring();
+            if v["event"] == true && v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+/// A mono 16-bit PCM WAV with a sine tone: baresip's aufile needs the codec's
+/// rate (8 kHz for G.711). Generated here, never committed.
+fn write_tone_wav(path: &std::path::Path, rate: u32, freq: f64, seconds: f64) {
+    let samples: Vec<i16> = (0..(f64::from(rate) * seconds) as u32)
+        .map(|n| ((2.0 * std::f64::consts::PI * freq * f64::from(n) / f64::from(rate)).sin() * 8000.0) as i16)
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, wav).unwrap();
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
