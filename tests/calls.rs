@@ -19,12 +19,17 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with("")
+}
+
+/// A helper registered as agent1; `extra` is appended to its config.toml.
+fn rig_with(extra: &str) -> Rig {
     let k = Kamailio::start(PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.toml"),
         format!(
-            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n\n[codecs]\nallow = [\"pcmu\", \"pcma\"]\n",
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n\n[codecs]\nallow = [\"pcmu\", \"pcma\"]\n{extra}",
             k.port
         ),
     )
@@ -118,4 +123,14 @@ fn bad_call_requests_are_clear_errors() {
     }
     assert_eq!(r.conn.request("answerCall", json!({}))["error"]["code"], "no-such-call");
     assert_eq!(r.conn.request("endCall", json!({"callId": "o-99"}))["error"]["code"], "no-such-call");
+}
+
+#[test]
+fn auto_answer_from_config_answers_an_inbound_call_by_itself() {
+    let mut r = rig_with("\n[calls]\nauto_answer = true\nauto_answer_delay = 0\n");
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, false);
+    bob.command("dial", &format!("sip:agent1@127.0.0.1:{}", r.k.port));
+    r.conn.event("call-incoming");
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
 }

@@ -535,8 +535,19 @@ async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
     };
     let mut ids = RandomIds;
     let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
-    match Call::incoming(Instant::now(), a.endpoint.clone(), invite, media, no_answer, Box::new(RandomIds)) {
-        Ok(call) => {
+    let now = Instant::now();
+    let calls = &a.config.calls;
+    let auto_answer = if calls.auto_answer {
+        Some(Duration::from_secs(u64::from(calls.auto_answer_delay)))
+    } else {
+        agent_helper_sip::call::auto_answer_hint(&invite)
+    };
+    match Call::incoming(now, a.endpoint.clone(), invite, media, no_answer, Box::new(RandomIds)) {
+        Ok(mut call) => {
+            if let Some(delay) = auto_answer {
+                tracing::info!(call_id, delay_ms = delay.as_millis() as u64, "auto-answer");
+                call.answer_after(now, delay);
+            }
             let info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
             a.calls.push(ActiveCall { id: call_id, call, announce_started: false, rtp });
             // Queued for flush(): the event follows the 100/180 on the wire.

@@ -125,6 +125,8 @@ pub struct Call {
     ok_interval: Duration,
     ok_give_up_at: Option<Instant>,
     no_answer_at: Option<Instant>,
+    /// Inbound: answer by itself at this time (auto-answer).
+    answer_at: Option<Instant>,
     cancel_wanted: bool,
     provisional_seen: bool,
     out: VecDeque<CallOutput>,
@@ -194,6 +196,7 @@ impl Call {
             ok_interval: ep.timers.t1,
             ok_give_up_at: None,
             no_answer_at: None,
+            answer_at: None,
             cancel_wanted: false,
             provisional_seen: false,
             out: VecDeque::new(),
@@ -258,6 +261,7 @@ impl Call {
             ok_interval: ep.timers.t1,
             ok_give_up_at: None,
             no_answer_at: no_answer_after.map(|d| now + d),
+            answer_at: None,
             cancel_wanted: false,
             provisional_seen: true,
             out: VecDeque::new(),
@@ -333,6 +337,13 @@ impl Call {
 
     // ----- commands -----
 
+    /// Answers a ringing inbound call by itself after `delay` (auto-answer).
+    pub fn answer_after(&mut self, now: Instant, delay: Duration) {
+        if self.state == CallState::Incoming {
+            self.answer_at = Some(now + delay);
+        }
+    }
+
     /// Answers a ringing inbound call.
     pub fn answer(&mut self, now: Instant) -> Result<(), CallError> {
         if self.state != CallState::Incoming {
@@ -348,6 +359,7 @@ impl Call {
         };
         let ok = self.response(StatusCode::OK, Some(body));
         self.no_answer_at = None;
+        self.answer_at = None;
         self.state = CallState::Answering;
         self.send_invite_response(now, ok.clone());
         // The TU retransmits 2xx until the ACK (RFC 3261 §13.3.1.4).
@@ -495,6 +507,10 @@ impl Call {
             self.send_bye(now);
             self.end("failed", Some(408));
         }
+        if self.answer_at.is_some_and(|t| t <= now) && self.state == CallState::Incoming {
+            // An offer we cannot answer was refused at INVITE time; nothing else fails here.
+            let _ = self.answer(now);
+        }
         if self.no_answer_at.is_some_and(|t| t <= now) && self.state == CallState::Incoming {
             self.finish_inbound(now, 480, "no-answer");
         }
@@ -512,7 +528,7 @@ impl Call {
             .chain(self.invite_server.iter().filter_map(|(_, t)| t.poll_timeout()))
             .chain(self.clients.iter().filter_map(|(_, t)| t.poll_timeout()))
             .chain(self.servers.iter().filter_map(|(_, t)| t.poll_timeout()));
-        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at].into_iter().flatten()).min()
+        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at, self.answer_at].into_iter().flatten()).min()
     }
 
     #[must_use]
@@ -526,6 +542,7 @@ impl Call {
         if self.state != CallState::Ended {
             self.state = CallState::Ended;
             self.no_answer_at = None;
+            self.answer_at = None;
             self.out.push_back(CallOutput::Event(CallEvent::Ended { reason, sip_code }));
         }
     }
@@ -748,6 +765,33 @@ impl Call {
             }
         }
     }
+}
+
+/// Longest auto-answer delay a PBX may ask for.
+const MAX_AUTO_ANSWER: Duration = Duration::from_secs(60);
+
+/// The auto-answer an INVITE asks for: `Call-Info: <…>;answer-after=N`
+/// (seconds), or an `Alert-Info` with `info=alert-autoanswer` /
+/// `auto-answer` (at once). Delays are capped at one minute.
+pub fn auto_answer_hint(invite: &Request) -> Option<Duration> {
+    for h in invite.headers.iter() {
+        match h {
+            Header::CallInfo(v) => {
+                let after = v.value().split(';').find_map(|p| p.trim().strip_prefix("answer-after="));
+                if let Some(secs) = after.and_then(|s| s.trim().parse::<u64>().ok()) {
+                    return Some(Duration::from_secs(secs).min(MAX_AUTO_ANSWER));
+                }
+            }
+            Header::AlertInfo(v) => {
+                let v = v.value().to_ascii_lowercase();
+                if v.contains("alert-autoanswer") || v.contains("auto-answer") || v.contains("autoanswer") {
+                    return Some(Duration::ZERO);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `tag` parameter of a From/To value.

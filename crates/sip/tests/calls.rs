@@ -218,3 +218,29 @@ fn an_offer_without_a_common_codec_is_refused_with_488() {
     let refusal = Call::incoming(t0, ep("bob", "10.0.0.2:5080", Transport::Udp), invite, media(6000, &[(0, "PCMU")]), None, ids(100)).err().unwrap();
     assert_eq!(refusal.status_code.code(), 488);
 }
+
+#[test]
+fn auto_answer_after_a_delay_and_hints_from_the_pbx() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = start(t0, Transport::Udp);
+    let (ringing, _) = drain(&mut b);
+    deliver(&mut a, t0, ringing);
+    drain(&mut a);
+    b.answer_after(t0, Duration::from_secs(2));
+    b.handle_timeout(t0 + Duration::from_millis(1999));
+    assert_eq!(drain(&mut b).1, []);
+    b.handle_timeout(t0 + Duration::from_secs(2));
+    let (sent, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::Answered]);
+    deliver(&mut a, t0, sent);
+    assert!(drain(&mut a).1.contains(&CallEvent::Confirmed));
+
+    let invite = |extra: &str| {
+        rsip::Request::try_from(format!("INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n").as_str()).unwrap()
+    };
+    assert_eq!(auto_answer_hint(&invite("Call-Info: <sip:pbx>;answer-after=3\r\n")), Some(Duration::from_secs(3)));
+    assert_eq!(auto_answer_hint(&invite("Call-Info: <sip:pbx>;answer-after=99999\r\n")), Some(Duration::from_secs(60)));
+    assert_eq!(auto_answer_hint(&invite("Alert-Info: <http://x>;info=alert-autoanswer\r\n")), Some(Duration::ZERO));
+    assert_eq!(auto_answer_hint(&invite("Alert-Info: <http://x/ring.wav>\r\n")), None);
+    assert_eq!(auto_answer_hint(&invite("")), None);
+}
