@@ -134,3 +134,27 @@ fn auto_answer_from_config_answers_an_inbound_call_by_itself() {
     r.conn.event("call-confirmed");
     bob.wait_event("CALL_ESTABLISHED");
 }
+
+#[test]
+fn dtmf_sent_by_sip_info_reaches_baresip() {
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
+    let call_id = r.conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    let sent = r.conn.request("sendDtmf", json!({"callId": call_id, "tones": "19#", "duration": 60, "interToneGap": 40}));
+    assert_eq!(sent["result"]["method"], "info", "{sent}");
+    let mut digits = String::new();
+    while digits.len() < 3 {
+        digits.push_str(bob.wait_event("CALL_DTMF_START")["param"].as_str().unwrap());
+    }
+    assert_eq!(digits, "19#");
+    for (params, what) in [
+        (json!({"tones": "12x"}), "bad digit"),
+        (json!({"tones": "1", "duration": 10}), "short tone"),
+        (json!({"tones": "1", "interToneGap": 5}), "short gap"),
+        (json!({"tones": ""}), "empty"),
+    ] {
+        assert_eq!(r.conn.request("sendDtmf", params)["error"]["code"], "invalid-params", "{what}");
+    }
+}

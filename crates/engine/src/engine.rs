@@ -149,6 +149,7 @@ impl Engine {
             m::ANSWER_CALL => self.call_command(m::ANSWER_CALL, params, "incoming", |call_id| PhoneCommand::Answer { call_id }),
             m::END_CALL => self.call_command(m::END_CALL, params, "", |call_id| PhoneCommand::Hangup { call_id }),
             m::REJECT_CALL => self.reject_call(params),
+            m::SEND_DTMF => self.send_dtmf(params),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
                 format!("unknown method {other:?}; `hello` lists the methods this helper offers"),
@@ -578,6 +579,36 @@ impl Engine {
         Ok(json!({ "callId": call_id }))
     }
 
+    fn send_dtmf(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::SendDtmfParams = m::parse_params(m::SEND_DTMF, params)?;
+        let bad = |m: String| ApiError::new(ErrorCode::InvalidParams, format!("sendDtmf: {m}"));
+        let tones = p.tones.to_ascii_uppercase();
+        if tones.is_empty() || tones.len() > 64 || !tones.chars().all(|c| c.is_ascii_digit() || matches!(c, 'A'..='D' | '*' | '#' | ',')) {
+            return Err(bad("tones must be 1–64 of 0-9 A-D * # ,".into()));
+        }
+        let dtmf = &self.config.effective.dtmf;
+        let duration = p.duration.unwrap_or(dtmf.duration_ms);
+        let gap = p.inter_tone_gap.unwrap_or(dtmf.gap_ms);
+        if !(40..=6000).contains(&duration) {
+            return Err(bad(format!("duration must be 40–6000 ms (got {duration})")));
+        }
+        if !(30..=6000).contains(&gap) {
+            return Err(bad(format!("interToneGap must be 30–6000 ms (got {gap})")));
+        }
+        let call_id = self.pick_call(m::SEND_DTMF, p.call_id, "connected")?;
+        if self.calls.iter().any(|c| c.call_id == call_id && c.state != "connected") {
+            return Err(bad(format!("call {call_id} is not connected")));
+        }
+        // RFC 4733 needs the media stream (issue 4); until then both modes use SIP INFO.
+        self.phone.push_back(PhoneCommand::Dtmf {
+            call_id: call_id.clone(),
+            tones,
+            duration: std::time::Duration::from_millis(u64::from(duration)),
+            gap: std::time::Duration::from_millis(u64::from(gap)),
+        });
+        Ok(json!({ "callId": call_id, "method": "info" }))
+    }
+
     fn on_call_update(&mut self, call_id: String, update: CallUpdate) {
         let set_state = |calls: &mut Vec<m::CallStatus>, state: &str| {
             if let Some(c) = calls.iter_mut().find(|c| c.call_id == call_id) {
@@ -612,6 +643,9 @@ impl Engine {
             CallUpdate::Confirmed => {
                 set_state(&mut self.calls, "connected");
                 self.emit(ev::CALL_CONFIRMED, json!({ "callId": call_id }));
+            }
+            CallUpdate::Dtmf { digit } => {
+                self.emit(ev::CALL_DTMF, json!({ "callId": call_id, "digit": digit.to_string(), "method": "info" }));
             }
             CallUpdate::Ended { reason, sip_code, message } => {
                 self.calls.retain(|c| c.call_id != call_id);

@@ -42,6 +42,7 @@ pub enum PhoneCommand {
     Answer { call_id: String },
     Reject { call_id: String, code: u16 },
     Hangup { call_id: String },
+    Dtmf { call_id: String, tones: String, duration: Duration, gap: Duration },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -61,6 +62,7 @@ pub enum CallUpdate {
     Answered { codec: Option<String> },
     Confirmed,
     Ended { reason: String, sip_code: Option<u16>, message: Option<String> },
+    Dtmf { digit: char },
 }
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
@@ -171,6 +173,9 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Answer { call_id }) => with_call(&mut active, &events, &call_id, |c, now| c.answer(now).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Reject { call_id, code }) => with_call(&mut active, &events, &call_id, |c, now| c.reject(now, code).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Hangup { call_id }) => with_call(&mut active, &events, &call_id, |c, now| { c.hangup(now); Ok(()) }).await,
+                Some(PhoneCommand::Dtmf { call_id, tones, duration, gap }) => {
+                    with_call(&mut active, &events, &call_id, |c, now| c.send_dtmf_info(now, &tones, duration, gap).map_err(|e| e.to_string())).await
+                }
                 Some(PhoneCommand::Unregister) => {
                     target = None;
                     reconnect_at = None;
@@ -458,6 +463,7 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 CallOutput::Event(CallEvent::Ended { reason, sip_code }) => {
                     CallUpdate::Ended { reason: reason.into(), sip_code, message: None }
                 }
+                CallOutput::Event(CallEvent::Dtmf { digit }) => CallUpdate::Dtmf { digit },
             };
             tracing::info!(call_id, ?update, "call");
             let _ = events.send(PhoneEvent::Call { call_id, update }).await;

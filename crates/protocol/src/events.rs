@@ -23,6 +23,8 @@ pub const CALL_IN_PROGRESS: &str = "call-in-progress";
 pub const CALL_ANSWERED: &str = "call-answered";
 pub const CALL_CONFIRMED: &str = "call-confirmed";
 pub const CALL_ENDED: &str = "call-ended";
+/// A DTMF digit from the other party: `{"callId","digit","method":"info"}`.
+pub const CALL_DTMF: &str = "call-dtmf";
 
 /// Events this helper emits, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -37,6 +39,7 @@ pub const ALL: &[&str] = &[
     CALL_ANSWERED,
     CALL_CONFIRMED,
     CALL_ENDED,
+    CALL_DTMF,
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.

@@ -19,6 +19,7 @@ pub const CALL: &str = "call";
 pub const ANSWER_CALL: &str = "answerCall";
 pub const REJECT_CALL: &str = "rejectCall";
 pub const END_CALL: &str = "endCall";
+pub const SEND_DTMF: &str = "sendDtmf";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -34,7 +35,23 @@ pub const ALL: &[&str] = &[
     ANSWER_CALL,
     REJECT_CALL,
     END_CALL,
+    SEND_DTMF,
 ];
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendDtmfParams {
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// Digits `0-9 A-D * #`; `,` is a 2 s pause. At most 64.
+    pub tones: String,
+    /// Tone length in ms (40–6000); `dtmf.duration_ms` when absent.
+    #[serde(default)]
+    pub duration: Option<u32>,
+    /// Pause between tones in ms (30–6000); `dtmf.gap_ms` when absent.
+    #[serde(default)]
+    pub inter_tone_gap: Option<u32>,
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

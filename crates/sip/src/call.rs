@@ -11,7 +11,11 @@
 //! (§13.3.1.4), `reject` sends a final error; a CANCEL or a no-answer timeout
 //! ends it. BYE from either side ends a confirmed call.
 //!
-//! Re-INVITE (hold), INFO, REFER and session timers are not handled yet: such
+//! DTMF goes out as SIP INFO (`application/dtmf-relay`, one digit per INFO,
+//! the next one after the answer and the tone's duration plus the gap; `,` is
+//! a 2 s pause), and INFO digits from the peer become `Dtmf` events.
+//!
+//! Re-INVITE (hold), REFER and session timers are not handled yet: such
 //! in-dialog requests are answered 501.
 
 use std::collections::VecDeque;
@@ -76,6 +80,8 @@ pub enum CallEvent {
     /// `reason`: `local-hangup`, `remote-hangup`, `cancelled`, `rejected`,
     /// `busy`, `timeout`, `no-answer`, `failed`.
     Ended { reason: &'static str, sip_code: Option<u16> },
+    /// A DTMF digit received by SIP INFO.
+    Dtmf { digit: char },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +135,13 @@ pub struct Call {
     answer_at: Option<Instant>,
     cancel_wanted: bool,
     provisional_seen: bool,
+    /// Digits still to send, with their tone duration and gap.
+    dtmf: VecDeque<char>,
+    dtmf_duration: Duration,
+    dtmf_gap: Duration,
+    /// The INFO in flight and when it was sent.
+    dtmf_in_flight: Option<(TransactionKey, Instant)>,
+    dtmf_next_at: Option<Instant>,
     out: VecDeque<CallOutput>,
 }
 
@@ -199,6 +212,11 @@ impl Call {
             answer_at: None,
             cancel_wanted: false,
             provisional_seen: false,
+            dtmf: VecDeque::new(),
+            dtmf_duration: Duration::from_millis(100),
+            dtmf_gap: Duration::from_millis(70),
+            dtmf_in_flight: None,
+            dtmf_next_at: None,
             out: VecDeque::new(),
             ep,
         };
@@ -264,6 +282,11 @@ impl Call {
             answer_at: None,
             cancel_wanted: false,
             provisional_seen: true,
+            dtmf: VecDeque::new(),
+            dtmf_duration: Duration::from_millis(100),
+            dtmf_gap: Duration::from_millis(70),
+            dtmf_in_flight: None,
+            dtmf_next_at: None,
             out: VecDeque::new(),
             ep,
         };
@@ -297,6 +320,11 @@ impl Call {
 
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// `Dtmf { digit }`: a digit the peer sent by SIP INFO.
+    pub fn dtmf_pending(&self) -> usize {
+        self.dtmf.len()
     }
 
     /// Ended, and no transaction is still absorbing retransmissions.
@@ -369,6 +397,45 @@ impl Call {
         self.ok_give_up_at = Some(now + self.ep.timers.sixty_four_t1());
         self.out.push_back(CallOutput::Event(CallEvent::Answered));
         Ok(())
+    }
+
+    /// Queues DTMF digits (`0-9 A-D * #`, `,` = 2 s pause) to send by SIP INFO.
+    /// The caller validates the digits and the timing.
+    pub fn send_dtmf_info(&mut self, now: Instant, tones: &str, duration: Duration, gap: Duration) -> Result<(), CallError> {
+        if self.state != CallState::Confirmed {
+            return Err(CallError::WrongState("send DTMF", self.state));
+        }
+        self.dtmf_duration = duration;
+        self.dtmf_gap = gap;
+        self.dtmf.extend(tones.chars().map(|c| c.to_ascii_uppercase()));
+        if self.dtmf_in_flight.is_none() && self.dtmf_next_at.is_none() {
+            self.dtmf_next_at = Some(now);
+            self.next_dtmf(now);
+        }
+        self.drain(now);
+        Ok(())
+    }
+
+    fn next_dtmf(&mut self, now: Instant) {
+        if self.dtmf_in_flight.is_some() || self.dtmf_next_at.is_some_and(|t| t > now) || self.state != CallState::Confirmed {
+            return;
+        }
+        self.dtmf_next_at = None;
+        let Some(digit) = self.dtmf.pop_front() else { return };
+        if digit == ',' {
+            self.dtmf_next_at = Some(now + Duration::from_secs(2));
+            return;
+        }
+        let body = format!("Signal={digit}\r\nDuration={}\r\n", self.dtmf_duration.as_millis());
+        let Some(mut info) = self.in_dialog(Method::Info) else { return };
+        info.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        info.headers.push(Header::ContentType(rsip::headers::ContentType::new("application/dtmf-relay")));
+        info.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(body.len() as u32)));
+        info.body = body.into_bytes();
+        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&info), ClientTransaction::new(now, info, self.ep.transport.reliable(), self.ep.timers)) {
+            self.dtmf_in_flight = Some((key.clone(), now));
+            self.clients.push((key, txn));
+        }
     }
 
     /// Rejects a ringing inbound call (486 Busy Here, 603 Decline, 480 …).
@@ -467,6 +534,24 @@ impl Call {
                     self.end("remote-hangup", None);
                 }
             }
+            Method::Info => {
+                let is_dtmf = request.headers.iter().any(|h| matches!(h, Header::ContentType(c) if c.value().to_ascii_lowercase().starts_with("application/dtmf-relay")));
+                let digit = String::from_utf8_lossy(&request.body)
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Signal=").map(|d| d.trim().to_owned()))
+                    .and_then(|d| d.chars().next())
+                    .map(|c| c.to_ascii_uppercase())
+                    .filter(|c| c.is_ascii_digit() || matches!(c, 'A'..='D' | '*' | '#'));
+                match (is_dtmf, digit) {
+                    (true, Some(digit)) => {
+                        self.respond_new(now, &request, 200);
+                        self.out.push_back(CallOutput::Event(CallEvent::Dtmf { digit }));
+                    }
+                    (true, None) => self.respond_new(now, &request, 400),
+                    // No INFO package of ours (RFC 6086 §4.2.2 legacy INFO).
+                    (false, _) => self.respond_new(now, &request, 415),
+                }
+            }
             _ => self.respond_new(now, &request, 501),
         }
         self.drain(now);
@@ -507,6 +592,9 @@ impl Call {
             self.send_bye(now);
             self.end("failed", Some(408));
         }
+        if self.dtmf_next_at.is_some_and(|t| t <= now) {
+            self.next_dtmf(now);
+        }
         if self.answer_at.is_some_and(|t| t <= now) && self.state == CallState::Incoming {
             // An offer we cannot answer was refused at INVITE time; nothing else fails here.
             let _ = self.answer(now);
@@ -528,7 +616,7 @@ impl Call {
             .chain(self.invite_server.iter().filter_map(|(_, t)| t.poll_timeout()))
             .chain(self.clients.iter().filter_map(|(_, t)| t.poll_timeout()))
             .chain(self.servers.iter().filter_map(|(_, t)| t.poll_timeout()));
-        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at, self.answer_at].into_iter().flatten()).min()
+        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at, self.answer_at, self.dtmf_next_at].into_iter().flatten()).min()
     }
 
     #[must_use]
@@ -686,14 +774,30 @@ impl Call {
                 self.invite_server = None;
             }
         }
-        for (_, t) in &mut self.clients {
+        let mut dtmf_done = false;
+        for (k, t) in &mut self.clients {
             while let Some(o) = t.poll_output() {
-                if let ClientOutput::Transmit(m) = o {
-                    self.out.push_back(CallOutput::Transmit(m));
+                match o {
+                    ClientOutput::Transmit(m) => self.out.push_back(CallOutput::Transmit(m)),
+                    ClientOutput::Response(r) if r.status_code.code() >= 200 => {
+                        dtmf_done |= self.dtmf_in_flight.as_ref().is_some_and(|(key, _)| key == k);
+                    }
+                    ClientOutput::Timeout if self.dtmf_in_flight.as_ref().is_some_and(|(key, _)| key == k) => {
+                        // The peer does not answer our INFOs: drop the rest of the digits.
+                        self.dtmf.clear();
+                        dtmf_done = true;
+                    }
+                    _ => {}
                 }
             }
         }
         self.clients.retain(|(_, t)| !t.is_terminated());
+        if dtmf_done {
+            if let Some((_, sent)) = self.dtmf_in_flight.take() {
+                // Next digit: after the answer, and not before this tone and the gap are over.
+                self.dtmf_next_at = Some((sent + self.dtmf_duration + self.dtmf_gap).max(now));
+            }
+        }
         for (_, t) in &mut self.servers {
             while let Some(ServerOutput::Transmit(m)) = t.poll_output() {
                 self.out.push_back(CallOutput::Transmit(m));

@@ -244,3 +244,64 @@ fn auto_answer_after_a_delay_and_hints_from_the_pbx() {
     assert_eq!(auto_answer_hint(&invite("Alert-Info: <http://x/ring.wav>\r\n")), None);
     assert_eq!(auto_answer_hint(&invite("")), None);
 }
+
+fn confirmed(t0: Instant) -> (Call, Call) {
+    let (mut a, mut b) = start(t0, Transport::Udp);
+    let (ringing, _) = drain(&mut b);
+    deliver(&mut a, t0, ringing);
+    drain(&mut a);
+    b.answer(t0).unwrap();
+    let (ok, _) = drain(&mut b);
+    deliver(&mut a, t0, ok);
+    let (ack, _) = drain(&mut a);
+    deliver(&mut b, t0, ack);
+    drain(&mut b);
+    (a, b)
+}
+
+#[test]
+fn dtmf_by_sip_info_one_digit_at_a_time_paced_by_duration_and_gap() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    a.send_dtmf_info(t0, "1#,a", Duration::from_millis(100), Duration::from_millis(50)).unwrap();
+    let mut got = vec![];
+    let mut now = t0;
+    // Deliver each INFO, answer it, and run the sender's clock to its next deadline.
+    for _ in 0..50 {
+        let (sent, _) = drain(&mut a);
+        for m in &sent {
+            if let SipMessage::Request(r) = m {
+                assert_eq!(r.method, Method::Info);
+                assert!(r.to_string().contains("Content-Type: application/dtmf-relay"), "{r}");
+            }
+        }
+        deliver(&mut b, now, sent);
+        let (answers, events) = drain(&mut b);
+        got.extend(events.into_iter().map(|e| (e, (now - t0).as_millis())));
+        deliver(&mut a, now, answers);
+        match a.poll_timeout() {
+            Some(t) if a.dtmf_pending() > 0 || t < t0 + Duration::from_secs(5) => {
+                now = t;
+                a.handle_timeout(t);
+            }
+            _ => break,
+        }
+        if got.len() == 3 {
+            break;
+        }
+    }
+    let digits: Vec<(CallEvent, u128)> = got;
+    assert_eq!(
+        digits,
+        [
+            (CallEvent::Dtmf { digit: '1' }, 0),
+            (CallEvent::Dtmf { digit: '#' }, 150),
+            // ',' pauses 2 s after the '#' tone and gap.
+            (CallEvent::Dtmf { digit: 'A' }, 2300),
+        ]
+    );
+    assert!(a.send_dtmf_info(t0, "1", Duration::from_millis(100), Duration::from_millis(50)).is_ok());
+    // Before the call is up there is no dialog to send INFO in.
+    let (mut c, _) = start(t0, Transport::Udp);
+    assert!(c.send_dtmf_info(t0, "1", Duration::from_millis(100), Duration::from_millis(50)).is_err());
+}
