@@ -158,3 +158,30 @@ fn dtmf_sent_by_sip_info_reaches_baresip() {
         assert_eq!(r.conn.request("sendDtmf", params)["error"]["code"], "invalid-params", "{what}");
     }
 }
+
+#[test]
+fn hold_and_resume_with_baresip_in_both_directions() {
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
+    let call_id = r.conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+
+    r.conn.request("holdCall", json!({"callId": call_id}));
+    let held = r.conn.event("call-held");
+    assert_eq!((held["by"].as_str(), held["peerDirection"].as_str()), (Some("local"), Some("recvonly")), "{held}");
+    assert_eq!(bob.wait_event("CALL_REMOTE_SDP")["param"], "offer");
+    let status = r.conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["calls"][0]["hold"], "local");
+    r.conn.request("resumeCall", json!({}));
+    let resumed = r.conn.event("call-resumed");
+    assert_eq!((resumed["by"].as_str(), resumed["peerDirection"].as_str()), (Some("local"), Some("sendrecv")));
+
+    // baresip holds the helper, then resumes.
+    bob.command("hold", "");
+    assert_eq!(r.conn.event("call-held")["by"], "remote");
+    bob.command("resume", "");
+    assert_eq!(r.conn.event("call-resumed")["by"], "remote");
+    let status = r.conn.request("getStatus", json!({}));
+    assert!(status["result"]["calls"][0].get("hold").is_none(), "{status}");
+}

@@ -150,6 +150,8 @@ impl Engine {
             m::END_CALL => self.call_command(m::END_CALL, params, "", |call_id| PhoneCommand::Hangup { call_id }),
             m::REJECT_CALL => self.reject_call(params),
             m::SEND_DTMF => self.send_dtmf(params),
+            m::HOLD_CALL => self.hold_call(m::HOLD_CALL, params, true),
+            m::RESUME_CALL => self.hold_call(m::RESUME_CALL, params, false),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
                 format!("unknown method {other:?}; `hello` lists the methods this helper offers"),
@@ -527,6 +529,7 @@ impl Engine {
             state: "calling".into(),
             remote: target.to_owned(),
             codec: None,
+            hold: None,
         });
         self.phone.push_back(PhoneCommand::Dial {
             call_id: call_id.clone(),
@@ -579,6 +582,16 @@ impl Engine {
         Ok(json!({ "callId": call_id }))
     }
 
+    fn hold_call(&mut self, method: &str, params: Value, hold: bool) -> Result<Value, ApiError> {
+        let p: m::CallIdParams = m::parse_params(method, params)?;
+        let call_id = self.pick_call(method, p.call_id, "connected")?;
+        if self.calls.iter().any(|c| c.call_id == call_id && c.state != "connected") {
+            return Err(ApiError::new(ErrorCode::InvalidParams, format!("{method}: call {call_id} is not connected")));
+        }
+        self.phone.push_back(PhoneCommand::Hold { call_id: call_id.clone(), hold });
+        Ok(json!({ "callId": call_id }))
+    }
+
     fn send_dtmf(&mut self, params: Value) -> Result<Value, ApiError> {
         let p: m::SendDtmfParams = m::parse_params(m::SEND_DTMF, params)?;
         let bad = |m: String| ApiError::new(ErrorCode::InvalidParams, format!("sendDtmf: {m}"));
@@ -623,6 +636,7 @@ impl Engine {
                     state: "incoming".into(),
                     remote: info.from.clone(),
                     codec: None,
+                    hold: None,
                 });
                 self.emit(ev::CALL_INCOMING, *info);
             }
@@ -643,6 +657,29 @@ impl Engine {
             CallUpdate::Confirmed => {
                 set_state(&mut self.calls, "connected");
                 self.emit(ev::CALL_CONFIRMED, json!({ "callId": call_id }));
+            }
+            CallUpdate::Hold { local, held, peer_direction } => {
+                if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id) {
+                    let (mut l, mut r) = match c.hold.as_deref() {
+                        Some("local") => (true, false),
+                        Some("remote") => (false, true),
+                        Some("both") => (true, true),
+                        _ => (false, false),
+                    };
+                    if local { l = held } else { r = held }
+                    c.hold = match (l, r) {
+                        (true, true) => Some("both".into()),
+                        (true, false) => Some("local".into()),
+                        (false, true) => Some("remote".into()),
+                        (false, false) => None,
+                    };
+                }
+                let name = if held { ev::CALL_HELD } else { ev::CALL_RESUMED };
+                let by = if local { "local" } else { "remote" };
+                self.emit(name, json!({ "callId": call_id, "by": by, "peerDirection": peer_direction }));
+            }
+            CallUpdate::HoldFailed { code } => {
+                self.emit(ev::PHONE_ERROR, json!({ "error": "hold-failed", "message": format!("hold or resume refused with {code}"), "sipCode": code, "callId": call_id }));
             }
             CallUpdate::Dtmf { digit } => {
                 self.emit(ev::CALL_DTMF, json!({ "callId": call_id, "digit": digit.to_string(), "method": "info" }));

@@ -43,6 +43,7 @@ pub enum PhoneCommand {
     Reject { call_id: String, code: u16 },
     Hangup { call_id: String },
     Dtmf { call_id: String, tones: String, duration: Duration, gap: Duration },
+    Hold { call_id: String, hold: bool },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -63,6 +64,9 @@ pub enum CallUpdate {
     Confirmed,
     Ended { reason: String, sip_code: Option<u16>, message: Option<String> },
     Dtmf { digit: char },
+    /// Hold changed: `local` when we asked for it.
+    Hold { local: bool, held: bool, peer_direction: Option<String> },
+    HoldFailed { code: u16 },
 }
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
@@ -173,6 +177,9 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Answer { call_id }) => with_call(&mut active, &events, &call_id, |c, now| c.answer(now).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Reject { call_id, code }) => with_call(&mut active, &events, &call_id, |c, now| c.reject(now, code).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Hangup { call_id }) => with_call(&mut active, &events, &call_id, |c, now| { c.hangup(now); Ok(()) }).await,
+                Some(PhoneCommand::Hold { call_id, hold }) => {
+                    with_call(&mut active, &events, &call_id, |c, now| c.set_hold(now, hold).map_err(|e| e.to_string())).await
+                }
                 Some(PhoneCommand::Dtmf { call_id, tones, duration, gap }) => {
                     with_call(&mut active, &events, &call_id, |c, now| c.send_dtmf_info(now, &tones, duration, gap).map_err(|e| e.to_string())).await
                 }
@@ -464,6 +471,11 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                     CallUpdate::Ended { reason: reason.into(), sip_code, message: None }
                 }
                 CallOutput::Event(CallEvent::Dtmf { digit }) => CallUpdate::Dtmf { digit },
+                CallOutput::Event(CallEvent::LocalHold { held, peer }) => {
+                    CallUpdate::Hold { local: true, held, peer_direction: Some(format!("{peer:?}").to_lowercase()) }
+                }
+                CallOutput::Event(CallEvent::RemoteHold { held }) => CallUpdate::Hold { local: false, held, peer_direction: None },
+                CallOutput::Event(CallEvent::HoldFailed { code }) => CallUpdate::HoldFailed { code },
             };
             tracing::info!(call_id, ?update, "call");
             let _ = events.send(PhoneEvent::Call { call_id, update }).await;

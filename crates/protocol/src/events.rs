@@ -25,6 +25,9 @@ pub const CALL_CONFIRMED: &str = "call-confirmed";
 pub const CALL_ENDED: &str = "call-ended";
 /// A DTMF digit from the other party: `{"callId","digit","method":"info"}`.
 pub const CALL_DTMF: &str = "call-dtmf";
+/// `{"callId","by":"local"|"remote"}`; for `local`, `peerDirection` is what the peer answered.
+pub const CALL_HELD: &str = "call-held";
+pub const CALL_RESUMED: &str = "call-resumed";
 
 /// Events this helper emits, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -40,6 +43,8 @@ pub const ALL: &[&str] = &[
     CALL_CONFIRMED,
     CALL_ENDED,
     CALL_DTMF,
+    CALL_HELD,
+    CALL_RESUMED,
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.

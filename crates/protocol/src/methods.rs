@@ -20,6 +20,8 @@ pub const ANSWER_CALL: &str = "answerCall";
 pub const REJECT_CALL: &str = "rejectCall";
 pub const END_CALL: &str = "endCall";
 pub const SEND_DTMF: &str = "sendDtmf";
+pub const HOLD_CALL: &str = "holdCall";
+pub const RESUME_CALL: &str = "resumeCall";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -36,6 +38,8 @@ pub const ALL: &[&str] = &[
     REJECT_CALL,
     END_CALL,
     SEND_DTMF,
+    HOLD_CALL,
+    RESUME_CALL,
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -94,6 +98,9 @@ pub struct CallStatus {
     /// Negotiated codec, once known (e.g. `PCMU/8000`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codec: Option<String>,
+    /// Who holds the call: `local`, `remote` or `both`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

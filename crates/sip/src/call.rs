@@ -15,8 +15,14 @@
 //! the next one after the answer and the tone's duration plus the gap; `,` is
 //! a 2 s pause), and INFO digits from the peer become `Dtmf` events.
 //!
-//! Re-INVITE (hold), REFER and session timers are not handled yet: such
-//! in-dialog requests are answered 501.
+//! Hold and resume are re-INVITEs with `a=sendonly` / `a=sendrecv`; a peer's
+//! re-INVITE is answered from its offer and reported as remote hold or
+//! resume. Crossing re-INVITEs get 491 and ours is retried after 2.1–4 s
+//! (we own the Call-ID) or 0–2 s (§14.1); a re-INVITE that times out or gets
+//! 408/481 ends the call with BYE (§14.1, §12.2.1.2).
+//!
+//! REFER and session timers are not handled yet: such in-dialog requests are
+//! answered 501.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -82,6 +88,12 @@ pub enum CallEvent {
     Ended { reason: &'static str, sip_code: Option<u16> },
     /// A DTMF digit received by SIP INFO.
     Dtmf { digit: char },
+    /// Our hold or resume took effect; `peer` is the direction the peer answered.
+    LocalHold { held: bool, peer: sdp::Direction },
+    /// Our hold or resume was refused with `code`; nothing changed.
+    HoldFailed { code: u16 },
+    /// The peer put us on hold, or took us off it.
+    RemoteHold { held: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +154,17 @@ pub struct Call {
     /// The INFO in flight and when it was sent.
     dtmf_in_flight: Option<(TransactionKey, Instant)>,
     dtmf_next_at: Option<Instant>,
+    local_hold: bool,
+    remote_hold: bool,
+    /// Our re-INVITE in flight, and whether it holds.
+    reinvite: Option<(TransactionKey, ClientTransaction, bool)>,
+    reinvite_cseq: u32,
+    /// After a 491: when to try again, and what.
+    reinvite_retry: Option<(Instant, bool)>,
+    /// The ACK of our last re-INVITE's 2xx, resent if that 2xx comes again.
+    reinvite_ack: Option<(TransactionKey, Request)>,
+    /// We sent a 2xx to an INVITE and wait for its ACK.
+    awaiting_ack: bool,
     out: VecDeque<CallOutput>,
 }
 
@@ -217,6 +240,13 @@ impl Call {
             dtmf_gap: Duration::from_millis(70),
             dtmf_in_flight: None,
             dtmf_next_at: None,
+            local_hold: false,
+            remote_hold: false,
+            reinvite: None,
+            reinvite_cseq: 0,
+            reinvite_retry: None,
+            reinvite_ack: None,
+            awaiting_ack: false,
             out: VecDeque::new(),
             ep,
         };
@@ -287,6 +317,13 @@ impl Call {
             dtmf_gap: Duration::from_millis(70),
             dtmf_in_flight: None,
             dtmf_next_at: None,
+            local_hold: false,
+            remote_hold: false,
+            reinvite: None,
+            reinvite_cseq: 0,
+            reinvite_retry: None,
+            reinvite_ack: None,
+            awaiting_ack: false,
             out: VecDeque::new(),
             ep,
         };
@@ -322,7 +359,12 @@ impl Call {
         self.negotiated.as_ref()
     }
 
-    /// `Dtmf { digit }`: a digit the peer sent by SIP INFO.
+    /// (we hold the peer, the peer holds us)
+    pub fn hold_state(&self) -> (bool, bool) {
+        (self.local_hold, self.remote_hold)
+    }
+
+    /// Digits queued for sending.
     pub fn dtmf_pending(&self) -> usize {
         self.dtmf.len()
     }
@@ -334,12 +376,16 @@ impl Call {
             && self.invite_server.is_none()
             && self.clients.is_empty()
             && self.servers.is_empty()
+            && self.reinvite.is_none()
     }
 
     /// Whether `response` belongs to one of this call's client transactions.
     pub fn owns_response(&self, response: &Response) -> bool {
         let Ok(key) = TransactionKey::for_response(response) else { return false };
-        self.invite_client.as_ref().is_some_and(|(k, _)| *k == key) || self.clients.iter().any(|(k, _)| *k == key)
+        self.invite_client.as_ref().is_some_and(|(k, _)| *k == key)
+            || self.clients.iter().any(|(k, _)| *k == key)
+            || self.reinvite.as_ref().is_some_and(|(k, _, _)| *k == key)
+            || self.reinvite_ack.as_ref().is_some_and(|(k, _)| *k == key)
     }
 
     /// Whether `request` belongs to this call: a retransmission, a CANCEL of
@@ -392,11 +438,36 @@ impl Call {
         self.send_invite_response(now, ok.clone());
         // The TU retransmits 2xx until the ACK (RFC 3261 §13.3.1.4).
         self.ok = Some(ok);
+        self.awaiting_ack = true;
         self.ok_interval = self.ep.timers.t1;
         self.ok_retransmit_at = (!self.ep.transport.reliable()).then(|| now + self.ok_interval);
         self.ok_give_up_at = Some(now + self.ep.timers.sixty_four_t1());
         self.out.push_back(CallOutput::Event(CallEvent::Answered));
         Ok(())
+    }
+
+    /// Puts the peer on hold (`true`) or takes it off (`false`) with a re-INVITE.
+    pub fn set_hold(&mut self, now: Instant, hold: bool) -> Result<(), CallError> {
+        if self.state != CallState::Confirmed || self.reinvite.is_some() || self.reinvite_retry.is_some() {
+            return Err(CallError::WrongState(if hold { "hold" } else { "resume" }, self.state));
+        }
+        self.send_reinvite(now, hold);
+        self.drain(now);
+        Ok(())
+    }
+
+    fn send_reinvite(&mut self, now: Instant, hold: bool) {
+        let mut media = self.media.clone();
+        media.version += 1;
+        media.direction = if hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
+        let body = sdp::offer(&media);
+        let Some(mut invite) = self.in_dialog(Method::Invite) else { return };
+        self.media = media;
+        self.reinvite_cseq = self.local_cseq;
+        set_sdp_body(&mut invite.headers, &mut invite.body, body, &self.ep.contact());
+        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&invite), ClientTransaction::new(now, invite, self.ep.transport.reliable(), self.ep.timers)) {
+            self.reinvite = Some((key, txn, hold));
+        }
     }
 
     /// Queues DTMF digits (`0-9 A-D * #`, `,` = 2 s pause) to send by SIP INFO.
@@ -481,6 +552,22 @@ impl Call {
                 return;
             }
         }
+        if let Some((k, txn, _)) = &mut self.reinvite {
+            if *k == key {
+                txn.handle_response(now, response);
+                self.drain(now);
+                return;
+            }
+        }
+        if let Some((k, ack)) = &self.reinvite_ack {
+            if *k == key {
+                if response.status_code.code() / 100 == 2 {
+                    // Our ACK was lost: the peer repeats its 2xx.
+                    self.out.push_back(CallOutput::Transmit(SipMessage::Request(ack.clone())));
+                }
+                return;
+            }
+        }
         if let Some((_, txn)) = self.clients.iter_mut().find(|(k, _)| *k == key) {
             txn.handle_response(now, response);
         }
@@ -505,10 +592,13 @@ impl Call {
         }
         match request.method {
             Method::Ack => {
-                // The ACK of our 2xx (its own branch, in the dialog).
-                if self.state == CallState::Answering {
+                // The ACK of our 2xx (its own branch, in the dialog): stop resending the 2xx.
+                if self.awaiting_ack {
+                    self.awaiting_ack = false;
                     self.ok_retransmit_at = None;
                     self.ok_give_up_at = None;
+                }
+                if self.state == CallState::Answering {
                     if self.late_offer {
                         if let Ok(answer) = sdp::parse(&request.body) {
                             self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
@@ -534,6 +624,7 @@ impl Call {
                     self.end("remote-hangup", None);
                 }
             }
+            Method::Invite if self.state == CallState::Confirmed => self.on_reinvite(now, request),
             Method::Info => {
                 let is_dtmf = request.headers.iter().any(|h| matches!(h, Header::ContentType(c) if c.value().to_ascii_lowercase().starts_with("application/dtmf-relay")));
                 let digit = String::from_utf8_lossy(&request.body)
@@ -557,7 +648,71 @@ impl Call {
         self.drain(now);
     }
 
+    /// The peer's re-INVITE: answer from its offer (or offer in our 200).
+    fn on_reinvite(&mut self, now: Instant, request: Request) {
+        if self.reinvite.is_some() || self.awaiting_ack {
+            // Glare: ours is in flight (§14.2).
+            self.respond_new(now, &request, 491);
+            return;
+        }
+        let Ok(key) = TransactionKey::for_server(&request) else { return };
+        let Ok(mut txn) = ServerTransaction::new(now, request.clone(), self.ep.transport.reliable(), self.ep.timers) else { return };
+        let ours = if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
+        let mut media = self.media.clone();
+        media.version += 1;
+        media.direction = ours;
+        let mut held_now = self.remote_hold;
+        let body = if request.body.is_empty() {
+            sdp::offer(&media)
+        } else {
+            let answered = sdp::parse(&request.body).and_then(|offer| {
+                held_now = matches!(offer.direction, sdp::Direction::SendOnly | sdp::Direction::Inactive);
+                sdp::answer(&media, &offer)
+            });
+            match answered {
+                Ok((text, negotiated)) => {
+                    self.negotiated = Some(negotiated);
+                    text
+                }
+                Err(_) => {
+                    if let Ok(r) = response_to(&request, StatusCode::NotAcceptableHere, Some(&self.local_tag)) {
+                        let _ = txn.send_response(now, r);
+                        self.servers.push((key, txn));
+                    }
+                    return;
+                }
+            }
+        };
+        self.media = media;
+        let mut ok = response_to(&request, StatusCode::OK, Some(&self.local_tag)).unwrap_or_default();
+        set_sdp_body(&mut ok.headers, &mut ok.body, body, &self.ep.contact());
+        let _ = txn.send_response(now, ok.clone());
+        self.servers.push((key, txn));
+        self.ok = Some(ok);
+        self.awaiting_ack = true;
+        self.ok_interval = self.ep.timers.t1;
+        self.ok_retransmit_at = (!self.ep.transport.reliable()).then(|| now + self.ok_interval);
+        self.ok_give_up_at = Some(now + self.ep.timers.sixty_four_t1());
+        if held_now != self.remote_hold {
+            self.remote_hold = held_now;
+            self.out.push_back(CallOutput::Event(CallEvent::RemoteHold { held: held_now }));
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((_, t, _)) = &mut self.reinvite {
+            if t.poll_timeout().is_some_and(|d| d <= now) {
+                t.handle_timeout(now);
+            }
+        }
+        if let Some((at, hold)) = self.reinvite_retry {
+            if at <= now {
+                self.reinvite_retry = None;
+                if self.state == CallState::Confirmed {
+                    self.send_reinvite(now, hold);
+                }
+            }
+        }
         if let Some((_, t)) = &mut self.invite_client {
             if t.poll_timeout().is_some_and(|d| d <= now) {
                 t.handle_timeout(now);
@@ -616,7 +771,10 @@ impl Call {
             .chain(self.invite_server.iter().filter_map(|(_, t)| t.poll_timeout()))
             .chain(self.clients.iter().filter_map(|(_, t)| t.poll_timeout()))
             .chain(self.servers.iter().filter_map(|(_, t)| t.poll_timeout()));
-        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at, self.answer_at, self.dtmf_next_at].into_iter().flatten()).min()
+        let reinvite = self.reinvite.as_ref().and_then(|(_, t, _)| t.poll_timeout());
+        let retry = self.reinvite_retry.map(|(at, _)| at);
+        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at, self.answer_at, self.dtmf_next_at, reinvite, retry].into_iter().flatten())
+            .min()
     }
 
     #[must_use]
@@ -729,11 +887,11 @@ impl Call {
     }
 
     /// The ACK of a 2xx: a new request in the dialog with the INVITE's CSeq number.
-    fn ack_for_2xx(&mut self) -> Option<Request> {
+    fn ack_for_2xx(&mut self, cseq: u32) -> Option<Request> {
         let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
         let remote_tag = self.remote_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
         let mut text = format!(
-            "ACK {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <{local}>;tag={ltag}\r\nTo: <{remote}>{remote_tag}\r\nCall-ID: {cid}\r\nCSeq: 1 ACK\r\n",
+            "ACK {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <{local}>;tag={ltag}\r\nTo: <{remote}>{remote_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq} ACK\r\n",
             target = self.remote_target,
             via = self.ep.via(&branch),
             local = self.local_uri,
@@ -774,6 +932,32 @@ impl Call {
                 self.invite_server = None;
             }
         }
+        let mut reinvite_result = None;
+        if let Some((key, t, hold)) = &mut self.reinvite {
+            while let Some(o) = t.poll_output() {
+                match o {
+                    ClientOutput::Transmit(m) => self.out.push_back(CallOutput::Transmit(m)),
+                    ClientOutput::Response(r) if r.status_code.code() >= 200 => reinvite_result = Some((key.clone(), Some(r), *hold)),
+                    ClientOutput::Response(_) => {}
+                    ClientOutput::Timeout => reinvite_result = Some((key.clone(), None, *hold)),
+                }
+            }
+        }
+        // Done at its final answer: a new hold or resume may follow at once. A
+        // non-2xx transaction keeps absorbing retransmissions (and re-ACKing)
+        // among the others; a 2xx is re-ACKed through `reinvite_ack`.
+        let finished = self.reinvite.as_ref().is_some_and(|(_, t, _)| t.is_terminated());
+        if finished || reinvite_result.is_some() {
+            if let Some((k, t, _)) = self.reinvite.take() {
+                let was_2xx = matches!(&reinvite_result, Some((_, Some(r), _)) if r.status_code.code() / 100 == 2);
+                if !t.is_terminated() && !was_2xx {
+                    self.clients.push((k, t));
+                }
+            }
+        }
+        if let Some((key, r, hold)) = reinvite_result {
+            self.on_reinvite_result(now, key, r, hold);
+        }
         let mut dtmf_done = false;
         for (k, t) in &mut self.clients {
             while let Some(o) = t.poll_output() {
@@ -813,6 +997,42 @@ impl Call {
         }
     }
 
+    fn on_reinvite_result(&mut self, now: Instant, key: TransactionKey, r: Option<Response>, hold: bool) {
+        let code = r.as_ref().map_or(408, |r| r.status_code.code());
+        match (code, r) {
+            (200..=299, Some(r)) => {
+                if let Some(ack) = self.ack_for_2xx(self.reinvite_cseq) {
+                    self.out.push_back(CallOutput::Transmit(SipMessage::Request(ack.clone())));
+                    self.reinvite_ack = Some((key, ack));
+                }
+                let answer = sdp::parse(&r.body).ok();
+                let peer = answer.as_ref().map_or(sdp::Direction::SendRecv, |m| m.direction);
+                if let Some(n) = answer.and_then(|a| sdp::accept_answer(&self.media, &a).ok()) {
+                    self.negotiated = Some(n);
+                }
+                if self.local_hold != hold {
+                    self.local_hold = hold;
+                    self.out.push_back(CallOutput::Event(CallEvent::LocalHold { held: hold, peer }));
+                }
+            }
+            (491, _) => {
+                // §14.1: the Call-ID owner (the caller) waits 2.1–4 s, the other 0–2 s.
+                let spread = u64::from_str_radix(self.ids.token().get(..4).unwrap_or("0"), 16).unwrap_or(0);
+                let wait = if self.outbound { 2100 + spread % 1900 } else { spread % 2000 };
+                self.reinvite_retry = Some((now + Duration::from_millis(wait), hold));
+            }
+            (408 | 481, _) => {
+                // The dialog is gone (§12.2.1.2).
+                self.send_bye(now);
+                self.end("failed", Some(code));
+            }
+            (code, _) => {
+                self.media.direction = if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
+                self.out.push_back(CallOutput::Event(CallEvent::HoldFailed { code }));
+            }
+        }
+    }
+
     fn on_invite_response(&mut self, now: Instant, r: Response) {
         let code = r.status_code.code();
         match code {
@@ -840,7 +1060,7 @@ impl Call {
                     if let Ok(answer) = sdp::parse(&r.body) {
                         self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
                     }
-                    self.ack = self.ack_for_2xx();
+                    self.ack = self.ack_for_2xx(1);
                 }
                 if let Some(ack) = self.ack.clone() {
                     self.out.push_back(CallOutput::Transmit(SipMessage::Request(ack)));
@@ -869,6 +1089,15 @@ impl Call {
             }
         }
     }
+}
+
+/// Replaces a message's body with SDP, with Content-Type, Content-Length and Contact.
+fn set_sdp_body(headers: &mut rsip::Headers, body: &mut Vec<u8>, sdp_text: String, contact: &str) {
+    headers.retain(|h| !matches!(h, Header::ContentLength(_) | Header::ContentType(_) | Header::Contact(_)));
+    headers.push(Header::Contact(rsip::headers::Contact::new(contact)));
+    headers.push(Header::ContentType(rsip::headers::ContentType::new("application/sdp")));
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::from(sdp_text.len() as u32)));
+    *body = sdp_text.into_bytes();
 }
 
 /// Longest auto-answer delay a PBX may ask for.

@@ -305,3 +305,79 @@ fn dtmf_by_sip_info_one_digit_at_a_time_paced_by_duration_and_gap() {
     let (mut c, _) = start(t0, Transport::Udp);
     assert!(c.send_dtmf_info(t0, "1", Duration::from_millis(100), Duration::from_millis(50)).is_err());
 }
+
+/// Passes messages back and forth until both sides are quiet.
+fn settle(a: &mut Call, b: &mut Call, now: Instant) -> (Vec<CallEvent>, Vec<CallEvent>) {
+    let (mut ea, mut eb) = (vec![], vec![]);
+    for _ in 0..20 {
+        let (sa, va) = drain(a);
+        let (sb, vb) = drain(b);
+        ea.extend(va);
+        eb.extend(vb);
+        if sa.is_empty() && sb.is_empty() {
+            break;
+        }
+        deliver(b, now, sa);
+        deliver(a, now, sb);
+    }
+    (ea, eb)
+}
+
+#[test]
+fn hold_and_resume_both_ways_with_re_invites() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    a.set_hold(t0, true).unwrap();
+    let (ea, eb) = settle(&mut a, &mut b, t0);
+    assert_eq!(ea, [CallEvent::LocalHold { held: true, peer: Direction::RecvOnly }]);
+    assert_eq!(eb, [CallEvent::RemoteHold { held: true }]);
+    assert_eq!((a.hold_state(), b.hold_state()), ((true, false), (false, true)));
+
+    // Resume right away: the finished re-INVITE does not stand in the way.
+    a.set_hold(t0, false).unwrap();
+    let (ea, eb) = settle(&mut a, &mut b, t0);
+    assert_eq!(ea, [CallEvent::LocalHold { held: false, peer: Direction::SendRecv }]);
+    assert_eq!(eb, [CallEvent::RemoteHold { held: false }]);
+
+    // The callee holds the caller.
+    b.set_hold(t0, true).unwrap();
+    let (ea, eb) = settle(&mut a, &mut b, t0);
+    assert_eq!(ea, [CallEvent::RemoteHold { held: true }]);
+    assert_eq!(eb, [CallEvent::LocalHold { held: true, peer: Direction::RecvOnly }]);
+    // The call is still up and ends normally.
+    a.hangup(t0);
+    let (ea, eb) = settle(&mut a, &mut b, t0);
+    assert!(ea.contains(&CallEvent::Ended { reason: "local-hangup", sip_code: None }));
+    assert!(eb.contains(&CallEvent::Ended { reason: "remote-hangup", sip_code: None }));
+}
+
+#[test]
+fn crossing_re_invites_get_491_and_are_retried() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    a.set_hold(t0, true).unwrap();
+    b.set_hold(t0, true).unwrap();
+    let (sa, _) = drain(&mut a);
+    let (sb, _) = drain(&mut b);
+    deliver(&mut b, t0, sa);
+    deliver(&mut a, t0, sb);
+    let (ea, eb) = settle(&mut a, &mut b, t0);
+    assert_eq!((ea, eb), (vec![], vec![]), "both refused with 491, nothing changed");
+    // The callee retries within 2 s, the caller after 2.1 s: the callee wins.
+    let mut now = t0;
+    let (mut ea, mut eb) = (vec![], vec![]);
+    for _ in 0..10 {
+        let next = [a.poll_timeout(), b.poll_timeout()].into_iter().flatten().filter(|t| *t < t0 + Duration::from_secs(5)).min();
+        let Some(next) = next else { break };
+        now = next;
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        let (x, y) = settle(&mut a, &mut b, now);
+        ea.extend(x);
+        eb.extend(y);
+    }
+    assert!(eb.contains(&CallEvent::LocalHold { held: true, peer: Direction::RecvOnly }), "{eb:?}");
+    assert!(ea.contains(&CallEvent::RemoteHold { held: true }), "{ea:?}");
+    assert!(ea.contains(&CallEvent::LocalHold { held: true, peer: Direction::Inactive }), "both on hold: {ea:?}");
+    assert!(now <= t0 + Duration::from_secs(5));
+}
