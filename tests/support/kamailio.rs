@@ -124,6 +124,8 @@ fn make_certificates(dir: &std::path::Path) -> PathBuf {
     dir.join("ca.pem")
 }
 
+/// The registrar/proxy configuration shared with `scripts/demo.sh`:
+/// `tests/rigs/kamailio.cfg` with its placeholders filled in.
 fn config(port: u16, password: &str, tls: Option<(u16, &std::path::Path)>) -> String {
     let (tls_listen, tls_module) = match tls {
         Some((tls_port, dir)) => (
@@ -132,52 +134,9 @@ fn config(port: u16, password: &str, tls: Option<(u16, &std::path::Path)>) -> St
         ),
         None => (String::new(), String::new()),
     };
-    format!(
-        r#"#!KAMAILIO
-listen=udp:127.0.0.1:{port}
-listen=tcp:127.0.0.1:{port}
-{tls_listen}children=2
-tcp_children=2
-log_stderror=yes
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-{tls_module}loadmodule "tm.so"
-loadmodule "rr.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
-loadmodule "sanity.so"
-loadmodule "auth.so"
-modparam("auth", "algorithm", "MD5")
-modparam("registrar", "max_expires", 3600)
-request_route {{
-  if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483","Too Many Hops"); exit; }}
-  force_rport();
-  if (is_method("OPTIONS")) {{ sl_send_reply("200","OK"); exit; }}
-  if (is_method("REGISTER")) {{
-    if (is_present_hf("Authorization")) {{ $var(auth) = "yes"; }} else {{ $var(auth) = "no"; }}
-    xlog("L_ERR", "AH-REGISTER auth=$var(auth) expires=$hdr(Expires) proto=$proto user=$fU\n");
-    if (!pv_www_authenticate("$td", "{password}", "0")) {{ www_challenge("$td", "0"); exit; }}
-    consume_credentials();
-    if (!save("location")) sl_reply_error();
-    exit;
-  }}
-  if (has_totag()) {{
-    if (loose_route()) {{ t_relay(); exit; }}
-    if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-    sl_send_reply("404","Not here");
-    exit;
-  }}
-  if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-  xlog("L_ERR", "AH-CALL $rm from=$fU to=$rU\n");
-  record_route();
-  if (!lookup("location")) {{ sl_send_reply("404","Not Found"); exit; }}
-  t_relay();
-}}
-"#
-    )
+    include_str!("../rigs/kamailio.cfg")
+        .replace("@PORT@", &port.to_string())
+        .replace("@PASSWORD@", password)
+        .replace("@TLS_LISTEN@", &tls_listen)
+        .replace("@TLS_MODULE@", &tls_module)
 }
