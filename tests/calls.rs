@@ -185,3 +185,24 @@ fn hold_and_resume_with_baresip_in_both_directions() {
     let status = r.conn.request("getStatus", json!({}));
     assert!(status["result"]["calls"][0].get("hold").is_none(), "{status}");
 }
+
+#[test]
+fn blind_transfer_of_baresip_to_a_second_baresip() {
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
+    let mut carol = Baresip::start("carol", r.k.port, PASSWORD, true);
+    let call_id = r.conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+
+    let t = r.conn.request("transferCall", json!({"callId": call_id, "type": "direct", "target": "carol"}));
+    assert!(t.get("result").is_some(), "{t}");
+    r.conn.event("call-transfer-started");
+    let established = carol.wait_event("CALL_ESTABLISHED");
+    assert!(established["peeruri"].as_str().unwrap().contains("bob"), "carol talks to bob: {established}");
+    r.conn.event("call-transfer-success");
+    let ended = r.conn.event("call-ended");
+    assert_eq!(ended["reason"], "transferred");
+    let consulted = r.conn.request("transferCall", json!({"type": "consulted", "target": "carol"}));
+    assert_eq!(consulted["error"]["code"], "invalid-params");
+}

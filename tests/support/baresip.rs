@@ -47,7 +47,10 @@ impl Baresip {
         let answer = if auto_answer { ";answermode=auto" } else { ";answermode=manual" };
         std::fs::write(
             dir.path().join("accounts"),
-            format!("<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};regint=600;audio_codecs=PCMU,PCMA{answer}\n"),
+            // Everything goes through kamailio, as with a phone's outbound proxy.
+            format!(
+                "<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};outbound=\"sip:127.0.0.1:{kamailio_port};transport=udp\";regint=600;audio_codecs=PCMU,PCMA{answer}\n"
+            ),
         )
         .unwrap();
         let log = dir.path().join("log");

@@ -152,6 +152,7 @@ impl Engine {
             m::SEND_DTMF => self.send_dtmf(params),
             m::HOLD_CALL => self.hold_call(m::HOLD_CALL, params, true),
             m::RESUME_CALL => self.hold_call(m::RESUME_CALL, params, false),
+            m::TRANSFER_CALL => self.transfer_call(params),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
                 format!("unknown method {other:?}; `hello` lists the methods this helper offers"),
@@ -592,6 +593,26 @@ impl Engine {
         Ok(json!({ "callId": call_id }))
     }
 
+    fn transfer_call(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::TransferCallParams = m::parse_params(m::TRANSFER_CALL, params)?;
+        let bad = |m: String| ApiError::new(ErrorCode::InvalidParams, format!("transferCall: {m}"));
+        match p.kind.as_str() {
+            "direct" => {}
+            "consulted" => return Err(bad("consulted transfer is not available yet; use type \"direct\"".into())),
+            other => return Err(bad(format!("type {other:?} is not direct or consulted"))),
+        }
+        let target = p.target.trim();
+        if target.is_empty() || target.len() > 256 || target.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"')) {
+            return Err(bad(format!("target {target:?} is not a SIP URI, user or number")));
+        }
+        let call_id = self.pick_call(m::TRANSFER_CALL, p.call_id, "connected")?;
+        if self.calls.iter().any(|c| c.call_id == call_id && c.state != "connected") {
+            return Err(bad(format!("call {call_id} is not connected")));
+        }
+        self.phone.push_back(PhoneCommand::Transfer { call_id: call_id.clone(), target: target.to_owned() });
+        Ok(json!({ "callId": call_id }))
+    }
+
     fn send_dtmf(&mut self, params: Value) -> Result<Value, ApiError> {
         let p: m::SendDtmfParams = m::parse_params(m::SEND_DTMF, params)?;
         let bad = |m: String| ApiError::new(ErrorCode::InvalidParams, format!("sendDtmf: {m}"));
@@ -680,6 +701,11 @@ impl Engine {
             }
             CallUpdate::HoldFailed { code } => {
                 self.emit(ev::PHONE_ERROR, json!({ "error": "hold-failed", "message": format!("hold or resume refused with {code}"), "sipCode": code, "callId": call_id }));
+            }
+            CallUpdate::TransferStarted => self.emit(ev::CALL_TRANSFER_STARTED, json!({ "callId": call_id })),
+            CallUpdate::TransferSucceeded => self.emit(ev::CALL_TRANSFER_SUCCESS, json!({ "callId": call_id })),
+            CallUpdate::TransferFailed { code } => {
+                self.emit(ev::CALL_TRANSFER_CANCEL, json!({ "callId": call_id, "sipCode": code }));
             }
             CallUpdate::Dtmf { digit } => {
                 self.emit(ev::CALL_DTMF, json!({ "callId": call_id, "digit": digit.to_string(), "method": "info" }));

@@ -44,6 +44,7 @@ pub enum PhoneCommand {
     Hangup { call_id: String },
     Dtmf { call_id: String, tones: String, duration: Duration, gap: Duration },
     Hold { call_id: String, hold: bool },
+    Transfer { call_id: String, target: String },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -67,6 +68,9 @@ pub enum CallUpdate {
     /// Hold changed: `local` when we asked for it.
     Hold { local: bool, held: bool, peer_direction: Option<String> },
     HoldFailed { code: u16 },
+    TransferStarted,
+    TransferSucceeded,
+    TransferFailed { code: u16 },
 }
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
@@ -177,6 +181,11 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Answer { call_id }) => with_call(&mut active, &events, &call_id, |c, now| c.answer(now).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Reject { call_id, code }) => with_call(&mut active, &events, &call_id, |c, now| c.reject(now, code).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Hangup { call_id }) => with_call(&mut active, &events, &call_id, |c, now| { c.hangup(now); Ok(()) }).await,
+                Some(PhoneCommand::Transfer { call_id, target: to }) => {
+                    let domain = active.as_ref().map(|a| a.endpoint.domain.clone()).unwrap_or_default();
+                    let uri = target_uri(&to, &domain);
+                    with_call(&mut active, &events, &call_id, |c, now| c.transfer(now, &uri).map_err(|e| e.to_string())).await
+                }
                 Some(PhoneCommand::Hold { call_id, hold }) => {
                     with_call(&mut active, &events, &call_id, |c, now| c.set_hold(now, hold).map_err(|e| e.to_string())).await
                 }
@@ -476,6 +485,9 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 }
                 CallOutput::Event(CallEvent::RemoteHold { held }) => CallUpdate::Hold { local: false, held, peer_direction: None },
                 CallOutput::Event(CallEvent::HoldFailed { code }) => CallUpdate::HoldFailed { code },
+                CallOutput::Event(CallEvent::TransferAccepted) => CallUpdate::TransferStarted,
+                CallOutput::Event(CallEvent::TransferSucceeded) => CallUpdate::TransferSucceeded,
+                CallOutput::Event(CallEvent::TransferFailed { code }) => CallUpdate::TransferFailed { code },
             };
             tracing::info!(call_id, ?update, "call");
             let _ = events.send(PhoneEvent::Call { call_id, update }).await;

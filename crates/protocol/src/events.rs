@@ -28,6 +28,12 @@ pub const CALL_DTMF: &str = "call-dtmf";
 /// `{"callId","by":"local"|"remote"}`; for `local`, `peerDirection` is what the peer answered.
 pub const CALL_HELD: &str = "call-held";
 pub const CALL_RESUMED: &str = "call-resumed";
+/// The other party accepted our transfer request and is calling the target.
+pub const CALL_TRANSFER_STARTED: &str = "call-transfer-started";
+/// The target answered; our call ends (`call-ended{reason:"transferred"}`).
+pub const CALL_TRANSFER_SUCCESS: &str = "call-transfer-success";
+/// The transfer was refused or the target did not answer; the call goes on.
+pub const CALL_TRANSFER_CANCEL: &str = "call-transfer-cancel";
 
 /// Events this helper emits, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -45,6 +51,9 @@ pub const ALL: &[&str] = &[
     CALL_DTMF,
     CALL_HELD,
     CALL_RESUMED,
+    CALL_TRANSFER_STARTED,
+    CALL_TRANSFER_SUCCESS,
+    CALL_TRANSFER_CANCEL,
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.

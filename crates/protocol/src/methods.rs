@@ -22,6 +22,7 @@ pub const END_CALL: &str = "endCall";
 pub const SEND_DTMF: &str = "sendDtmf";
 pub const HOLD_CALL: &str = "holdCall";
 pub const RESUME_CALL: &str = "resumeCall";
+pub const TRANSFER_CALL: &str = "transferCall";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -40,7 +41,24 @@ pub const ALL: &[&str] = &[
     SEND_DTMF,
     HOLD_CALL,
     RESUME_CALL,
+    TRANSFER_CALL,
 ];
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferCallParams {
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// `direct` (blind) or `consulted`.
+    #[serde(rename = "type", default = "default_transfer_type")]
+    pub kind: String,
+    /// Where the other party goes: a SIP URI, user or number.
+    pub target: String,
+}
+
+fn default_transfer_type() -> String {
+    "direct".into()
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

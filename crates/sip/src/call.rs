@@ -21,8 +21,10 @@
 //! (we own the Call-ID) or 0–2 s (§14.1); a re-INVITE that times out or gets
 //! 408/481 ends the call with BYE (§14.1, §12.2.1.2).
 //!
-//! REFER and session timers are not handled yet: such in-dialog requests are
-//! answered 501.
+//! Blind transfer: REFER (RFC 3515) with Refer-To and Referred-By; the
+//! peer's NOTIFYs (message/sipfrag) report the new call, and its success
+//! ends ours with BYE. An incoming REFER and session timers are not handled
+//! yet: such requests are answered 501.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -94,6 +96,12 @@ pub enum CallEvent {
     HoldFailed { code: u16 },
     /// The peer put us on hold, or took us off it.
     RemoteHold { held: bool },
+    /// The peer accepted our REFER (202) and is calling the target.
+    TransferAccepted,
+    /// The transfer target answered the peer; our call ends next.
+    TransferSucceeded,
+    /// The REFER was refused, or the peer's call to the target failed.
+    TransferFailed { code: u16 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +173,9 @@ pub struct Call {
     reinvite_ack: Option<(TransactionKey, Request)>,
     /// We sent a 2xx to an INVITE and wait for its ACK.
     awaiting_ack: bool,
+    /// Our REFER in flight, then `None` once answered; `transferring` until the outcome.
+    refer: Option<TransactionKey>,
+    transferring: bool,
     out: VecDeque<CallOutput>,
 }
 
@@ -247,6 +258,8 @@ impl Call {
             reinvite_retry: None,
             reinvite_ack: None,
             awaiting_ack: false,
+            refer: None,
+            transferring: false,
             out: VecDeque::new(),
             ep,
         };
@@ -324,6 +337,8 @@ impl Call {
             reinvite_retry: None,
             reinvite_ack: None,
             awaiting_ack: false,
+            refer: None,
+            transferring: false,
             out: VecDeque::new(),
             ep,
         };
@@ -468,6 +483,30 @@ impl Call {
         if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&invite), ClientTransaction::new(now, invite, self.ep.transport.reliable(), self.ep.timers)) {
             self.reinvite = Some((key, txn, hold));
         }
+    }
+
+    /// Blind transfer: asks the peer to call `target` (a SIP URI) instead of us.
+    pub fn transfer(&mut self, now: Instant, target: &str) -> Result<(), CallError> {
+        if self.state != CallState::Confirmed || self.transferring {
+            return Err(CallError::WrongState("transfer", self.state));
+        }
+        if !(target.starts_with("sip:") || target.starts_with("sips:")) || target.len() > 512 || target.contains(['\r', '\n', '<', '>', ' ']) {
+            return Err(CallError::BadTarget(target.to_owned()));
+        }
+        let Some(mut refer) = self.in_dialog(Method::Refer) else { return Err(CallError::BadTarget(target.to_owned())) };
+        refer.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        refer.headers.push(Header::Other("Refer-To".into(), format!("<{target}>")));
+        refer.headers.push(Header::Other("Referred-By".into(), format!("<{}>", self.local_uri)));
+        refer.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
+        refer.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
+        let key = TransactionKey::for_client(&refer)?;
+        let txn = ClientTransaction::new(now, refer, self.ep.transport.reliable(), self.ep.timers)
+            .map_err(|e| CallError::BadTarget(e.to_string()))?;
+        self.clients.push((key.clone(), txn));
+        self.refer = Some(key);
+        self.transferring = true;
+        self.drain(now);
+        Ok(())
     }
 
     /// Queues DTMF digits (`0-9 A-D * #`, `,` = 2 s pause) to send by SIP INFO.
@@ -625,6 +664,41 @@ impl Call {
                 }
             }
             Method::Invite if self.state == CallState::Confirmed => self.on_reinvite(now, request),
+            Method::Notify => {
+                let is_refer = request.headers.iter().any(|h| matches!(h, Header::Event(e) if e.value().trim().to_ascii_lowercase().starts_with("refer")));
+                if !is_refer {
+                    self.respond_new(now, &request, 489);
+                } else {
+                    self.respond_new(now, &request, 200);
+                    // Body: "SIP/2.0 200 OK" — the status of the peer's call to the target.
+                    let code = String::from_utf8_lossy(&request.body)
+                        .lines()
+                        .next()
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|c| c.parse::<u16>().ok());
+                    let terminated = request.headers.iter().any(|h| matches!(h, Header::SubscriptionState(v) if v.value().trim().to_ascii_lowercase().starts_with("terminated")));
+                    if self.transferring {
+                        match code {
+                            Some(200..=299) => {
+                                self.transferring = false;
+                                self.out.push_back(CallOutput::Event(CallEvent::TransferSucceeded));
+                                // The peer talks to the target now: leave (RFC 5589 §6.1).
+                                self.send_bye(now);
+                                self.end("transferred", None);
+                            }
+                            Some(c) if c >= 300 => {
+                                self.transferring = false;
+                                self.out.push_back(CallOutput::Event(CallEvent::TransferFailed { code: c }));
+                            }
+                            _ if terminated => {
+                                self.transferring = false;
+                                self.out.push_back(CallOutput::Event(CallEvent::TransferFailed { code: code.unwrap_or(0) }));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
             Method::Info => {
                 let is_dtmf = request.headers.iter().any(|h| matches!(h, Header::ContentType(c) if c.value().to_ascii_lowercase().starts_with("application/dtmf-relay")));
                 let digit = String::from_utf8_lossy(&request.body)
@@ -959,13 +1033,18 @@ impl Call {
             self.on_reinvite_result(now, key, r, hold);
         }
         let mut dtmf_done = false;
+        let mut refer_answer = None;
         for (k, t) in &mut self.clients {
             while let Some(o) = t.poll_output() {
                 match o {
                     ClientOutput::Transmit(m) => self.out.push_back(CallOutput::Transmit(m)),
                     ClientOutput::Response(r) if r.status_code.code() >= 200 => {
                         dtmf_done |= self.dtmf_in_flight.as_ref().is_some_and(|(key, _)| key == k);
+                        if self.refer.as_ref() == Some(k) {
+                            refer_answer = Some(r.status_code.code());
+                        }
                     }
+                    ClientOutput::Timeout if self.refer.as_ref() == Some(k) => refer_answer = Some(408),
                     ClientOutput::Timeout if self.dtmf_in_flight.as_ref().is_some_and(|(key, _)| key == k) => {
                         // The peer does not answer our INFOs: drop the rest of the digits.
                         self.dtmf.clear();
@@ -976,6 +1055,15 @@ impl Call {
             }
         }
         self.clients.retain(|(_, t)| !t.is_terminated());
+        if let Some(code) = refer_answer {
+            self.refer = None;
+            if (200..300).contains(&code) {
+                self.out.push_back(CallOutput::Event(CallEvent::TransferAccepted));
+            } else {
+                self.transferring = false;
+                self.out.push_back(CallOutput::Event(CallEvent::TransferFailed { code }));
+            }
+        }
         if dtmf_done {
             if let Some((_, sent)) = self.dtmf_in_flight.take() {
                 // Next digit: after the answer, and not before this tone and the gap are over.

@@ -381,3 +381,68 @@ fn crossing_re_invites_get_491_and_are_retried() {
     assert!(ea.contains(&CallEvent::LocalHold { held: true, peer: Direction::Inactive }), "both on hold: {ea:?}");
     assert!(now <= t0 + Duration::from_secs(5));
 }
+
+fn notify(c: &Call, refer_sent: &rsip::Request, frag: &str, state: &str) -> rsip::Request {
+    // Built from the REFER as the peer would: in the same dialog, From/To swapped.
+    let text = refer_sent.to_string();
+    let header = |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap().to_owned();
+    let body = format!("{frag}\r\n");
+    let n = format!(
+        "NOTIFY sip:alice@10.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKn{}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} NOTIFY\r\nEvent: refer\r\nSubscription-State: {state}\r\nContent-Type: message/sipfrag\r\nContent-Length: {}\r\n\r\n{body}",
+        frag.len(),
+        header("To"),
+        header("From"),
+        c.sip_call_id(),
+        100 + frag.len(),
+        body.len()
+    );
+    rsip::Request::try_from(n.as_str()).unwrap()
+}
+
+#[test]
+fn blind_transfer_with_refer_and_sipfrag_notifies() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    a.transfer(t0, "sip:carol@example.com").unwrap();
+    let (sent, _) = drain(&mut a);
+    let SipMessage::Request(refer) = &sent[0] else { panic!() };
+    assert_eq!(refer.method, Method::Refer);
+    let text = refer.to_string();
+    assert!(text.contains("Refer-To: <sip:carol@example.com>") && text.contains("Referred-By: <sip:alice@example.com>"), "{text}");
+    // Our Call only knows REFER as "not implemented" on the receiving side yet: answer it by hand.
+    let accepted = agent_helper_sip::message::response_to(refer, rsip::StatusCode::from(202), Some("x")).unwrap();
+    let refer = refer.clone();
+    deliver(&mut a, t0, vec![SipMessage::Response(accepted)]);
+    assert_eq!(drain(&mut a).1, [CallEvent::TransferAccepted]);
+    a.handle_request(t0, notify(&a, &refer, "SIP/2.0 100 Trying", "active;expires=60"));
+    assert_eq!(drain(&mut a).1, []);
+    a.handle_request(t0, notify(&a, &refer, "SIP/2.0 200 OK", "terminated;reason=noresource"));
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events, [CallEvent::TransferSucceeded, CallEvent::Ended { reason: "transferred", sip_code: None }]);
+    let methods: Vec<String> = sent.iter().map(|m| match m { SipMessage::Request(r) => r.method.to_string(), SipMessage::Response(r) => r.status_code.code().to_string() }).collect();
+    assert!(methods.contains(&"BYE".to_string()) && methods.contains(&"200".to_string()), "{methods:?}");
+    let _ = &mut b;
+}
+
+#[test]
+fn a_refused_or_failed_transfer_keeps_the_call() {
+    let t0 = Instant::now();
+    let (mut a, _b) = confirmed(t0);
+    a.transfer(t0, "sip:carol@example.com").unwrap();
+    let (sent, _) = drain(&mut a);
+    let SipMessage::Request(refer) = &sent[0] else { panic!() };
+    let refused = agent_helper_sip::message::response_to(refer, rsip::StatusCode::from(603), Some("x")).unwrap();
+    deliver(&mut a, t0, vec![SipMessage::Response(refused)]);
+    assert_eq!(drain(&mut a).1, [CallEvent::TransferFailed { code: 603 }]);
+    assert_eq!(a.state(), CallState::Confirmed);
+    // And a transfer whose target is busy.
+    a.transfer(t0, "sip:carol@example.com").unwrap();
+    let (sent, _) = drain(&mut a);
+    let SipMessage::Request(refer) = sent[0].clone() else { panic!() };
+    let accepted = agent_helper_sip::message::response_to(&refer, rsip::StatusCode::from(202), Some("x")).unwrap();
+    deliver(&mut a, t0, vec![SipMessage::Response(accepted)]);
+    drain(&mut a);
+    a.handle_request(t0, notify(&a, &refer, "SIP/2.0 486 Busy Here", "terminated"));
+    assert_eq!(drain(&mut a).1, [CallEvent::TransferFailed { code: 486 }]);
+    assert_eq!(a.state(), CallState::Confirmed);
+}
