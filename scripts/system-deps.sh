@@ -24,6 +24,6 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null; then
-  echo "Rust is not installed: get it with https://rustup.rs (stable, 1.88 or newer), then run this again." >&2
+  echo "Rust is not installed: get it with https://rustup.rs (stable, 1.89 or newer), then run this again." >&2
   exit 1
 fi

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh test
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --tests --locked
 # dbus-daemon warns when it cannot raise its fd limit in containers; harmless.
 exec dbus-run-session -- scripts/with-keyring.sh cargo test --workspace --locked --no-fail-fast "$@"

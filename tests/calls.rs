@@ -142,7 +142,8 @@ fn dtmf_sent_by_sip_info_reaches_baresip() {
     let call_id = r.conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
     r.conn.event("call-confirmed");
     bob.wait_event("CALL_ESTABLISHED");
-    let sent = r.conn.request("sendDtmf", json!({"callId": call_id, "tones": "19#", "duration": 60, "interToneGap": 40}));
+    let sent =
+        r.conn.request("sendDtmf", json!({"callId": call_id, "tones": "19#", "duration": 60, "interToneGap": 40}));
     assert_eq!(sent["result"]["method"], "info", "{sent}");
     let mut digits = String::new();
     while digits.len() < 3 {

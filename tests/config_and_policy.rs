@@ -44,7 +44,10 @@ fn unknown_keys_are_warned_about_not_dropped_silently() {
     let status = helper.call("getStatus", json!({}));
     let warnings = status["configWarnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].as_str().unwrap().ends_with("config.toml:3: unknown key `sip.registrar_typo` ignored"), "{warnings:?}");
+    assert!(
+        warnings[0].as_str().unwrap().ends_with("config.toml:3: unknown key `sip.registrar_typo` ignored"),
+        "{warnings:?}"
+    );
     let log = std::fs::read_to_string(dir.path().join("logs/BPClient.log")).unwrap();
     assert!(log.contains("WARN") && log.contains("sip.registrar_typo"), "{log}");
     assert_eq!(helper.call("getConfig", json!({}))["config"]["sip"]["transport"], "tcp");
@@ -54,7 +57,8 @@ fn unknown_keys_are_warned_about_not_dropped_silently() {
 fn policy_overrides_locks_and_is_shown_in_status() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, "[sip]\ntransport = \"tls\"\n[log]\nlevel = \"debug\"\n[recording]\nallowed = false\n").unwrap();
+    std::fs::write(&policy, "[sip]\ntransport = \"tls\"\n[log]\nlevel = \"debug\"\n[recording]\nallowed = false\n")
+        .unwrap();
     write_config(dir.path(), "[sip]\ntransport = \"udp\"\n");
     let helper = Start::new(dir.path()).env("AGENT_HELPER_POLICY", policy.to_str().unwrap()).spawn().unwrap();
 
@@ -93,10 +97,12 @@ fn api_changes_are_written_atomically_and_survive_a_restart() {
     assert_eq!(out["value"], json!(["opus", "pcma"]));
     helper.call("setConfig", json!({"key": "browser.allowed_origins", "value": ["https://desk.example.com"]}));
     helper.call("setLogLevel", json!({"level": "warn", "persist": true}));
-    let (code, out) = helper.ctl("setConfig", json!({"key": "browser.allowed_origins", "value": ["https://*.example.com"]}));
+    let (code, out) =
+        helper.ctl("setConfig", json!({"key": "browser.allowed_origins", "value": ["https://*.example.com"]}));
     assert_eq!((code, out["error"]["code"].as_str()), (1, Some("invalid-config-value")));
 
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(!names.iter().any(|n| n.starts_with(".tmp")), "temp files left: {names:?}");
     let text = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
     assert!(text.starts_with("# written by the installer\n"), "{text}");

@@ -9,10 +9,8 @@ use serde_json::json;
 use support::*;
 
 fn log_files(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     names
 }
@@ -20,7 +18,8 @@ fn log_files(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn log_rotates_at_the_configured_size_and_keeps_at_most_n_files() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), "[log]\nlevel = \"debug\"\nmax_file_bytes = 4096\nmax_files = 3\n").unwrap();
+    std::fs::write(dir.path().join("config.toml"), "[log]\nlevel = \"debug\"\nmax_file_bytes = 4096\nmax_files = 3\n")
+        .unwrap();
     let helper = Helper::start(dir.path());
     let mut conn = helper.connect();
     // Each request writes a debug line; 400 of them are far more than 3 × 4 KiB.
@@ -43,7 +42,11 @@ fn log_rotates_at_the_configured_size_and_keeps_at_most_n_files() {
 #[test]
 fn collect_diagnostics_returns_a_zip_with_logs_config_and_facts() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), "[sip]\ncustom_headers = { X-Api-Token = \"tok\" }\n# token = \"abc-secret-123\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[sip]\ncustom_headers = { X-Api-Token = \"tok\" }\n# token = \"abc-secret-123\"\n",
+    )
+    .unwrap();
     let helper = Helper::start(dir.path());
     let out = helper.call("collectDiagnostics", json!({}));
     let path = std::path::PathBuf::from(out["path"].as_str().unwrap());

@@ -122,13 +122,8 @@ fn ctl_without_a_helper_says_so() {
 fn ctl_events_prints_each_event_as_one_json_line() {
     let dir = tempfile::tempdir().unwrap();
     let helper = Helper::start(dir.path());
-    let mut events = command()
-        .args(["ctl", "--profile"])
-        .arg(dir.path())
-        .arg("events")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut events =
+        command().args(["ctl", "--profile"]).arg(dir.path()).arg("events").stdout(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     let out = events.stdout.take().unwrap();
     std::thread::spawn(move || {

@@ -6,12 +6,12 @@ use std::io::Write;
 use agent_helper::runner::{self, Prepared};
 use agent_helper_engine::EngineHandle;
 use agent_helper_protocol::{Request, RequestId};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, RunEvent};
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::{Mutex, oneshot};
 
 const TRAY_OFFLINE: &[u8] = include_bytes!("../icons/tray-offline.png");
 
@@ -44,7 +44,11 @@ pub fn run(prepared: Prepared) -> tauri::Result<()> {
                     .await;
                 app_handle.exit(0);
             });
-            app.manage(Shell { engine: engine.clone(), stop: Mutex::new(Some(stop_tx)), stopped: Mutex::new(Some(stopped)) });
+            app.manage(Shell {
+                engine: engine.clone(),
+                stop: Mutex::new(Some(stop_tx)),
+                stopped: Mutex::new(Some(stopped)),
+            });
             build_tray(app.handle(), engine)?;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "agent-helper ready: socket={socket} pid={} shell=desktop", std::process::id());

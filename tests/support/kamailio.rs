@@ -50,9 +50,12 @@ impl Kamailio {
         std::fs::write(&cfg, config(port, password, tls.as_ref().map(|(p, _)| (*p, dir.path())))).unwrap();
         let log = dir.path().join("kamailio.log");
         let child = Command::new("kamailio")
-            .arg("-f").arg(&cfg)
-            .arg("-P").arg(dir.path().join("kamailio.pid"))
-            .arg("-w").arg(dir.path())
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-P")
+            .arg(dir.path().join("kamailio.pid"))
+            .arg("-w")
+            .arg(dir.path())
             .args(["-DD", "-E"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -76,13 +79,17 @@ impl Kamailio {
         let mut buf = [0u8; 2048];
         while Instant::now() < deadline {
             sock.send_to(options.as_bytes(), ("127.0.0.1", self.port)).unwrap();
-            if let Ok(n) = sock.recv(&mut buf) {
-                if buf[..n].starts_with(b"SIP/2.0 200") {
-                    return;
-                }
+            if let Ok(n) = sock.recv(&mut buf)
+                && buf[..n].starts_with(b"SIP/2.0 200")
+            {
+                return;
             }
         }
-        panic!("kamailio did not answer on port {}: {}", self.port, std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "kamailio did not answer on port {}: {}",
+            self.port,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 
     /// The `AH-REGISTER` lines logged so far.
@@ -108,11 +115,60 @@ fn make_certificates(dir: &std::path::Path) -> PathBuf {
         let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=Agent Helper Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]);
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-copy_extensions", "copy"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Agent Helper Test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-copy_extensions",
+        "copy",
+    ]);
     std::fs::write(
         dir.join("tls.cfg"),
         format!(

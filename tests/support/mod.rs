@@ -14,8 +14,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use agent_helper_protocol::frame::{read_frame, write_frame, Frame};
-use serde_json::{json, Value};
+use agent_helper_protocol::frame::{Frame, read_frame, write_frame};
+use serde_json::{Value, json};
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -157,7 +157,8 @@ pub fn ctl(profile: &Path, args: &[&str]) -> (i32, Value) {
 
 pub fn parse_stdout(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text, "stderr": String::from_utf8_lossy(&out.stderr) }))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|_| json!({ "raw": text, "stderr": String::from_utf8_lossy(&out.stderr) }))
 }
 
 /// Polls `cond` until it holds or the deadline passes (for state with no event

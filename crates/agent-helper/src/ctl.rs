@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agent_helper_local_api::{Client, ClientError};
 use agent_helper_protocol::Profile;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use agent_helper::runner::{EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE};
 

@@ -18,7 +18,12 @@ pub fn run(profile_dir: Option<&Path>) -> ExitCode {
             return ExitCode::from(e.exit_code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("engine").enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("engine")
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("agent-helper: cannot start the runtime: {e}");

@@ -19,7 +19,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "agent-helper", version, about = "Agent Helper: softphone and desktop companion of the web Agent Desktop")]
+#[command(
+    name = "agent-helper",
+    version,
+    about = "Agent Helper: softphone and desktop companion of the web Agent Desktop"
+)]
 struct Cli {
     /// Keep every per-instance file (config, socket, logs, recordings, state) under DIR.
     #[arg(long, global = true, env = "AGENT_HELPER_PROFILE", value_name = "DIR")]
@@ -51,7 +55,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Ctl { timeout, method, params }) => ctl::run(cli.profile.as_deref(), &method, params.as_deref(), timeout),
+        Some(Command::Ctl { timeout, method, params }) => {
+            ctl::run(cli.profile.as_deref(), &method, params.as_deref(), timeout)
+        }
         Some(Command::CheckConfig) => headless::check_config(cli.profile.as_deref()),
         None => {
             if !cli.headless {

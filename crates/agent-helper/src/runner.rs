@@ -15,7 +15,7 @@ use agent_helper_config::LoadedConfig;
 use agent_helper_credentials::KeyringStore;
 use agent_helper_diagnostics::{LogSettings, Logging};
 use agent_helper_engine::{Engine, EngineHandle, EngineSetup};
-use agent_helper_protocol::{Profile, SocketAddress, HELPER_VERSION};
+use agent_helper_protocol::{HELPER_VERSION, Profile, SocketAddress};
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -171,7 +171,7 @@ fn lock_profile(path: &Path) -> Result<std::fs::File, LockError> {
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         let term = signal(SignalKind::terminate());
         let interrupt = signal(SignalKind::interrupt());
         async move {

@@ -6,7 +6,7 @@ use std::path::Path;
 use toml_edit::DocumentMut;
 
 use crate::error::{ConfigError, Problem};
-use crate::layers::{read_text, LoadedConfig};
+use crate::layers::{LoadedConfig, read_text};
 use crate::locate::line_of;
 use crate::schema::KEYS;
 

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::MAX_CONFIG_BYTES;
 use crate::error::{ConfigError, Problem};
 use crate::locate::{line_of, line_of_key};
 use crate::schema::{Config, KEYS};
-use crate::MAX_CONFIG_BYTES;
 
 /// A configuration read from disk, with what the API needs to edit and explain it.
 #[derive(Debug, Clone)]

@@ -19,13 +19,11 @@ mod schema;
 
 pub use edit::{set_key, write_atomically};
 pub use error::{ConfigError, Problem};
-pub use layers::{load, LoadedConfig};
-pub use policy::{policy_file, system_policy_file, POLICY_ENV};
+pub use layers::{LoadedConfig, load};
+pub use policy::{POLICY_ENV, policy_file, system_policy_file};
 pub use schema::{
-    check_header,
-    AudioConfig, BrowserConfig, CallsConfig, Codec, CodecsConfig, Config, DtmfConfig, DtmfMode,
-    FailoverMode, LogConfig, MonitoringConfig, RecordingConfig, SipConfig, SipServer, SrtpMode,
-    Transport, KEYS,
+    AudioConfig, BrowserConfig, CallsConfig, Codec, CodecsConfig, Config, DtmfConfig, DtmfMode, FailoverMode, KEYS,
+    LogConfig, MonitoringConfig, RecordingConfig, SipConfig, SipServer, SrtpMode, Transport, check_header,
 };
 
 /// Config files larger than this are refused rather than read.

@@ -288,9 +288,24 @@ pub struct MonitoringConfig {
 
 /// Headers the SIP stack writes itself; configuring them would break dialogs.
 const RESERVED_HEADERS: &[&str] = &[
-    "via", "from", "to", "call-id", "cseq", "contact", "content-length", "content-type",
-    "max-forwards", "route", "record-route", "authorization", "proxy-authorization", "expires",
-    "user-agent", "allow", "supported", "require",
+    "via",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "contact",
+    "content-length",
+    "content-type",
+    "max-forwards",
+    "route",
+    "record-route",
+    "authorization",
+    "proxy-authorization",
+    "expires",
+    "user-agent",
+    "allow",
+    "supported",
+    "require",
 ];
 
 impl Config {
@@ -317,10 +332,10 @@ impl Config {
                 bad("sip.backup_server.port", "port must be 1–65535".into());
             }
         }
-        if !s.domain.is_empty() {
-            if let Err(m) = check_host(&s.domain) {
-                bad("sip.domain", m);
-            }
+        if !s.domain.is_empty()
+            && let Err(m) = check_host(&s.domain)
+        {
+            bad("sip.domain", m);
         }
         if !range(s.register_expiry.into(), 60, 86_400) {
             bad("sip.register_expiry", format!("must be 60–86400 seconds (got {})", s.register_expiry));
@@ -350,7 +365,10 @@ impl Config {
 
         let c = &self.calls;
         if c.no_answer_timeout != 0 && !range(c.no_answer_timeout.into(), 5, 3600) {
-            bad("calls.no_answer_timeout", format!("must be 0 (never) or 5–3600 seconds (got {})", c.no_answer_timeout));
+            bad(
+                "calls.no_answer_timeout",
+                format!("must be 0 (never) or 5–3600 seconds (got {})", c.no_answer_timeout),
+            );
         }
         if c.auto_answer_delay > 60 {
             bad("calls.auto_answer_delay", format!("must be 0–60 seconds (got {})", c.auto_answer_delay));
@@ -393,7 +411,10 @@ impl Config {
         }
 
         if !range(self.recording.segment_seconds.into(), 10, 3600) {
-            bad("recording.segment_seconds", format!("must be 10–3600 seconds (got {})", self.recording.segment_seconds));
+            bad(
+                "recording.segment_seconds",
+                format!("must be 10–3600 seconds (got {})", self.recording.segment_seconds),
+            );
         }
         out
     }
@@ -491,7 +512,14 @@ mod tests {
         assert!(check_origin("https://desk.example.com").is_ok());
         assert!(check_origin("https://desk.example.com:8443").is_ok());
         assert!(check_origin("http://localhost:8080").is_ok());
-        for bad in ["https://desk.example.com/", "https://*.example.com", "http://desk.example.com", "desk.example.com", "https://a:0", "chrome-extension://abc"] {
+        for bad in [
+            "https://desk.example.com/",
+            "https://*.example.com",
+            "http://desk.example.com",
+            "desk.example.com",
+            "https://a:0",
+            "chrome-extension://abc",
+        ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
     }

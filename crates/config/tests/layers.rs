@@ -1,4 +1,4 @@
-use agent_helper_config::{load, set_key, ConfigError, Transport};
+use agent_helper_config::{ConfigError, Transport, load, set_key};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -53,7 +53,11 @@ fn syntax_error_has_a_line_and_nothing_is_half_read() {
 #[test]
 fn nested_errors_point_into_arrays_of_servers() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(&dir, "config.toml", "[sip]\nservers = [\n { host = \"pbx1\" },\n { host = \"pbx2\", transport = \"carrier-pigeon\" },\n]\n");
+    let f = write(
+        &dir,
+        "config.toml",
+        "[sip]\nservers = [\n { host = \"pbx1\" },\n { host = \"pbx2\", transport = \"carrier-pigeon\" },\n]\n",
+    );
     let p = problem(load(&f, None).unwrap_err());
     assert_eq!(p.key.as_deref(), Some("sip.servers[1].transport"));
     assert_eq!(p.line, Some(4));
@@ -124,7 +128,9 @@ fn set_key_keeps_comments_validates_and_writes_atomically() {
     assert!(text.contains("custom_headers = { X-Site = \"helsinki\" }"), "{text}");
 
     // Invalid values leave the file untouched.
-    for (key, value) in [("dtmf.gap_ms", json!(1)), ("calls.auto_answer", json!("yes")), ("sip.custom_headers", json!({"Via": "x"}))] {
+    for (key, value) in
+        [("dtmf.gap_ms", json!(1)), ("calls.auto_answer", json!("yes")), ("sip.custom_headers", json!({"Via": "x"}))]
+    {
         match set_key(&c, key, &value).unwrap_err() {
             ConfigError::InvalidValue { key: k, .. } => assert_eq!(k, key),
             other => panic!("{key}: {other:?}"),

@@ -11,5 +11,5 @@ pub mod bundle;
 pub mod logging;
 pub mod redact;
 
-pub use bundle::{collect, BundleEntry, BundleError, BundleInfo};
-pub use logging::{init, LogError, LogSettings, Logging, LOG_FILE_NAME};
+pub use bundle::{BundleEntry, BundleError, BundleInfo, collect};
+pub use logging::{LOG_FILE_NAME, LogError, LogSettings, Logging, init};

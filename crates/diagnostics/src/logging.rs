@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use agent_helper_protocol::methods::LogLevel;
-use file_rotate::{compression::Compression, suffix::AppendCount, ContentLimit, FileRotate};
+use file_rotate::{ContentLimit, FileRotate, compression::Compression, suffix::AppendCount};
 use tracing::Subscriber;
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::{time::ChronoLocal, MakeWriter};
+use tracing_subscriber::fmt::{MakeWriter, time::ChronoLocal};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::{reload, Registry};
+use tracing_subscriber::{Registry, reload};
 
 pub const LOG_FILE_NAME: &str = "BPClient.log";
 
@@ -90,9 +90,7 @@ pub fn build(settings: &LogSettings) -> Result<(impl Subscriber + Send + Sync + 
     let file = settings.dir.join(LOG_FILE_NAME);
     std::fs::create_dir_all(&settings.dir).map_err(|source| LogError::Open { path: file.clone(), source })?;
     // Probe the file first: FileRotate reports an unopenable file only on write.
-    private_file_options()
-        .open(&file)
-        .map_err(|source| LogError::Open { path: file.clone(), source })?;
+    private_file_options().open(&file).map_err(|source| LogError::Open { path: file.clone(), source })?;
     let rotated_kept = settings.max_files.saturating_sub(1) as usize;
     let limit = usize::try_from(settings.max_file_bytes).unwrap_or(usize::MAX);
     let rotating = FileRotate::new(

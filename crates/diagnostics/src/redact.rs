@@ -26,7 +26,8 @@ struct Patterns {
     url_password: Regex,
 }
 
-static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
+    Patterns {
     // `Authorization: Digest username="a", response="…"` up to the end of the line.
     auth_header: Regex::new(r"(?i)\b((?:proxy-)?authorization)(\s*[:=]\s*)[^\r\n]*").expect("static regex"),
     // password=…, "password":"…", token: … (quoted or bare values).
@@ -37,6 +38,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     bearer: Regex::new(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+").expect("static regex"),
     // scheme://user:password@host and sip:user:password@host
     url_password: Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*:(?://)?[^\s:@/]+):[^\s@/]+@").expect("static regex"),
+}
 });
 
 /// Remembers a secret so that it is cut out of every later log line and bundle.

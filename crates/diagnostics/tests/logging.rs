@@ -1,5 +1,5 @@
-use agent_helper_diagnostics::logging::{build, LogSettings};
-use agent_helper_diagnostics::{collect, redact, BundleEntry, LOG_FILE_NAME};
+use agent_helper_diagnostics::logging::{LogSettings, build};
+use agent_helper_diagnostics::{BundleEntry, LOG_FILE_NAME, collect, redact};
 use agent_helper_protocol::methods::LogLevel;
 use std::io::Read;
 

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use agent_helper_protocol::methods::AccountStatus;
 use agent_helper_protocol::Password;
+use agent_helper_protocol::methods::AccountStatus;
 use serde::{Deserialize, Serialize};
 
 const MAX_STATE_BYTES: u64 = 64 * 1024;

@@ -2,8 +2,8 @@
 //! one channel and are applied one at a time; jobs run on tokio's blocking
 //! pool; events go out on a broadcast channel every client subscribes to.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use agent_helper_protocol::{ApiError, ErrorCode, Event, Request, RequestId, Response};

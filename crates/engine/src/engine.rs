@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use agent_helper_config::{ConfigError, LoadedConfig};
 use agent_helper_credentials::{CredentialError, SecretStore};
-use agent_helper_diagnostics::{bundle, redact, BundleEntry, BundleError, BundleInfo, Logging};
+use agent_helper_diagnostics::{BundleEntry, BundleError, BundleInfo, Logging, bundle, redact};
 use agent_helper_protocol::methods::{self as m, LogLevel};
-use agent_helper_protocol::{events as ev, ApiError, ErrorCode, Event, Password, Profile, Request};
+use agent_helper_protocol::{ApiError, ErrorCode, Event, Password, Profile, Request, events as ev};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::account::{valid_password, valid_username, Account, RememberedAccount, StateFile};
+use crate::account::{Account, RememberedAccount, StateFile, valid_password, valid_username};
 use crate::phone::{CallUpdate, PhoneCommand, PhoneEvent};
 use agent_helper_sip::registration::{Failure, RegistrationState};
 
@@ -146,7 +146,9 @@ impl Engine {
             m::SET_CONFIG => self.set_config(params),
             m::COLLECT_DIAGNOSTICS => return self.collect_diagnostics(now),
             m::CALL => self.call(params),
-            m::ANSWER_CALL => self.call_command(m::ANSWER_CALL, params, "incoming", |call_id| PhoneCommand::Answer { call_id }),
+            m::ANSWER_CALL => {
+                self.call_command(m::ANSWER_CALL, params, "incoming", |call_id| PhoneCommand::Answer { call_id })
+            }
             m::END_CALL => self.call_command(m::END_CALL, params, "", |call_id| PhoneCommand::Hangup { call_id }),
             m::REJECT_CALL => self.reject_call(params),
             m::SEND_DTMF => self.send_dtmf(params),
@@ -357,15 +359,17 @@ impl Engine {
                     Err(credential_error(e))
                 }
                 Ok(()) => {
-                    if let Some(old) = self.account.take().and_then(|a| a.password) {
-                        if old.expose() != password.expose() {
-                            redact::forget_secret(old.expose());
-                        }
+                    if let Some(old) = self.account.take().and_then(|a| a.password)
+                        && old.expose() != password.expose()
+                    {
+                        redact::forget_secret(old.expose());
                     }
                     tracing::info!(%username, remember, "login");
                     let account = Account { username, password: Some(password), remembered: remember };
                     let status = account.status();
-                    self.write_state(remember.then(|| RememberedAccount { username: status.username.clone(), remembered: true }));
+                    self.write_state(
+                        remember.then(|| RememberedAccount { username: status.username.clone(), remembered: true }),
+                    );
                     self.account = Some(account);
                     self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: Some(status.clone()) });
                     self.register();
@@ -462,7 +466,11 @@ impl Engine {
                     }
                     RegistrationState::Failed(Failure::AuthFailed) => {
                         next.error = Some("auth-failed".into());
-                        error = Some(("auth-failed", "the registrar rejected the credentials 3 times; log in again".into(), None));
+                        error = Some((
+                            "auth-failed",
+                            "the registrar rejected the credentials 3 times; log in again".into(),
+                            None,
+                        ));
                     }
                     RegistrationState::Failed(Failure::Timeout) => {
                         next.error = Some("timeout".into());
@@ -471,7 +479,8 @@ impl Engine {
                     RegistrationState::Failed(Failure::Rejected { code, reason }) => {
                         next.error = Some("rejected".into());
                         next.sip_code = Some(code);
-                        error = Some((lost_or_failed(&was), format!("registration rejected: {code} {reason}"), Some(code)));
+                        error =
+                            Some((lost_or_failed(&was), format!("registration rejected: {code} {reason}"), Some(code)));
                     }
                     _ => {}
                 }
@@ -506,7 +515,10 @@ impl Engine {
             && target.len() <= 256
             && !target.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"'));
         if !valid {
-            return Err(ApiError::new(ErrorCode::InvalidParams, format!("call: target {target:?} is not a SIP URI, user or number")));
+            return Err(ApiError::new(
+                ErrorCode::InvalidParams,
+                format!("call: target {target:?} is not a SIP URI, user or number"),
+            ));
         }
         if p.headers.len() > 32 {
             return Err(ApiError::new(ErrorCode::InvalidParams, "call: at most 32 headers"));
@@ -550,7 +562,9 @@ impl Engine {
                 match (fitting.next(), fitting.next()) {
                     (Some(c), None) => Ok(c.call_id.clone()),
                     (None, _) => Err(ApiError::new(ErrorCode::NoSuchCall, format!("{method}: no call to act on"))),
-                    (Some(_), Some(_)) => Err(ApiError::new(ErrorCode::InvalidParams, format!("{method}: several calls; give callId"))),
+                    (Some(_), Some(_)) => {
+                        Err(ApiError::new(ErrorCode::InvalidParams, format!("{method}: several calls; give callId")))
+                    }
                 }
             }
         }
@@ -602,7 +616,10 @@ impl Engine {
             other => return Err(bad(format!("type {other:?} is not direct or consulted"))),
         }
         let target = p.target.trim();
-        if target.is_empty() || target.len() > 256 || target.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"')) {
+        if target.is_empty()
+            || target.len() > 256
+            || target.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+        {
             return Err(bad(format!("target {target:?} is not a SIP URI, user or number")));
         }
         let call_id = self.pick_call(m::TRANSFER_CALL, p.call_id, "connected")?;
@@ -617,7 +634,10 @@ impl Engine {
         let p: m::SendDtmfParams = m::parse_params(m::SEND_DTMF, params)?;
         let bad = |m: String| ApiError::new(ErrorCode::InvalidParams, format!("sendDtmf: {m}"));
         let tones = p.tones.to_ascii_uppercase();
-        if tones.is_empty() || tones.len() > 64 || !tones.chars().all(|c| c.is_ascii_digit() || matches!(c, 'A'..='D' | '*' | '#' | ',')) {
+        if tones.is_empty()
+            || tones.len() > 64
+            || !tones.chars().all(|c| c.is_ascii_digit() || matches!(c, 'A'..='D' | '*' | '#' | ','))
+        {
             return Err(bad("tones must be 1–64 of 0-9 A-D * # ,".into()));
         }
         let dtmf = &self.config.effective.dtmf;
@@ -687,7 +707,11 @@ impl Engine {
                         Some("both") => (true, true),
                         _ => (false, false),
                     };
-                    if local { l = held } else { r = held }
+                    if local {
+                        l = held
+                    } else {
+                        r = held
+                    }
                     c.hold = match (l, r) {
                         (true, true) => Some("both".into()),
                         (true, false) => Some("local".into()),

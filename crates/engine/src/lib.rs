@@ -10,10 +10,10 @@
 //! Softphone, audio and screen subsystems plug in here as they arrive.
 
 mod account;
-pub mod phone;
 pub mod driver;
 mod engine;
+pub mod phone;
 mod system;
 
-pub use driver::{spawn, EngineHandle};
+pub use driver::{EngineHandle, spawn};
 pub use engine::{BlockingJob, ClientId, Completion, Engine, EngineSetup, Handled};

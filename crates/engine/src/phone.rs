@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_helper_config::{Codec, Config, Transport as ConfigTransport};
-use agent_helper_sip::call::{Call, CallEvent, CallOutput, Endpoint};
-use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
 use agent_helper_protocol::Password;
-use agent_helper_sip::framing::{Framed, StreamFramer, MAX_DATAGRAM};
+use agent_helper_sip::call::{Call, CallEvent, CallOutput, Endpoint};
+use agent_helper_sip::framing::{Framed, MAX_DATAGRAM, StreamFramer};
 use agent_helper_sip::ids::RandomIds;
-use agent_helper_sip::registration::{Registration, RegistrationConfig, RegistrationOutput, RegistrationState, Transport};
+use agent_helper_sip::registration::{
+    Registration, RegistrationConfig, RegistrationOutput, RegistrationState, Transport,
+};
+use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
 use agent_helper_sip::transaction::Timers;
 use rsip::prelude::*;
 use rsip::{Header, SipMessage, StatusCode};
@@ -50,27 +52,57 @@ pub enum PhoneCommand {
 
 #[derive(Debug, Clone)]
 pub enum PhoneEvent {
-    Registration { state: RegistrationState, server: String, transport: Transport },
+    Registration {
+        state: RegistrationState,
+        server: String,
+        transport: Transport,
+    },
     /// The server could not be reached at all (DNS, connection refused).
-    Unreachable { server: String, message: String },
-    Call { call_id: String, update: CallUpdate },
+    Unreachable {
+        server: String,
+        message: String,
+    },
+    Call {
+        call_id: String,
+        update: CallUpdate,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum CallUpdate {
     Incoming(Box<agent_helper_protocol::events::CallIncoming>),
-    Started { remote: String },
-    Progress { code: u16 },
-    Answered { codec: Option<String> },
+    Started {
+        remote: String,
+    },
+    Progress {
+        code: u16,
+    },
+    Answered {
+        codec: Option<String>,
+    },
     Confirmed,
-    Ended { reason: String, sip_code: Option<u16>, message: Option<String> },
-    Dtmf { digit: char },
+    Ended {
+        reason: String,
+        sip_code: Option<u16>,
+        message: Option<String>,
+    },
+    Dtmf {
+        digit: char,
+    },
     /// Hold changed: `local` when we asked for it.
-    Hold { local: bool, held: bool, peer_direction: Option<String> },
-    HoldFailed { code: u16 },
+    Hold {
+        local: bool,
+        held: bool,
+        peer_direction: Option<String>,
+    },
+    HoldFailed {
+        code: u16,
+    },
     TransferStarted,
     TransferSucceeded,
-    TransferFailed { code: u16 },
+    TransferFailed {
+        code: u16,
+    },
 }
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
@@ -163,20 +195,16 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 }
                 Some(PhoneCommand::Dial { call_id, target: to, headers }) => {
                     let ended = match active.as_mut() {
-                        Some(a) => match dial(a, &call_id, &to, &headers).await {
-                            Ok(()) => None,
-                            Err(message) => Some(message),
-                        },
+                        Some(a) => dial(a, &call_id, &to, &headers).await.err(),
                         None => Some("the phone is not connected to a SIP server".to_owned()),
                     };
                     if let Some(message) = ended {
                         let update = CallUpdate::Ended { reason: "failed".into(), sip_code: None, message: Some(message) };
                         let _ = events.send(PhoneEvent::Call { call_id, update }).await;
-                    } else if let Some(a) = active.as_mut() {
-                        if flush(a, &events).await {
+                    } else if let Some(a) = active.as_mut()
+                        && flush(a, &events).await {
                             active = None;
                         }
-                    }
                 }
                 Some(PhoneCommand::Answer { call_id }) => with_call(&mut active, &events, &call_id, |c, now| c.answer(now).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Reject { call_id, code }) => with_call(&mut active, &events, &call_id, |c, now| c.reject(now, code).map_err(|e| e.to_string())).await,
@@ -285,8 +313,8 @@ fn hang_up_all(a: &mut Active) {
     }
 }
 
-/// Runs a command on one call and sends what it produced; an unknown call or a
-/// refused command becomes a `call-ended{failed}`-free error in the log.
+/// Runs a command on one call and sends what it produced. An unknown call or a
+/// command the call's state refuses is logged; the engine already checked both.
 async fn with_call(
     active: &mut Option<Active>,
     events: &mpsc::Sender<PhoneEvent>,
@@ -324,14 +352,18 @@ fn audio_codecs(config: &Config) -> Vec<AudioCodec> {
 }
 
 /// Opens the call's RTP socket and describes our side of the stream.
-async fn local_media(local_ip: std::net::IpAddr, codecs: Vec<AudioCodec>) -> Result<(LocalMedia, tokio::task::JoinHandle<()>), String> {
+async fn local_media(
+    local_ip: std::net::IpAddr,
+    codecs: Vec<AudioCodec>,
+) -> Result<(LocalMedia, tokio::task::JoinHandle<()>), String> {
     let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
     let port = socket.local_addr().map_err(|e| e.to_string())?.port();
     let rtp = tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         while socket.recv(&mut buf).await.is_ok() {}
     });
-    let session_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
+    let session_id =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
     let media = LocalMedia {
         address: local_ip,
         rtp_port: port,
@@ -356,7 +388,8 @@ fn target_uri(target: &str, domain: &str) -> String {
 async fn dial(a: &mut Active, call_id: &str, target: &str, headers: &[(String, String)]) -> Result<(), String> {
     let uri = target_uri(target, &a.endpoint.domain);
     let (media, rtp) = local_media(a.local_ip, audio_codecs(&a.config)).await?;
-    let mut all_headers: Vec<(String, String)> = a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut all_headers: Vec<(String, String)> =
+        a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     all_headers.extend(headers.iter().cloned());
     match Call::outgoing(Instant::now(), a.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
         Ok(call) => {
@@ -374,7 +407,11 @@ async fn dial(a: &mut Active, call_id: &str, target: &str, headers: &[(String, S
 fn incoming_info(call_id: &str, call: &Call, call_id_header: &str) -> agent_helper_protocol::events::CallIncoming {
     let invite = call.invite();
     let from = invite.from_header().map(|h| h.value().to_owned()).unwrap_or_default();
-    let display_name = from.split('<').next().map(|d| d.trim().trim_matches('"').to_owned()).filter(|d| !d.is_empty() && from.contains('<'));
+    let display_name = from
+        .split('<')
+        .next()
+        .map(|d| d.trim().trim_matches('"').to_owned())
+        .filter(|d| !d.is_empty() && from.contains('<'));
     let to = invite.to_header().map(|h| h.value().to_owned()).unwrap_or_default();
     let mut headers = std::collections::BTreeMap::new();
     let mut customer_info = None;
@@ -444,7 +481,9 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
             }
             RegistrationOutput::StateChanged(state) => {
                 tracing::info!(server = %a.server, transport = a.transport.param(), ?state, "registration");
-                let _ = events.send(PhoneEvent::Registration { state, server: a.server.clone(), transport: a.transport }).await;
+                let _ = events
+                    .send(PhoneEvent::Registration { state, server: a.server.clone(), transport: a.transport })
+                    .await;
             }
         }
     }
@@ -472,7 +511,8 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 }
                 CallOutput::Event(CallEvent::Progress { code }) => CallUpdate::Progress { code },
                 CallOutput::Event(CallEvent::Answered) => {
-                    let codec = a.calls[i].call.negotiated().map(|n| format!("{}/{}", n.codec.name, n.codec.clock_rate));
+                    let codec =
+                        a.calls[i].call.negotiated().map(|n| format!("{}/{}", n.codec.name, n.codec.clock_rate));
                     CallUpdate::Answered { codec }
                 }
                 CallOutput::Event(CallEvent::Confirmed) => CallUpdate::Confirmed,
@@ -483,7 +523,9 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 CallOutput::Event(CallEvent::LocalHold { held, peer }) => {
                     CallUpdate::Hold { local: true, held, peer_direction: Some(format!("{peer:?}").to_lowercase()) }
                 }
-                CallOutput::Event(CallEvent::RemoteHold { held }) => CallUpdate::Hold { local: false, held, peer_direction: None },
+                CallOutput::Event(CallEvent::RemoteHold { held }) => {
+                    CallUpdate::Hold { local: false, held, peer_direction: None }
+                }
                 CallOutput::Event(CallEvent::HoldFailed { code }) => CallUpdate::HoldFailed { code },
                 CallOutput::Event(CallEvent::TransferAccepted) => CallUpdate::TransferStarted,
                 CallOutput::Event(CallEvent::TransferSucceeded) => CallUpdate::TransferSucceeded,
@@ -507,9 +549,8 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
     tracing::trace!(server = %a.server, "SIP in:\n{}", String::from_utf8_lossy(bytes));
     // The parser has not panicked on our mutation tests (crates/sip/tests/hostile_input.rs);
     // should it ever, one bad datagram must not take the phone down with it.
-    let parsed = std::panic::catch_unwind(|| SipMessage::try_from(bytes)).unwrap_or_else(|_| {
-        Err(rsip::Error::Unexpected("the SIP parser panicked".into()))
-    });
+    let parsed = std::panic::catch_unwind(|| SipMessage::try_from(bytes))
+        .unwrap_or_else(|_| Err(rsip::Error::Unexpected("the SIP parser panicked".into())));
     let message = match parsed {
         Ok(m) => m,
         Err(e) => {
@@ -537,7 +578,9 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
                 rsip::Method::Ack => return,
                 rsip::Method::Invite if !to_tag => return new_inbound_call(a, req).await,
                 rsip::Method::Options => StatusCode::OK,
-                rsip::Method::Bye | rsip::Method::Cancel | rsip::Method::Invite => StatusCode::CallTransactionDoesNotExist,
+                rsip::Method::Bye | rsip::Method::Cancel | rsip::Method::Invite => {
+                    StatusCode::CallTransactionDoesNotExist
+                }
                 _ => StatusCode::NotImplemented,
             };
             if let Ok(resp) = agent_helper_sip::message::response_to(&req, status, Some("ah")) {
@@ -553,7 +596,9 @@ async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take an inbound call");
-            if let Ok(resp) = agent_helper_sip::message::response_to(&invite, StatusCode::ServerInternalError, Some("ah")) {
+            if let Ok(resp) =
+                agent_helper_sip::message::response_to(&invite, StatusCode::ServerInternalError, Some("ah"))
+            {
                 let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
             }
             return;
@@ -611,7 +656,8 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
         .ok_or_else(|| fail("no address".into()))?;
     let (link, local) = match transport {
         Transport::Udp => {
-            let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|e| fail(format!("{e}")))?;
+            let bind: SocketAddr =
+                if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|e| fail(format!("{e}")))?;
             let s = UdpSocket::bind(bind).await.map_err(|e| fail(e.to_string()))?;
             s.connect(addr).await.map_err(|e| fail(e.to_string()))?;
             let local = s.local_addr().map_err(|e| fail(e.to_string()))?;

@@ -1,6 +1,6 @@
 //! Facts about the machine for the diagnostics bundle.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub(crate) fn versions() -> Value {
     json!({
@@ -14,9 +14,7 @@ pub(crate) fn versions() -> Value {
 pub(crate) fn system() -> Value {
     let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
     let os_release = read("/etc/os-release").and_then(|text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-            .map(|v| v.trim_matches('"').to_owned())
+        text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_owned())
     });
     json!({
         "os": std::env::consts::OS,

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agent_helper_credentials::{CredentialError, MemoryStore, SecretStore};
-use agent_helper_diagnostics::logging::{build, LogSettings};
+use agent_helper_diagnostics::logging::{LogSettings, build};
 use agent_helper_engine::{Engine, EngineSetup, Handled};
 use agent_helper_protocol::methods::LogLevel;
 use agent_helper_protocol::{ErrorCode, Password, Profile, Request, RequestId};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 struct Rig {
     engine: Engine,
@@ -17,7 +17,11 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-fn rig_with(store: Arc<dyn SecretStore>, policy: Option<&str>, state: Option<&str>) -> (Rig, Option<agent_helper_engine::BlockingJob>) {
+fn rig_with(
+    store: Arc<dyn SecretStore>,
+    policy: Option<&str>,
+    state: Option<&str>,
+) -> (Rig, Option<agent_helper_engine::BlockingJob>) {
     let dir = tempfile::tempdir().unwrap();
     let profile = Profile::resolve(Some(dir.path())).unwrap();
     profile.create_dirs().unwrap();
@@ -37,7 +41,13 @@ fn rig_with(store: Arc<dyn SecretStore>, policy: Option<&str>, state: Option<&st
         max_files: 2,
     })
     .unwrap();
-    let setup = EngineSetup { profile: profile.clone(), config, logging: Arc::new(logging), secrets: store.clone(), warnings: vec![] };
+    let setup = EngineSetup {
+        profile: profile.clone(),
+        config,
+        logging: Arc::new(logging),
+        secrets: store.clone(),
+        warnings: vec![],
+    };
     let (engine, job) = Engine::new(setup, Instant::now());
     (Rig { engine, store, profile, _dir: dir }, job)
 }
@@ -67,7 +77,10 @@ fn unknown_method_and_bad_params_are_clear_errors() {
     assert_eq!(r.call("login", json!({"username": 5})).unwrap_err().code, ErrorCode::InvalidParams);
     assert_eq!(r.call("login", json!({"username": "", "password": "x"})).unwrap_err().code, ErrorCode::InvalidParams);
     assert_eq!(r.call("setLogLevel", json!({"level": "verbose"})).unwrap_err().code, ErrorCode::InvalidParams);
-    assert_eq!(r.call("hello", json!({"minHelperVersion": "not-a-version"})).unwrap_err().code, ErrorCode::InvalidParams);
+    assert_eq!(
+        r.call("hello", json!({"minHelperVersion": "not-a-version"})).unwrap_err().code,
+        ErrorCode::InvalidParams
+    );
 }
 
 #[test]
@@ -139,13 +152,16 @@ fn keyring_failure_is_reported_and_leaves_no_half_login() {
 
 #[test]
 fn policy_locked_keys_cannot_be_changed_through_the_api() {
-    let (mut r, _) = rig_with(Arc::new(MemoryStore::default()), Some("[log]\nlevel = \"debug\"\n[calls]\nauto_answer = true\n"), None);
+    let (mut r, _) = rig_with(
+        Arc::new(MemoryStore::default()),
+        Some("[log]\nlevel = \"debug\"\n[calls]\nauto_answer = true\n"),
+        None,
+    );
     let status = r.call("getStatus", json!({})).unwrap();
     assert_eq!(status["lockedKeys"], json!(["calls.auto_answer", "log.level"]));
-    for (method, params) in [
-        ("setLogLevel", json!({"level": "error"})),
-        ("setConfig", json!({"key": "calls.auto_answer", "value": false})),
-    ] {
+    for (method, params) in
+        [("setLogLevel", json!({"level": "error"})), ("setConfig", json!({"key": "calls.auto_answer", "value": false}))]
+    {
         let e = r.call(method, params).unwrap_err();
         assert_eq!(e.code, ErrorCode::PolicyLocked, "{method}");
         assert!(e.message.contains("locked by the administrator"), "{}", e.message);
@@ -155,9 +171,18 @@ fn policy_locked_keys_cannot_be_changed_through_the_api() {
     // An unlocked key still changes, and everyone hears about it.
     let out = r.call("setConfig", json!({"key": "calls.no_answer_timeout", "value": 30})).unwrap();
     assert_eq!(out["value"], 30);
-    assert_eq!(r.events().last().unwrap(), &("config-changed".to_string(), json!({"key": "calls.no_answer_timeout", "value": 30})));
-    assert_eq!(r.call("setConfig", json!({"key": "calls.nope", "value": 1})).unwrap_err().code, ErrorCode::UnknownConfigKey);
-    assert_eq!(r.call("setConfig", json!({"key": "dtmf.gap_ms", "value": 1})).unwrap_err().code, ErrorCode::InvalidConfigValue);
+    assert_eq!(
+        r.events().last().unwrap(),
+        &("config-changed".to_string(), json!({"key": "calls.no_answer_timeout", "value": 30}))
+    );
+    assert_eq!(
+        r.call("setConfig", json!({"key": "calls.nope", "value": 1})).unwrap_err().code,
+        ErrorCode::UnknownConfigKey
+    );
+    assert_eq!(
+        r.call("setConfig", json!({"key": "dtmf.gap_ms", "value": 1})).unwrap_err().code,
+        ErrorCode::InvalidConfigValue
+    );
 }
 
 #[test]
@@ -167,7 +192,9 @@ fn diagnostics_bundle_is_written_to_the_profile() {
     let path = std::path::PathBuf::from(out["path"].as_str().unwrap());
     assert!(path.starts_with(&r.profile.diagnostics_dir) && path.exists());
     let files: Vec<&str> = out["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
-    for f in ["logs/BPClient.log", "versions.json", "system.json", "status.json", "effective-config.json", "devices.json"] {
+    for f in
+        ["logs/BPClient.log", "versions.json", "system.json", "status.json", "effective-config.json", "devices.json"]
+    {
         assert!(files.contains(&f), "{f} missing from {files:?}");
     }
 }

@@ -15,9 +15,9 @@
 
 use std::collections::VecDeque;
 
-use agent_helper_protocol::frame::{read_frame_async, write_frame_async, Frame};
+use agent_helper_protocol::frame::{Frame, read_frame_async, write_frame_async};
 use agent_helper_protocol::{ApiError, Event, FrameError, Request, RequestId, Response, ServerMessage, SocketAddress};
-use interprocess::local_socket::tokio::{prelude::*, Stream};
+use interprocess::local_socket::tokio::{Stream, prelude::*};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,9 @@ impl Client {
     async fn read_message(&mut self) -> Result<ServerMessage, ClientError> {
         match read_frame_async(&mut &self.stream).await? {
             None => Err(ClientError::Closed),
-            Some(Frame::Oversize { declared }) => Err(ClientError::Protocol(format!("oversize frame of {declared} bytes"))),
+            Some(Frame::Oversize { declared }) => {
+                Err(ClientError::Protocol(format!("oversize frame of {declared} bytes")))
+            }
             Some(Frame::Payload(p)) => ServerMessage::parse(&p).map_err(|e| ClientError::Protocol(e.to_string())),
         }
     }

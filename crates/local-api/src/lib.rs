@@ -9,7 +9,7 @@ pub mod client;
 pub mod server;
 
 pub use client::{Client, ClientError};
-pub use server::{bind, serve, BindError};
+pub use server::{BindError, bind, serve};
 
 use agent_helper_protocol::SocketAddress;
 use interprocess::local_socket::Name;

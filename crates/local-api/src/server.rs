@@ -9,11 +9,13 @@
 use std::sync::Arc;
 
 use agent_helper_engine::EngineHandle;
-use agent_helper_protocol::frame::{read_frame_async, write_frame_async, Frame};
-use agent_helper_protocol::{ApiError, ErrorCode, Event, Request, Response, ServerMessage, SocketAddress, MAX_FRAME_LEN};
-use interprocess::local_socket::tokio::{prelude::*, Listener, Stream};
+use agent_helper_protocol::frame::{Frame, read_frame_async, write_frame_async};
+use agent_helper_protocol::{
+    ApiError, ErrorCode, Event, MAX_FRAME_LEN, Request, Response, ServerMessage, SocketAddress,
+};
 use interprocess::local_socket::ListenerOptions;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 
 /// Requests one connection may have in flight; more wait for a slot.
 const MAX_IN_FLIGHT: usize = 32;
@@ -142,7 +144,10 @@ async fn writer(stream: Arc<Stream>, mut rx: mpsc::Receiver<ServerMessage>) {
                     continue;
                 }
             };
-            let e = ApiError::new(ErrorCode::ResponseTooLarge, format!("the answer ({} bytes) exceeds the frame limit", bytes.len()));
+            let e = ApiError::new(
+                ErrorCode::ResponseTooLarge,
+                format!("the answer ({} bytes) exceeds the frame limit", bytes.len()),
+            );
             bytes = ServerMessage::Response(Response::err(id, e)).to_json();
         }
         if write_frame_async(&mut send, &bytes).await.is_err() {

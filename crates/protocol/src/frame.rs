@@ -89,10 +89,7 @@ mod async_io {
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
     /// Async twin of [`write_frame`](super::write_frame).
-    pub async fn write_frame_async<W: AsyncWrite + Unpin>(
-        w: &mut W,
-        payload: &[u8],
-    ) -> Result<(), FrameError> {
+    pub async fn write_frame_async<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> Result<(), FrameError> {
         w.write_all(&encode(payload)?).await?;
         w.flush().await?;
         Ok(())
@@ -100,9 +97,7 @@ mod async_io {
 
     /// Async twin of [`read_frame`](super::read_frame). Not cancel-safe: give
     /// each connection a reader task of its own rather than racing it in `select!`.
-    pub async fn read_frame_async<R: AsyncRead + Unpin>(
-        r: &mut R,
-    ) -> Result<Option<Frame>, FrameError> {
+    pub async fn read_frame_async<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, FrameError> {
         let mut head = [0u8; HEADER_LEN];
         let mut got = 0;
         while got < HEADER_LEN {

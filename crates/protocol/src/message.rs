@@ -51,9 +51,8 @@ impl Request {
     /// Parses one frame's payload. On failure the error comes with the request's
     /// id when that much could be read, so the caller can still be answered.
     pub fn parse(payload: &[u8]) -> Result<Request, (Option<RequestId>, ApiError)> {
-        let value: Value = serde_json::from_slice(payload).map_err(|e| {
-            (None, ApiError::new(ErrorCode::InvalidJson, format!("frame is not valid JSON: {e}")))
-        })?;
+        let value: Value = serde_json::from_slice(payload)
+            .map_err(|e| (None, ApiError::new(ErrorCode::InvalidJson, format!("frame is not valid JSON: {e}"))))?;
         let Value::Object(mut obj) = value else {
             return Err((None, invalid_request("a request must be a JSON object")));
         };
@@ -74,7 +73,9 @@ impl Request {
             Some(Value::String(_)) => {
                 return Err((
                     Some(id),
-                    invalid_request(format!("`method` must be a name of at most {MAX_METHOD_LEN} letters, digits, `-`, `_` or `.`")),
+                    invalid_request(format!(
+                        "`method` must be a name of at most {MAX_METHOD_LEN} letters, digits, `-`, `_` or `.`"
+                    )),
                 ));
             }
             Some(_) => return Err((Some(id), invalid_request("`method` must be a string"))),

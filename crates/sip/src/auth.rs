@@ -92,7 +92,8 @@ impl Challenge {
         if !scheme.eq_ignore_ascii_case("digest") {
             return Err(bad(&format!("scheme {scheme:?} is not Digest")));
         }
-        let (mut realm, mut nonce, mut opaque, mut algorithm, mut qop, mut stale) = (None, None, None, None, None, false);
+        let (mut realm, mut nonce, mut opaque, mut algorithm, mut qop, mut stale) =
+            (None, None, None, None, None, false);
         for (name, v) in params(rest).ok_or_else(|| bad("malformed parameters"))? {
             match name.to_ascii_lowercase().as_str() {
                 "realm" => realm = Some(v),
@@ -120,7 +121,9 @@ impl Challenge {
         let mut best: Option<Challenge> = None;
         for v in values {
             match Challenge::parse(v) {
-                Ok(c) if best.as_ref().is_none_or(|b| c.algorithm.strength() > b.algorithm.strength()) => best = Some(c),
+                Ok(c) if best.as_ref().is_none_or(|b| c.algorithm.strength() > b.algorithm.strength()) => {
+                    best = Some(c)
+                }
                 Ok(_) => {}
                 Err(e) => last_err = e,
             }
@@ -144,7 +147,15 @@ impl Challenge {
     }
 
     /// The full `Authorization` / `Proxy-Authorization` header value.
-    pub fn authorization(&self, username: &str, password: &str, method: &str, uri: &str, cnonce: &str, nc: u32) -> String {
+    pub fn authorization(
+        &self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+        nc: u32,
+    ) -> String {
         let response = self.response(username, password, method, uri, cnonce, nc);
         let mut v = format!(
             "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}",
@@ -221,11 +232,21 @@ mod tests {
     fn rfc7616_sha256_and_md5_examples() {
         let nonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
         let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
-        let header = |alg: &str| format!(r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm={alg}, nonce="{nonce}", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#);
+        let header = |alg: &str| {
+            format!(
+                r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm={alg}, nonce="{nonce}", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#
+            )
+        };
         let sha = Challenge::parse(&header("SHA-256")).unwrap();
-        assert_eq!(sha.response("Mufasa", "Circle of Life", "GET", "/dir/index.html", cnonce, 1), "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
+        assert_eq!(
+            sha.response("Mufasa", "Circle of Life", "GET", "/dir/index.html", cnonce, 1),
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
         let md5 = Challenge::parse(&header("MD5")).unwrap();
-        assert_eq!(md5.response("Mufasa", "Circle of Life", "GET", "/dir/index.html", cnonce, 1), "8ca523f5e9506fed4657c9700eebdbec");
+        assert_eq!(
+            md5.response("Mufasa", "Circle of Life", "GET", "/dir/index.html", cnonce, 1),
+            "8ca523f5e9506fed4657c9700eebdbec"
+        );
         // RFC 8760: the strongest offered algorithm wins.
         let best = Challenge::best([header("MD5").as_str(), header("SHA-256").as_str()]).unwrap();
         assert_eq!(best.algorithm, Algorithm::Sha256);
@@ -235,7 +256,10 @@ mod tests {
     fn authorization_header_carries_everything_the_server_needs() {
         let c = Challenge::parse(r#"Digest realm="pbx", nonce="n1", opaque="o\"1", qop="auth""#).unwrap();
         let v = c.authorization("alice", "pw", "REGISTER", "sip:pbx.example.com", "c1", 1);
-        assert!(v.starts_with(r#"Digest username="alice", realm="pbx", nonce="n1", uri="sip:pbx.example.com", response=""#), "{v}");
+        assert!(
+            v.starts_with(r#"Digest username="alice", realm="pbx", nonce="n1", uri="sip:pbx.example.com", response=""#),
+            "{v}"
+        );
         assert!(v.ends_with(r#"algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", opaque="o\"1""#), "{v}");
         // No qop offered: RFC 2069 form.
         let legacy = Challenge::parse(r#"Digest realm="pbx", nonce="n1""#).unwrap();
@@ -244,7 +268,16 @@ mod tests {
 
     #[test]
     fn unusable_challenges_are_errors_not_panics() {
-        for bad in ["", "Basic realm=\"x\"", "Digest", "Digest realm=\"x\"", "Digest nonce=\"n\"", "Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512-256", "Digest realm=\"unterminated, nonce=\"n\"", "Digest =,=,"] {
+        for bad in [
+            "",
+            "Basic realm=\"x\"",
+            "Digest",
+            "Digest realm=\"x\"",
+            "Digest nonce=\"n\"",
+            "Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512-256",
+            "Digest realm=\"unterminated, nonce=\"n\"",
+            "Digest =,=,",
+        ] {
             assert!(Challenge::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Challenge::parse(&format!("Digest realm=\"{}\", nonce=\"n\"", "x".repeat(5000))).is_err());

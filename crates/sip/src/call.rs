@@ -33,7 +33,7 @@ use rsip::prelude::*;
 use rsip::{Header, Method, Request, Response, SipMessage, StatusCode};
 
 use crate::ids::Ids;
-use crate::message::{self, response_to, BRANCH_COOKIE};
+use crate::message::{self, BRANCH_COOKIE, response_to};
 use crate::registration::Transport;
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::transaction::{ClientOutput, ClientTransaction, ServerOutput, ServerTransaction, Timers, TransactionKey};
@@ -53,7 +53,12 @@ pub struct Endpoint {
 
 impl Endpoint {
     fn contact(&self) -> String {
-        format!("<sip:{}@{};transport={}>", crate::registration::escape_user(&self.username), self.local, self.transport.param())
+        format!(
+            "<sip:{}@{};transport={}>",
+            crate::registration::escape_user(&self.username),
+            self.local,
+            self.transport.param()
+        )
     }
 
     fn via(&self, branch: &str) -> String {
@@ -189,7 +194,10 @@ impl Call {
         media: LocalMedia,
         mut ids: Box<dyn Ids>,
     ) -> Result<Call, CallError> {
-        if !(target.starts_with("sip:") || target.starts_with("sips:")) || target.len() > 512 || target.contains(['\r', '\n', '<', '>', ' ']) {
+        if !(target.starts_with("sip:") || target.starts_with("sips:"))
+            || target.len() > 512
+            || target.contains(['\r', '\n', '<', '>', ' '])
+        {
             return Err(CallError::BadTarget(target.to_owned()));
         }
         let call_id = ids.token();
@@ -293,7 +301,8 @@ impl Call {
             let offer = sdp::parse(&invite.body).map_err(|_| reject(488))?;
             Some(sdp::answer(&media, &offer).map_err(|_| reject(488))?.1)
         };
-        let txn = ServerTransaction::new(now, invite.clone(), ep.transport.reliable(), ep.timers).map_err(|_| reject(400))?;
+        let txn =
+            ServerTransaction::new(now, invite.clone(), ep.transport.reliable(), ep.timers).map_err(|_| reject(400))?;
         let remote_target = contact_uri(&invite).unwrap_or_else(|| uri_of(&from));
         let route_set = record_routes(&invite);
         let mut call = Call {
@@ -407,7 +416,9 @@ impl Call {
     /// our pending INVITE, or an in-dialog request.
     pub fn owns_request(&self, request: &Request) -> bool {
         if let Ok(key) = TransactionKey::for_server(request) {
-            if self.invite_server.as_ref().is_some_and(|(k, _)| *k == key) || self.servers.iter().any(|(k, _)| *k == key) {
+            if self.invite_server.as_ref().is_some_and(|(k, _)| *k == key)
+                || self.servers.iter().any(|(k, _)| *k == key)
+            {
                 return true;
             }
             if request.method == Method::Cancel {
@@ -480,7 +491,10 @@ impl Call {
         self.media = media;
         self.reinvite_cseq = self.local_cseq;
         set_sdp_body(&mut invite.headers, &mut invite.body, body, &self.ep.contact());
-        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&invite), ClientTransaction::new(now, invite, self.ep.transport.reliable(), self.ep.timers)) {
+        if let (Ok(key), Ok(txn)) = (
+            TransactionKey::for_client(&invite),
+            ClientTransaction::new(now, invite, self.ep.transport.reliable(), self.ep.timers),
+        ) {
             self.reinvite = Some((key, txn, hold));
         }
     }
@@ -490,10 +504,15 @@ impl Call {
         if self.state != CallState::Confirmed || self.transferring {
             return Err(CallError::WrongState("transfer", self.state));
         }
-        if !(target.starts_with("sip:") || target.starts_with("sips:")) || target.len() > 512 || target.contains(['\r', '\n', '<', '>', ' ']) {
+        if !(target.starts_with("sip:") || target.starts_with("sips:"))
+            || target.len() > 512
+            || target.contains(['\r', '\n', '<', '>', ' '])
+        {
             return Err(CallError::BadTarget(target.to_owned()));
         }
-        let Some(mut refer) = self.in_dialog(Method::Refer) else { return Err(CallError::BadTarget(target.to_owned())) };
+        let Some(mut refer) = self.in_dialog(Method::Refer) else {
+            return Err(CallError::BadTarget(target.to_owned()));
+        };
         refer.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
         refer.headers.push(Header::Other("Refer-To".into(), format!("<{target}>")));
         refer.headers.push(Header::Other("Referred-By".into(), format!("<{}>", self.local_uri)));
@@ -511,7 +530,13 @@ impl Call {
 
     /// Queues DTMF digits (`0-9 A-D * #`, `,` = 2 s pause) to send by SIP INFO.
     /// The caller validates the digits and the timing.
-    pub fn send_dtmf_info(&mut self, now: Instant, tones: &str, duration: Duration, gap: Duration) -> Result<(), CallError> {
+    pub fn send_dtmf_info(
+        &mut self,
+        now: Instant,
+        tones: &str,
+        duration: Duration,
+        gap: Duration,
+    ) -> Result<(), CallError> {
         if self.state != CallState::Confirmed {
             return Err(CallError::WrongState("send DTMF", self.state));
         }
@@ -527,7 +552,10 @@ impl Call {
     }
 
     fn next_dtmf(&mut self, now: Instant) {
-        if self.dtmf_in_flight.is_some() || self.dtmf_next_at.is_some_and(|t| t > now) || self.state != CallState::Confirmed {
+        if self.dtmf_in_flight.is_some()
+            || self.dtmf_next_at.is_some_and(|t| t > now)
+            || self.state != CallState::Confirmed
+        {
             return;
         }
         self.dtmf_next_at = None;
@@ -542,7 +570,10 @@ impl Call {
         info.headers.push(Header::ContentType(rsip::headers::ContentType::new("application/dtmf-relay")));
         info.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(body.len() as u32)));
         info.body = body.into_bytes();
-        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&info), ClientTransaction::new(now, info, self.ep.transport.reliable(), self.ep.timers)) {
+        if let (Ok(key), Ok(txn)) = (
+            TransactionKey::for_client(&info),
+            ClientTransaction::new(now, info, self.ep.transport.reliable(), self.ep.timers),
+        ) {
             self.dtmf_in_flight = Some((key.clone(), now));
             self.clients.push((key, txn));
         }
@@ -584,28 +615,28 @@ impl Call {
 
     pub fn handle_response(&mut self, now: Instant, response: Response) {
         let Ok(key) = TransactionKey::for_response(&response) else { return };
-        if let Some((k, txn)) = &mut self.invite_client {
-            if *k == key {
-                txn.handle_response(now, response);
-                self.drain(now);
-                return;
-            }
+        if let Some((k, txn)) = &mut self.invite_client
+            && *k == key
+        {
+            txn.handle_response(now, response);
+            self.drain(now);
+            return;
         }
-        if let Some((k, txn, _)) = &mut self.reinvite {
-            if *k == key {
-                txn.handle_response(now, response);
-                self.drain(now);
-                return;
-            }
+        if let Some((k, txn, _)) = &mut self.reinvite
+            && *k == key
+        {
+            txn.handle_response(now, response);
+            self.drain(now);
+            return;
         }
-        if let Some((k, ack)) = &self.reinvite_ack {
-            if *k == key {
-                if response.status_code.code() / 100 == 2 {
-                    // Our ACK was lost: the peer repeats its 2xx.
-                    self.out.push_back(CallOutput::Transmit(SipMessage::Request(ack.clone())));
-                }
-                return;
+        if let Some((k, ack)) = &self.reinvite_ack
+            && *k == key
+        {
+            if response.status_code.code() / 100 == 2 {
+                // Our ACK was lost: the peer repeats its 2xx.
+                self.out.push_back(CallOutput::Transmit(SipMessage::Request(ack.clone())));
             }
+            return;
         }
         if let Some((_, txn)) = self.clients.iter_mut().find(|(k, _)| *k == key) {
             txn.handle_response(now, response);
@@ -616,12 +647,13 @@ impl Call {
     pub fn handle_request(&mut self, now: Instant, request: Request) {
         // Retransmissions and the ACK of a non-2xx go to their transaction.
         if let Ok(key) = TransactionKey::for_server(&request) {
-            if let Some((k, txn)) = &mut self.invite_server {
-                if *k == key && !(request.method == Method::Ack && self.state == CallState::Answering) {
-                    txn.handle_request(now, request);
-                    self.drain(now);
-                    return;
-                }
+            if let Some((k, txn)) = &mut self.invite_server
+                && *k == key
+                && !(request.method == Method::Ack && self.state == CallState::Answering)
+            {
+                txn.handle_request(now, request);
+                self.drain(now);
+                return;
             }
             if let Some((_, txn)) = self.servers.iter_mut().find(|(k, _)| *k == key) {
                 txn.handle_request(now, request);
@@ -638,10 +670,10 @@ impl Call {
                     self.ok_give_up_at = None;
                 }
                 if self.state == CallState::Answering {
-                    if self.late_offer {
-                        if let Ok(answer) = sdp::parse(&request.body) {
-                            self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
-                        }
+                    if self.late_offer
+                        && let Ok(answer) = sdp::parse(&request.body)
+                    {
+                        self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
                     }
                     self.state = CallState::Confirmed;
                     self.out.push_back(CallOutput::Event(CallEvent::Confirmed));
@@ -665,7 +697,9 @@ impl Call {
             }
             Method::Invite if self.state == CallState::Confirmed => self.on_reinvite(now, request),
             Method::Notify => {
-                let is_refer = request.headers.iter().any(|h| matches!(h, Header::Event(e) if e.value().trim().to_ascii_lowercase().starts_with("refer")));
+                let is_refer = request.headers.iter().any(
+                    |h| matches!(h, Header::Event(e) if e.value().trim().to_ascii_lowercase().starts_with("refer")),
+                );
                 if !is_refer {
                     self.respond_new(now, &request, 489);
                 } else {
@@ -692,7 +726,9 @@ impl Call {
                             }
                             _ if terminated => {
                                 self.transferring = false;
-                                self.out.push_back(CallOutput::Event(CallEvent::TransferFailed { code: code.unwrap_or(0) }));
+                                self.out.push_back(CallOutput::Event(CallEvent::TransferFailed {
+                                    code: code.unwrap_or(0),
+                                }));
                             }
                             _ => {}
                         }
@@ -730,7 +766,10 @@ impl Call {
             return;
         }
         let Ok(key) = TransactionKey::for_server(&request) else { return };
-        let Ok(mut txn) = ServerTransaction::new(now, request.clone(), self.ep.transport.reliable(), self.ep.timers) else { return };
+        let Ok(mut txn) = ServerTransaction::new(now, request.clone(), self.ep.transport.reliable(), self.ep.timers)
+        else {
+            return;
+        };
         let ours = if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
         let mut media = self.media.clone();
         media.version += 1;
@@ -774,28 +813,28 @@ impl Call {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((_, t, _)) = &mut self.reinvite {
-            if t.poll_timeout().is_some_and(|d| d <= now) {
-                t.handle_timeout(now);
+        if let Some((_, t, _)) = &mut self.reinvite
+            && t.poll_timeout().is_some_and(|d| d <= now)
+        {
+            t.handle_timeout(now);
+        }
+        if let Some((at, hold)) = self.reinvite_retry
+            && at <= now
+        {
+            self.reinvite_retry = None;
+            if self.state == CallState::Confirmed {
+                self.send_reinvite(now, hold);
             }
         }
-        if let Some((at, hold)) = self.reinvite_retry {
-            if at <= now {
-                self.reinvite_retry = None;
-                if self.state == CallState::Confirmed {
-                    self.send_reinvite(now, hold);
-                }
-            }
+        if let Some((_, t)) = &mut self.invite_client
+            && t.poll_timeout().is_some_and(|d| d <= now)
+        {
+            t.handle_timeout(now);
         }
-        if let Some((_, t)) = &mut self.invite_client {
-            if t.poll_timeout().is_some_and(|d| d <= now) {
-                t.handle_timeout(now);
-            }
-        }
-        if let Some((_, t)) = &mut self.invite_server {
-            if t.poll_timeout().is_some_and(|d| d <= now) {
-                t.handle_timeout(now);
-            }
+        if let Some((_, t)) = &mut self.invite_server
+            && t.poll_timeout().is_some_and(|d| d <= now)
+        {
+            t.handle_timeout(now);
         }
         for (_, t) in &mut self.clients {
             if t.poll_timeout().is_some_and(|d| d <= now) {
@@ -847,8 +886,20 @@ impl Call {
             .chain(self.servers.iter().filter_map(|(_, t)| t.poll_timeout()));
         let reinvite = self.reinvite.as_ref().and_then(|(_, t, _)| t.poll_timeout());
         let retry = self.reinvite_retry.map(|(at, _)| at);
-        txns.chain([self.ok_retransmit_at, self.ok_give_up_at, self.no_answer_at, self.answer_at, self.dtmf_next_at, reinvite, retry].into_iter().flatten())
-            .min()
+        txns.chain(
+            [
+                self.ok_retransmit_at,
+                self.ok_give_up_at,
+                self.no_answer_at,
+                self.answer_at,
+                self.dtmf_next_at,
+                reinvite,
+                retry,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+        .min()
     }
 
     #[must_use]
@@ -904,11 +955,13 @@ impl Call {
 
     /// Answers a request that starts a transaction of its own (BYE, CANCEL …).
     fn respond_new(&mut self, now: Instant, request: &Request, code: u16) {
-        let (Ok(key), Ok(resp)) = (TransactionKey::for_server(request), response_to(request, StatusCode::from(code), Some(&self.local_tag)))
+        let (Ok(key), Ok(resp)) =
+            (TransactionKey::for_server(request), response_to(request, StatusCode::from(code), Some(&self.local_tag)))
         else {
             return;
         };
-        if let Ok(mut txn) = ServerTransaction::new(now, request.clone(), self.ep.transport.reliable(), self.ep.timers) {
+        if let Ok(mut txn) = ServerTransaction::new(now, request.clone(), self.ep.transport.reliable(), self.ep.timers)
+        {
             let _ = txn.send_response(now, resp);
             self.servers.push((key, txn));
         }
@@ -919,7 +972,8 @@ impl Call {
         self.local_cseq += 1;
         let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
         let remote_tag = self.remote_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
-        let (from, to) = (format!("<{}>;tag={}", self.local_uri, self.local_tag), format!("<{}>{remote_tag}", self.remote_uri));
+        let (from, to) =
+            (format!("<{}>;tag={}", self.local_uri, self.local_tag), format!("<{}>{remote_tag}", self.remote_uri));
         let mut text = format!(
             "{method} {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {seq} {method}\r\n",
             target = self.remote_target,
@@ -936,7 +990,10 @@ impl Call {
 
     fn send_bye(&mut self, now: Instant) {
         let Some(bye) = self.in_dialog(Method::Bye) else { return };
-        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&bye), ClientTransaction::new(now, bye.clone(), self.ep.transport.reliable(), self.ep.timers)) {
+        if let (Ok(key), Ok(txn)) = (
+            TransactionKey::for_client(&bye),
+            ClientTransaction::new(now, bye.clone(), self.ep.transport.reliable(), self.ep.timers),
+        ) {
             self.clients.push((key, txn));
         }
     }
@@ -948,14 +1005,20 @@ impl Call {
         for h in inv.headers.iter() {
             match h {
                 Header::Via(_) if !headers.iter().any(|h| matches!(h, Header::Via(_))) => headers.push(h.clone()),
-                Header::From(_) | Header::To(_) | Header::CallId(_) | Header::Route(_) | Header::MaxForwards(_) => headers.push(h.clone()),
+                Header::From(_) | Header::To(_) | Header::CallId(_) | Header::Route(_) | Header::MaxForwards(_) => {
+                    headers.push(h.clone())
+                }
                 _ => {}
             }
         }
         headers.push(Header::CSeq(rsip::typed::CSeq { seq: 1, method: Method::Cancel }.into()));
         headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
-        let cancel = Request { method: Method::Cancel, uri: inv.uri.clone(), version: rsip::Version::V2, headers, body: vec![] };
-        if let (Ok(key), Ok(txn)) = (TransactionKey::for_client(&cancel), ClientTransaction::new(now, cancel.clone(), self.ep.transport.reliable(), self.ep.timers)) {
+        let cancel =
+            Request { method: Method::Cancel, uri: inv.uri.clone(), version: rsip::Version::V2, headers, body: vec![] };
+        if let (Ok(key), Ok(txn)) = (
+            TransactionKey::for_client(&cancel),
+            ClientTransaction::new(now, cancel.clone(), self.ep.transport.reliable(), self.ep.timers),
+        ) {
             self.clients.push((key, txn));
         }
     }
@@ -1011,7 +1074,9 @@ impl Call {
             while let Some(o) = t.poll_output() {
                 match o {
                     ClientOutput::Transmit(m) => self.out.push_back(CallOutput::Transmit(m)),
-                    ClientOutput::Response(r) if r.status_code.code() >= 200 => reinvite_result = Some((key.clone(), Some(r), *hold)),
+                    ClientOutput::Response(r) if r.status_code.code() >= 200 => {
+                        reinvite_result = Some((key.clone(), Some(r), *hold))
+                    }
                     ClientOutput::Response(_) => {}
                     ClientOutput::Timeout => reinvite_result = Some((key.clone(), None, *hold)),
                 }
@@ -1021,12 +1086,12 @@ impl Call {
         // non-2xx transaction keeps absorbing retransmissions (and re-ACKing)
         // among the others; a 2xx is re-ACKed through `reinvite_ack`.
         let finished = self.reinvite.as_ref().is_some_and(|(_, t, _)| t.is_terminated());
-        if finished || reinvite_result.is_some() {
-            if let Some((k, t, _)) = self.reinvite.take() {
-                let was_2xx = matches!(&reinvite_result, Some((_, Some(r), _)) if r.status_code.code() / 100 == 2);
-                if !t.is_terminated() && !was_2xx {
-                    self.clients.push((k, t));
-                }
+        if (finished || reinvite_result.is_some())
+            && let Some((k, t, _)) = self.reinvite.take()
+        {
+            let was_2xx = matches!(&reinvite_result, Some((_, Some(r), _)) if r.status_code.code() / 100 == 2);
+            if !t.is_terminated() && !was_2xx {
+                self.clients.push((k, t));
             }
         }
         if let Some((key, r, hold)) = reinvite_result {
@@ -1064,11 +1129,9 @@ impl Call {
                 self.out.push_back(CallOutput::Event(CallEvent::TransferFailed { code }));
             }
         }
-        if dtmf_done {
-            if let Some((_, sent)) = self.dtmf_in_flight.take() {
-                // Next digit: after the answer, and not before this tone and the gap are over.
-                self.dtmf_next_at = Some((sent + self.dtmf_duration + self.dtmf_gap).max(now));
-            }
+        if dtmf_done && let Some((_, sent)) = self.dtmf_in_flight.take() {
+            // Next digit: after the answer, and not before this tone and the gap are over.
+            self.dtmf_next_at = Some((sent + self.dtmf_duration + self.dtmf_gap).max(now));
         }
         for (_, t) in &mut self.servers {
             while let Some(ServerOutput::Transmit(m)) = t.poll_output() {
@@ -1115,7 +1178,8 @@ impl Call {
                 self.end("failed", Some(code));
             }
             (code, _) => {
-                self.media.direction = if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
+                self.media.direction =
+                    if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
                 self.out.push_back(CallOutput::Event(CallEvent::HoldFailed { code }));
             }
         }

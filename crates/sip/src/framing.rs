@@ -23,7 +23,9 @@ pub enum FramingError {
 pub enum Framed {
     Message(Vec<u8>),
     /// A CRLF (or double CRLF) keep-alive; a "ping" deserves a CRLF "pong".
-    KeepAlive { ping: bool },
+    KeepAlive {
+        ping: bool,
+    },
 }
 
 #[derive(Default)]
@@ -81,7 +83,8 @@ fn content_length(head: &str) -> Option<usize> {
     head.split("\r\n").skip(1).find_map(|line| {
         let (name, value) = line.split_once(':')?;
         let name = name.trim();
-        (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l")).then(|| value.trim().parse().ok())?
+        (name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
+            .then(|| value.trim().parse().ok())?
     })
 }
 

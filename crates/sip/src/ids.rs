@@ -16,7 +16,8 @@ impl Ids for RandomIds {
         // The OS generator does not fail on supported platforms; if it ever
         // does, a time-derived token is still unique enough for a branch or tag.
         if getrandom::fill(&mut bytes).is_err() {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
             bytes[..12].copy_from_slice(&nanos.to_le_bytes()[..12]);
         }
         hex::encode(bytes)

@@ -48,10 +48,10 @@ pub fn response_to(request: &Request, status: StatusCode, to_tag: Option<&str>) 
             Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => headers.push(h.clone()),
             Header::To(to) => {
                 let mut to = to.typed().map_err(malformed)?;
-                if let Some(tag) = to_tag {
-                    if to.tag().is_none() {
-                        to = to.with_tag(tag.into());
-                    }
+                if let Some(tag) = to_tag
+                    && to.tag().is_none()
+                {
+                    to = to.with_tag(tag.into());
                 }
                 headers.push(Header::To(to.into()));
             }

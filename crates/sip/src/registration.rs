@@ -17,8 +17,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use rsip::{Header, Request, Response, SipMessage};
 use rsip::prelude::UntypedHeader;
+use rsip::{Header, Request, Response, SipMessage};
 use zeroize::Zeroizing;
 
 use crate::auth::Challenge;
@@ -92,7 +92,9 @@ pub enum RegistrationState {
     Unregistered,
     Registering,
     /// Bound for `expires` seconds (as granted by the registrar).
-    Registered { expires: u32 },
+    Registered {
+        expires: u32,
+    },
     Unregistering,
     Failed(Failure),
 }
@@ -208,11 +210,11 @@ impl Registration {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((_, txn)) = &mut self.txn {
-            if txn.poll_timeout().is_some_and(|t| t <= now) {
-                txn.handle_timeout(now);
-                self.drain_transaction(now);
-            }
+        if let Some((_, txn)) = &mut self.txn
+            && txn.poll_timeout().is_some_and(|t| t <= now)
+        {
+            txn.handle_timeout(now);
+            self.drain_transaction(now);
         }
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = None;
@@ -402,7 +404,8 @@ impl Registration {
         if let Some((challenge, proxy)) = &self.challenge {
             self.nc += 1;
             let cnonce = self.ids.token();
-            let value = challenge.authorization(&c.username, &self.password, "REGISTER", &request_uri, &cnonce, self.nc);
+            let value =
+                challenge.authorization(&c.username, &self.password, "REGISTER", &request_uri, &cnonce, self.nc);
             let name = if *proxy { "Proxy-Authorization" } else { "Authorization" };
             text.push_str(&format!("{name}: {value}\r\n"));
             self.sent_with_auth = true;
@@ -412,16 +415,18 @@ impl Registration {
         }
         text.push_str("Content-Length: 0\r\n\r\n");
 
-        let built = Request::try_from(text.as_str())
-            .map_err(|e| e.to_string())
-            .and_then(|req| ClientTransaction::new(now, req, c.transport.reliable(), c.timers).map_err(|e| e.to_string()));
+        let built = Request::try_from(text.as_str()).map_err(|e| e.to_string()).and_then(|req| {
+            ClientTransaction::new(now, req, c.transport.reliable(), c.timers).map_err(|e| e.to_string())
+        });
         match built.and_then(|t| TransactionKey::for_client(t.request()).map(|k| (k, t)).map_err(|e| e.to_string())) {
             Ok(pair) => {
                 self.txn = Some(pair);
                 self.drain_transaction(now);
             }
             // Only a configuration the validator let through could do this.
-            Err(e) => self.on_failure(now, Failure::Rejected { code: 0, reason: format!("cannot build REGISTER: {e}") }),
+            Err(e) => {
+                self.on_failure(now, Failure::Rejected { code: 0, reason: format!("cannot build REGISTER: {e}") })
+            }
         }
     }
 }

@@ -250,7 +250,11 @@ mod tests {
         LocalMedia {
             address: "10.0.0.5".parse().unwrap(),
             rtp_port: 40000,
-            codecs: vec![AudioCodec::new(111, "opus", 48000, 2), AudioCodec::new(0, "PCMU", 8000, 1), AudioCodec::new(8, "PCMA", 8000, 1)],
+            codecs: vec![
+                AudioCodec::new(111, "opus", 48000, 2),
+                AudioCodec::new(0, "PCMU", 8000, 1),
+                AudioCodec::new(8, "PCMA", 8000, 1),
+            ],
             telephone_event: 101,
             direction: Direction::SendRecv,
             session_id: 42,
@@ -285,9 +289,12 @@ mod tests {
 
     #[test]
     fn no_common_codec_and_garbage_are_errors() {
-        let g729_only = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5004 RTP/AVP 18\r\n";
+        let g729_only =
+            "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5004 RTP/AVP 18\r\n";
         assert_eq!(answer(&local(), &parse(g729_only.as_bytes()).unwrap()).unwrap_err(), SdpError::NoCommonCodec);
-        for bad in ["", "v=0", "garbage\r\n\r\n", "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=video 1 RTP/AVP 96\r\n"] {
+        for bad in
+            ["", "v=0", "garbage\r\n\r\n", "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=video 1 RTP/AVP 96\r\n"]
+        {
             assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
         assert!(parse(&vec![b'a'; MAX_SDP + 1]).is_err());

@@ -72,14 +72,33 @@ fn deliver(to: &mut Call, now: Instant, msgs: Vec<SipMessage>) {
 }
 
 fn start(t0: Instant, transport: Transport) -> (Call, Call) {
-    let mut a = Call::outgoing(t0, ep("alice", "10.0.0.1:5070", transport), "sip:bob@example.com", &[("X-Customer-Info".into(), r#"{"name":"Ann"}"#.into())], media(4000, &[(8, "PCMA"), (0, "PCMU")]), ids(0)).unwrap();
+    let mut a = Call::outgoing(
+        t0,
+        ep("alice", "10.0.0.1:5070", transport),
+        "sip:bob@example.com",
+        &[("X-Customer-Info".into(), r#"{"name":"Ann"}"#.into())],
+        media(4000, &[(8, "PCMA"), (0, "PCMU")]),
+        ids(0),
+    )
+    .unwrap();
     let (sent, events) = drain(&mut a);
     assert!(events.is_empty());
     let SipMessage::Request(invite) = sent.into_iter().next().unwrap() else { panic!() };
     assert_eq!(invite.method, Method::Invite);
     let text = invite.to_string();
-    assert!(text.contains("X-Customer-Info: {\"name\":\"Ann\"}") && text.contains("m=audio 4000 RTP/AVP 8 0 101"), "{text}");
-    let b = Call::incoming(t0, ep("bob", "10.0.0.2:5080", transport), invite, media(6000, &[(0, "PCMU")]), Some(Duration::from_secs(60)), ids(100)).unwrap();
+    assert!(
+        text.contains("X-Customer-Info: {\"name\":\"Ann\"}") && text.contains("m=audio 4000 RTP/AVP 8 0 101"),
+        "{text}"
+    );
+    let b = Call::incoming(
+        t0,
+        ep("bob", "10.0.0.2:5080", transport),
+        invite,
+        media(6000, &[(0, "PCMU")]),
+        Some(Duration::from_secs(60)),
+        ids(100),
+    )
+    .unwrap();
     (a, b)
 }
 
@@ -89,7 +108,13 @@ fn outbound_call_rings_is_answered_confirmed_and_hung_up() {
     let (mut a, mut b) = start(t0, Transport::Udp);
     assert_eq!(b.state(), CallState::Incoming);
     let (sent, _) = drain(&mut b);
-    let codes: Vec<u16> = sent.iter().map(|m| match m { SipMessage::Response(r) => r.status_code.code(), _ => 0 }).collect();
+    let codes: Vec<u16> = sent
+        .iter()
+        .map(|m| match m {
+            SipMessage::Response(r) => r.status_code.code(),
+            _ => 0,
+        })
+        .collect();
     assert_eq!(codes, [100, 180]);
     deliver(&mut a, t0, sent);
     assert_eq!(drain(&mut a).1, [CallEvent::Progress { code: 180 }]);
@@ -176,7 +201,13 @@ fn reject_busy_and_cancel_before_answer() {
     deliver(&mut b, t0, sent);
     let (sent, events) = drain(&mut b);
     assert_eq!(events, [CallEvent::Ended { reason: "cancelled", sip_code: Some(487) }]);
-    let codes: Vec<u16> = sent.iter().map(|m| match m { SipMessage::Response(r) => r.status_code.code(), _ => 0 }).collect();
+    let codes: Vec<u16> = sent
+        .iter()
+        .map(|m| match m {
+            SipMessage::Response(r) => r.status_code.code(),
+            _ => 0,
+        })
+        .collect();
     assert_eq!(codes, [200, 487], "200 for the CANCEL, 487 for the INVITE");
     deliver(&mut a, t0, sent);
     assert_eq!(drain(&mut a).1, [CallEvent::Ended { reason: "cancelled", sip_code: Some(487) }]);
@@ -198,7 +229,15 @@ fn unanswered_inbound_call_ends_with_480_after_the_no_answer_timeout() {
 #[test]
 fn outbound_call_without_answer_times_out() {
     let t0 = Instant::now();
-    let mut a = Call::outgoing(t0, ep("alice", "10.0.0.1:5070", Transport::Udp), "sip:nobody@example.com", &[], media(4000, &[(0, "PCMU")]), ids(0)).unwrap();
+    let mut a = Call::outgoing(
+        t0,
+        ep("alice", "10.0.0.1:5070", Transport::Udp),
+        "sip:nobody@example.com",
+        &[],
+        media(4000, &[(0, "PCMU")]),
+        ids(0),
+    )
+    .unwrap();
     drain(&mut a);
     let mut events = vec![];
     while let Some(t) = a.poll_timeout() {
@@ -206,16 +245,36 @@ fn outbound_call_without_answer_times_out() {
         events.extend(drain(&mut a).1);
     }
     assert_eq!(events, [CallEvent::Ended { reason: "timeout", sip_code: Some(408) }]);
-    assert!(Call::outgoing(t0, ep("a", "h:1", Transport::Udp), "bob\r\nVia: x", &[], media(1, &[(0, "PCMU")]), ids(0)).is_err());
+    assert!(
+        Call::outgoing(t0, ep("a", "h:1", Transport::Udp), "bob\r\nVia: x", &[], media(1, &[(0, "PCMU")]), ids(0))
+            .is_err()
+    );
 }
 
 #[test]
 fn an_offer_without_a_common_codec_is_refused_with_488() {
     let t0 = Instant::now();
-    let mut a = Call::outgoing(t0, ep("alice", "10.0.0.1:5070", Transport::Udp), "sip:bob@example.com", &[], media(4000, &[(18, "G729")]), ids(0)).unwrap();
+    let mut a = Call::outgoing(
+        t0,
+        ep("alice", "10.0.0.1:5070", Transport::Udp),
+        "sip:bob@example.com",
+        &[],
+        media(4000, &[(18, "G729")]),
+        ids(0),
+    )
+    .unwrap();
     let (sent, _) = drain(&mut a);
     let SipMessage::Request(invite) = sent.into_iter().next().unwrap() else { panic!() };
-    let refusal = Call::incoming(t0, ep("bob", "10.0.0.2:5080", Transport::Udp), invite, media(6000, &[(0, "PCMU")]), None, ids(100)).err().unwrap();
+    let refusal = Call::incoming(
+        t0,
+        ep("bob", "10.0.0.2:5080", Transport::Udp),
+        invite,
+        media(6000, &[(0, "PCMU")]),
+        None,
+        ids(100),
+    )
+    .err()
+    .unwrap();
     assert_eq!(refusal.status_code.code(), 488);
 }
 
@@ -367,7 +426,11 @@ fn crossing_re_invites_get_491_and_are_retried() {
     let mut now = t0;
     let (mut ea, mut eb) = (vec![], vec![]);
     for _ in 0..10 {
-        let next = [a.poll_timeout(), b.poll_timeout()].into_iter().flatten().filter(|t| *t < t0 + Duration::from_secs(5)).min();
+        let next = [a.poll_timeout(), b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t < t0 + Duration::from_secs(5))
+            .min();
         let Some(next) = next else { break };
         now = next;
         a.handle_timeout(now);
@@ -408,7 +471,10 @@ fn blind_transfer_with_refer_and_sipfrag_notifies() {
     let SipMessage::Request(refer) = &sent[0] else { panic!() };
     assert_eq!(refer.method, Method::Refer);
     let text = refer.to_string();
-    assert!(text.contains("Refer-To: <sip:carol@example.com>") && text.contains("Referred-By: <sip:alice@example.com>"), "{text}");
+    assert!(
+        text.contains("Refer-To: <sip:carol@example.com>") && text.contains("Referred-By: <sip:alice@example.com>"),
+        "{text}"
+    );
     // Our Call only knows REFER as "not implemented" on the receiving side yet: answer it by hand.
     let accepted = agent_helper_sip::message::response_to(refer, rsip::StatusCode::from(202), Some("x")).unwrap();
     let refer = refer.clone();
@@ -419,7 +485,13 @@ fn blind_transfer_with_refer_and_sipfrag_notifies() {
     a.handle_request(t0, notify(&a, &refer, "SIP/2.0 200 OK", "terminated;reason=noresource"));
     let (sent, events) = drain(&mut a);
     assert_eq!(events, [CallEvent::TransferSucceeded, CallEvent::Ended { reason: "transferred", sip_code: None }]);
-    let methods: Vec<String> = sent.iter().map(|m| match m { SipMessage::Request(r) => r.method.to_string(), SipMessage::Response(r) => r.status_code.code().to_string() }).collect();
+    let methods: Vec<String> = sent
+        .iter()
+        .map(|m| match m {
+            SipMessage::Request(r) => r.method.to_string(),
+            SipMessage::Response(r) => r.status_code.code().to_string(),
+        })
+        .collect();
     assert!(methods.contains(&"BYE".to_string()) && methods.contains(&"200".to_string()), "{methods:?}");
     let _ = &mut b;
 }

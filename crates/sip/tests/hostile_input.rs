@@ -25,7 +25,27 @@ impl Rng {
     }
 }
 
-const INTERESTING: &[&[u8]] = &[b"\r\n", b":", b";", b"<", b">", b"\"", b"\\", b"%", b"\0", b"\xff", b"SIP/2.0", b"99999999999999999999", b"-1", b" ", b"=", b",", b"@", b"[", b"]"];
+const INTERESTING: &[&[u8]] = &[
+    b"\r\n",
+    b":",
+    b";",
+    b"<",
+    b">",
+    b"\"",
+    b"\\",
+    b"%",
+    b"\0",
+    b"\xff",
+    b"SIP/2.0",
+    b"99999999999999999999",
+    b"-1",
+    b" ",
+    b"=",
+    b",",
+    b"@",
+    b"[",
+    b"]",
+];
 
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     let mut v = input.to_vec();

@@ -25,7 +25,16 @@ struct Registrar {
 
 impl Registrar {
     fn new(password: &str) -> Self {
-        Registrar { password: password.into(), nonces: 0, grant: 120, stale_once: false, min_expires: None, reject_with: None, silent: false, seen: vec![] }
+        Registrar {
+            password: password.into(),
+            nonces: 0,
+            grant: 120,
+            stale_once: false,
+            min_expires: None,
+            reject_with: None,
+            silent: false,
+            seen: vec![],
+        }
     }
 
     fn challenge(&mut self, req: &Request, stale: bool) -> Response {
@@ -47,7 +56,10 @@ impl Registrar {
         }
         let Some(auth) = header(&req, "Authorization") else { return Some(self.challenge(&req, false)) };
         let p = |name: &str| {
-            auth.split(", ").find_map(|kv| kv.trim_start_matches("Digest ").strip_prefix(&format!("{name}="))).map(|v| v.trim_matches('"').to_owned()).unwrap()
+            auth.split(", ")
+                .find_map(|kv| kv.trim_start_matches("Digest ").strip_prefix(&format!("{name}=")))
+                .map(|v| v.trim_matches('"').to_owned())
+                .unwrap()
         };
         let ch = Challenge::parse(&format!(r#"Digest realm="pbx", nonce="{}", qop="auth""#, p("nonce"))).unwrap();
         let nc = u32::from_str_radix(&p("nc"), 16).unwrap();
@@ -203,11 +215,8 @@ fn no_answer_fails_after_timer_f_and_retries_with_doubling_back_off() {
     reg.start(t0);
     pump(&mut reg, &mut registrar, t0);
     let seen = advance(&mut reg, &mut registrar, t0 + Duration::from_secs(160));
-    let retries: Vec<u64> = seen
-        .iter()
-        .filter(|(_, s)| *s == RegistrationState::Registering)
-        .map(|(at, _)| (*at - t0).as_secs())
-        .collect();
+    let retries: Vec<u64> =
+        seen.iter().filter(|(_, s)| *s == RegistrationState::Registering).map(|(at, _)| (*at - t0).as_secs()).collect();
     // Timer F = 32 s each time; back-off 2, 4, 8, then capped at 8.
     assert_eq!(retries, [34, 70, 110, 150]);
     assert!(seen.iter().any(|(_, s)| *s == RegistrationState::Failed(Failure::Timeout)));
@@ -234,9 +243,16 @@ fn rejection_is_reported_and_retried_later() {
     let mut reg = Registration::new(config(), "right", Box::new(SequentialIds::default()));
     reg.start(t0);
     let states = pump(&mut reg, &mut registrar, t0);
-    assert!(matches!(states.last(), Some(RegistrationState::Failed(Failure::Rejected { code: 403, .. }))), "{states:?}");
+    assert!(
+        matches!(states.last(), Some(RegistrationState::Failed(Failure::Rejected { code: 403, .. }))),
+        "{states:?}"
+    );
     let seen = advance(&mut reg, &mut registrar, t0 + Duration::from_secs(2));
-    assert_eq!(seen.first(), Some(&(t0 + Duration::from_secs(2), RegistrationState::Registering)), "retried after reconnect_min");
+    assert_eq!(
+        seen.first(),
+        Some(&(t0 + Duration::from_secs(2), RegistrationState::Registering)),
+        "retried after reconnect_min"
+    );
 }
 
 #[test]

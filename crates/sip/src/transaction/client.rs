@@ -109,8 +109,9 @@ impl ClientTransaction {
                     self.end_at = Some(now + self.timers.sixty_four_t1()); // Timer M
                     self.out.push_back(ClientOutput::Response(response));
                 }
-                _ => match message::ack_for(&self.request, &response) {
-                    Ok(ack) => {
+                _ => {
+                    // A final response we cannot ACK is no final response: keep waiting (Timer B).
+                    if let Ok(ack) = message::ack_for(&self.request, &response) {
                         self.out.push_back(ClientOutput::Transmit(SipMessage::Request(ack.clone())));
                         self.ack = Some(ack);
                         self.out.push_back(ClientOutput::Response(response));
@@ -119,9 +120,7 @@ impl ClientTransaction {
                         let wait = if self.reliable { Duration::ZERO } else { Duration::from_secs(32) }; // Timer D
                         self.finish_after(now, wait, ClientState::Completed);
                     }
-                    // A final response we cannot ACK is no final response: keep waiting (Timer B).
-                    Err(_) => {}
-                },
+                }
             },
             (true, ClientState::Completed) if code >= 300 => {
                 if let Some(ack) = &self.ack {

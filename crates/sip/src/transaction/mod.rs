@@ -90,4 +90,3 @@ impl TransactionKey {
         Ok(Self { branch: message::branch(request)?, method, sent_by: Some(via.uri.host_with_port.to_string()) })
     }
 }
-

@@ -35,6 +35,8 @@ impl ServerState {
     }
 }
 
+// Outputs are moved out once per message; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerOutput {
     /// Send to the request's source (per Via: received/rport, or the same connection).
