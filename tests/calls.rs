@@ -207,3 +207,47 @@ fn blind_transfer_of_baresip_to_a_second_baresip() {
     let consulted = r.conn.request("transferCall", json!({"type": "consulted", "target": "carol"}));
     assert_eq!(consulted["error"]["code"], "invalid-params");
 }
+
+/// Sends one request through kamailio to the helper and returns the final response's first line and text.
+fn ask_through_proxy(k: &Kamailio, method: &str, extra: &str, body: &str) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let msg = format!(
+        "{method} sip:agent1@127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKprobe{n}\r\nMax-Forwards: 70\r\n\
+         From: <sip:probe@127.0.0.1>;tag=pr\r\nTo: <sip:agent1@127.0.0.1>\r\nCall-ID: probe-{n}@test\r\nCSeq: 1 {method}\r\n\
+         Contact: <sip:probe@{me}>\r\n{extra}Content-Length: {len}\r\n\r\n{body}",
+        p = k.port,
+        n = extra.len() + body.len(),
+        len = body.len()
+    );
+    sock.send_to(msg.as_bytes(), ("127.0.0.1", k.port)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
+}
+
+#[test]
+fn requests_the_helper_cannot_honour_get_rfc_answers() {
+    let r = rig();
+    let t = ask_through_proxy(&r.k, "INVITE", "Require: foo\r\n", "");
+    assert!(t.starts_with("SIP/2.0 420") && t.contains("Unsupported: foo"), "{t}");
+    let t = ask_through_proxy(&r.k, "INVITE", "Content-Type: text/plain\r\n", "hello");
+    assert!(t.starts_with("SIP/2.0 415") && t.contains("Accept: application/sdp"), "{t}");
+    let t = ask_through_proxy(&r.k, "OPTIONS", "", "");
+    assert!(t.starts_with("SIP/2.0 200"), "{t}");
+    let t = ask_through_proxy(&r.k, "MESSAGE", "", "");
+    assert!(t.starts_with("SIP/2.0 501"), "{t}");
+    // An INVITE with an SDP offer we have no codec for.
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 18\r\n";
+    let t = ask_through_proxy(&r.k, "INVITE", "Content-Type: application/sdp\r\n", sdp);
+    assert!(t.starts_with("SIP/2.0 488"), "{t}");
+    // The helper is still fine.
+    let mut conn = r.helper.connect();
+    assert_eq!(conn.request("getStatus", json!({}))["result"]["registration"]["state"], "registered");
+}

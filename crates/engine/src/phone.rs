@@ -569,6 +569,20 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
             }
         }
         SipMessage::Request(req) => {
+            if let Err(refusal) = agent_helper_sip::checks::check_request(&req) {
+                tracing::debug!(code = refusal.code, reason = refusal.reason, "refused a request");
+                if req.method != rsip::Method::Ack {
+                    if let Ok(mut resp) =
+                        agent_helper_sip::message::response_to(&req, StatusCode::from(refusal.code), Some("ah"))
+                    {
+                        if let Some((name, value)) = refusal.header {
+                            resp.headers.push(Header::Other(name, value));
+                        }
+                        let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+                    }
+                }
+                return;
+            }
             if let Some(c) = a.calls.iter_mut().find(|c| c.call.owns_request(&req)) {
                 c.call.handle_request(now, req);
                 return;

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod call;
+pub mod checks;
 pub mod framing;
 pub mod ids;
 pub mod message;
