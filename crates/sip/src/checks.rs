@@ -66,7 +66,8 @@ pub fn check_request(req: &Request) -> Result<(), Refusal> {
             Header::ContentType(c) => Some(c.value().to_ascii_lowercase()),
             _ => None,
         });
-        if !ctype.as_deref().is_some_and(|c| c.split(';').next().is_some_and(|t| t.trim() == SDP)) {
+        let is_sdp = ctype.as_deref().is_some_and(|c| c.split(';').next().is_some_and(|t| t.trim() == SDP));
+        if !is_sdp {
             return Err(Refusal {
                 code: 415,
                 reason: "Unsupported Media Type",
