@@ -571,15 +571,14 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
         SipMessage::Request(req) => {
             if let Err(refusal) = agent_helper_sip::checks::check_request(&req) {
                 tracing::debug!(code = refusal.code, reason = refusal.reason, "refused a request");
-                if req.method != rsip::Method::Ack {
-                    if let Ok(mut resp) =
+                if req.method != rsip::Method::Ack
+                    && let Ok(mut resp) =
                         agent_helper_sip::message::response_to(&req, StatusCode::from(refusal.code), Some("ah"))
-                    {
-                        if let Some((name, value)) = refusal.header {
-                            resp.headers.push(Header::Other(name, value));
-                        }
-                        let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+                {
+                    if let Some((name, value)) = refusal.header {
+                        resp.headers.push(Header::Other(name, value));
                     }
+                    let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
                 }
                 return;
             }
