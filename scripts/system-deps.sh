@@ -6,7 +6,7 @@
 set -euo pipefail
 
 run_pkgs=(ca-certificates pkg-config gcc libc6-dev)
-test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 passwd util-linux openssl kamailio kamailio-tls-modules baresip)
+test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 passwd util-linux openssl kamailio kamailio-tls-modules baresip sip-tester)
 
 pkgs=("${run_pkgs[@]}")
 [[ "${1:-run}" == test ]] && pkgs+=("${test_pkgs[@]}")

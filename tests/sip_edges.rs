@@ -1,0 +1,93 @@
+//! The edge cases of SIP the issue names, played by sipp scenarios
+//! (`tests/sipp/*.xml`) through kamailio against the real helper.
+#![cfg(unix)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::kamailio::Kamailio;
+use support::sipp::Sipp;
+use support::*;
+
+const PASSWORD: &str = "kam-secret-7";
+
+fn registered_helper(k: &Kamailio, dir: &std::path::Path) -> (Helper, Conn) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n[codecs]\nallow = [\"pcmu\"]\n",
+            k.port
+        ),
+    )
+    .unwrap();
+    let helper = Helper::start(dir);
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    while conn.event("registration-changed")["state"] != "registered" {}
+    (helper, conn)
+}
+
+#[test]
+fn early_media_then_busy_ends_the_call_with_486() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper(&k, dir.path());
+    let sipp = Sipp::uas("uas_183_486.xml");
+    conn.request("call", json!({"target": sipp.target()}));
+    assert_eq!(conn.event("call-in-progress")["sipCode"], 183);
+    let ended = conn.event("call-ended");
+    assert_eq!((ended["reason"].as_str(), ended["sipCode"].as_u64()), (Some("busy"), Some(486)));
+    sipp.assert_passed();
+}
+
+#[test]
+fn re_invite_glare_491_is_retried_and_the_hold_succeeds() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper(&k, dir.path());
+    let sipp = Sipp::uas("uas_reinvite_491.xml");
+    conn.request("call", json!({"target": sipp.target()}));
+    conn.event("call-confirmed");
+    conn.request("holdCall", json!({}));
+    // 491, then a retry 2.1–4 s later (we own the Call-ID), accepted as recvonly.
+    let held = conn.event("call-held");
+    assert_eq!(held["peerDirection"], "recvonly", "{held}");
+    conn.request("endCall", json!({}));
+    assert_eq!(conn.event("call-ended")["reason"], "local-hangup");
+    sipp.assert_passed();
+}
+
+#[test]
+fn refer_with_a_failing_notify_cancels_the_transfer_and_keeps_the_call() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper(&k, dir.path());
+    let sipp = Sipp::uas("uas_refer_fail.xml");
+    conn.request("call", json!({"target": sipp.target()}));
+    conn.event("call-confirmed");
+    conn.request("transferCall", json!({"type": "direct", "target": "carol"}));
+    conn.event("call-transfer-started");
+    assert_eq!(conn.event("call-transfer-cancel")["sipCode"], 503);
+    let status = conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["calls"][0]["state"], "connected", "{status}");
+    conn.request("endCall", json!({}));
+    conn.event("call-ended");
+    sipp.assert_passed();
+}
+
+#[test]
+fn a_missing_ack_ends_the_answered_call_with_bye_after_64_t1() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper(&k, dir.path());
+    let sipp = Sipp::uac("uac_no_ack.xml", "agent1", k.port);
+    conn.event("call-incoming");
+    conn.request("answerCall", json!({}));
+    // No ACK ever comes: the helper resends its 200 and gives up after 32 s.
+    conn.stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let ended = conn.event("call-ended");
+    assert_eq!((ended["reason"].as_str(), ended["sipCode"].as_u64()), (Some("failed"), Some(408)));
+    sipp.assert_passed();
+}
