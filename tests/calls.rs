@@ -251,3 +251,31 @@ fn requests_the_helper_cannot_honour_get_rfc_answers() {
     let mut conn = r.helper.connect();
     assert_eq!(conn.request("getStatus", json!({}))["result"]["registration"]["state"], "registered");
 }
+
+#[test]
+fn baresip_transfers_the_helper_to_carol() {
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, false);
+    let mut carol = Baresip::start("carol", r.k.port, PASSWORD, true);
+    bob.command("dial", "sip:agent1@127.0.0.1");
+    let first = r.conn.event("call-incoming")["callId"].as_str().unwrap().to_owned();
+    r.conn.request("answerCall", json!({}));
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+
+    bob.command("transfer", "sip:carol@127.0.0.1");
+    let transferred = r.conn.event("call-transferred");
+    assert_eq!(transferred["callId"], first.as_str());
+    assert_eq!(transferred["target"], "sip:carol@127.0.0.1");
+    let second = transferred["newCallId"].as_str().unwrap().to_owned();
+    let confirmed = r.conn.event("call-confirmed");
+    assert_eq!(confirmed["callId"], second.as_str());
+    assert!(carol.wait_event("CALL_ESTABLISHED")["peeruri"].as_str().unwrap().contains("agent1"));
+    // bob learns of the success from our NOTIFY and leaves the first call.
+    let ended = r.conn.event("call-ended");
+    assert_eq!((ended["callId"].as_str(), ended["reason"].as_str()), (Some(first.as_str()), Some("remote-hangup")));
+    let status = r.conn.request("getStatus", json!({}));
+    let calls = status["result"]["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{status}");
+    assert_eq!((calls[0]["callId"].as_str(), calls[0]["state"].as_str()), (Some(second.as_str()), Some("connected")));
+}

@@ -19,16 +19,34 @@ pub struct Baresip {
     _dir: tempfile::TempDir,
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port free for both TCP and UDP (baresip listens on both for SIP).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Baresip {
     /// Starts baresip as `user`, registered with kamailio on `kamailio_port`.
     pub fn start(user: &str, kamailio_port: u16, password: &str, auto_answer: bool) -> Baresip {
+        // Ports are picked free but can be taken by a parallel test before baresip
+        // binds them; then baresip exits at once and we try again with new ones.
+        for _ in 0..4 {
+            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer) {
+                return b;
+            }
+        }
+        panic!("baresip {user} did not start (4 attempts)");
+    }
+
+    fn try_start(user: &str, kamailio_port: u16, password: &str, auto_answer: bool) -> Option<Baresip> {
         let dir = tempfile::tempdir().unwrap();
-        let sip_port = free_tcp_port();
-        let ctrl_port = free_tcp_port();
+        let sip_port = free_port();
+        let ctrl_port = free_port();
         let rtp = 20000 + (sip_port % 20000);
         let tone = dir.path().join("tone8k.wav");
         // baresip hangs up when its source file ends: longer than any test call.
@@ -54,7 +72,7 @@ impl Baresip {
         )
         .unwrap();
         let log = dir.path().join("log");
-        let child = Command::new("baresip")
+        let mut child = Command::new("baresip")
             .arg("-f")
             .arg(dir.path())
             .stdin(Stdio::null())
@@ -67,6 +85,7 @@ impl Baresip {
         let ctrl = loop {
             match TcpStream::connect(("127.0.0.1", ctrl_port)) {
                 Ok(s) => break s,
+                Err(_) if child.try_wait().ok().flatten().is_some() => return None,
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => panic!("baresip control port: {e}"),
             }
@@ -78,7 +97,7 @@ impl Baresip {
             assert!(Instant::now() < deadline, "baresip {user} did not register");
             std::thread::sleep(Duration::from_millis(50));
         }
-        b
+        Some(b)
     }
 
     fn read_netstring(&mut self) -> Value {

@@ -726,6 +726,20 @@ impl Engine {
             CallUpdate::HoldFailed { code } => {
                 self.emit(ev::PHONE_ERROR, json!({ "error": "hold-failed", "message": format!("hold or resume refused with {code}"), "sipCode": code, "callId": call_id }));
             }
+            CallUpdate::Transferred { new_call_id, target } => {
+                self.calls.push(m::CallStatus {
+                    call_id: new_call_id.clone(),
+                    direction: "outbound".into(),
+                    state: "calling".into(),
+                    remote: target.clone(),
+                    codec: None,
+                    hold: None,
+                });
+                self.emit(
+                    ev::CALL_TRANSFERRED,
+                    json!({ "callId": call_id, "newCallId": new_call_id, "target": target }),
+                );
+            }
             CallUpdate::TransferStarted => self.emit(ev::CALL_TRANSFER_STARTED, json!({ "callId": call_id })),
             CallUpdate::TransferSucceeded => self.emit(ev::CALL_TRANSFER_SUCCESS, json!({ "callId": call_id })),
             CallUpdate::TransferFailed { code } => {

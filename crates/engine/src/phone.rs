@@ -103,6 +103,11 @@ pub enum CallUpdate {
     TransferFailed {
         code: u16,
     },
+    /// The other party transferred us: `new_call_id` calls `target` for it.
+    Transferred {
+        new_call_id: String,
+        target: String,
+    },
 }
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
@@ -160,6 +165,8 @@ struct Active {
     calls: Vec<ActiveCall>,
     /// Inbound calls announced by the next flush.
     pending_incoming: Vec<agent_helper_protocol::events::CallIncoming>,
+    /// Calls made for a REFER: (new call, the call that asked for it).
+    referred: Vec<(String, String)>,
 }
 
 struct ActiveCall {
@@ -492,6 +499,8 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
         tracing::info!(call_id, from = %info.from, "incoming call");
         let _ = events.send(PhoneEvent::Call { call_id, update: CallUpdate::Incoming(Box::new(info)) }).await;
     }
+    let mut transfer_requests: Vec<(String, String)> = Vec::new();
+    let mut refer_progress: Vec<(String, u16)> = Vec::new();
     for i in 0..a.calls.len() {
         if a.calls[i].call.is_outbound() && a.calls[i].announce_started {
             a.calls[i].announce_started = false;
@@ -530,9 +539,65 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 CallOutput::Event(CallEvent::TransferAccepted) => CallUpdate::TransferStarted,
                 CallOutput::Event(CallEvent::TransferSucceeded) => CallUpdate::TransferSucceeded,
                 CallOutput::Event(CallEvent::TransferFailed { code }) => CallUpdate::TransferFailed { code },
+                CallOutput::Event(CallEvent::TransferRequested { target }) => {
+                    transfer_requests.push((call_id, target));
+                    continue;
+                }
             };
+            // A call made for a REFER reports back to the call that asked for it.
+            if let Some((_, referrer)) = a.referred.iter().find(|(new, _)| *new == call_id) {
+                let code = match &update {
+                    CallUpdate::Progress { code } => Some(*code),
+                    CallUpdate::Confirmed => Some(200),
+                    CallUpdate::Ended { sip_code, .. } => Some(sip_code.filter(|c| *c >= 300).unwrap_or(487)),
+                    _ => None,
+                };
+                if let Some(code) = code {
+                    refer_progress.push((referrer.clone(), code));
+                }
+            }
             tracing::info!(call_id, ?update, "call");
             let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+        }
+    }
+    let now = Instant::now();
+    for (referrer, code) in refer_progress {
+        if let Some(c) = a.calls.iter_mut().find(|c| c.id == referrer) {
+            c.call.notify_refer_progress(now, code);
+        }
+        if code >= 200 {
+            a.referred.retain(|(_, r)| *r != referrer);
+        }
+    }
+    for (referrer, target) in transfer_requests {
+        let mut ids = RandomIds;
+        let new_call_id = format!("t-{}", agent_helper_sip::ids::Ids::token(&mut ids));
+        tracing::info!(call_id = referrer, new_call_id, target, "transferred by the other party");
+        match dial(a, &new_call_id, &target, &[]).await {
+            Ok(()) => {
+                a.referred.push((new_call_id.clone(), referrer.clone()));
+                let update = CallUpdate::Transferred { new_call_id, target };
+                let _ = events.send(PhoneEvent::Call { call_id: referrer, update }).await;
+            }
+            Err(e) => {
+                tracing::warn!(call_id = referrer, error = %e, "cannot call the transfer target");
+                if let Some(c) = a.calls.iter_mut().find(|c| c.id == referrer) {
+                    c.call.notify_refer_progress(now, 503);
+                }
+            }
+        }
+    }
+    // What the new calls and NOTIFYs queued goes out too.
+    for c in &mut a.calls {
+        while let Some(out) = c.call.poll_output() {
+            match out {
+                CallOutput::Transmit(m) => {
+                    if let Err(e) = a.link.send(m.to_string().as_bytes()).await {
+                        tracing::warn!(call_id = c.id, error = %e, "SIP send failed");
+                    }
+                }
+                CallOutput::Event(e) => tracing::debug!(call_id = c.id, ?e, "late call event"),
+            }
         }
     }
     a.calls.retain(|c| {
@@ -572,8 +637,11 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
             if let Err(refusal) = agent_helper_sip::checks::check_request(&req) {
                 tracing::debug!(code = refusal.code, reason = refusal.reason, "refused a request");
                 if req.method != rsip::Method::Ack
-                    && let Ok(mut resp) =
-                        agent_helper_sip::message::response_to(&req, StatusCode::from(refusal.code), Some("ah"))
+                    && let Ok(mut resp) = agent_helper_sip::message::response_to(
+                        &req,
+                        agent_helper_sip::message::status(refusal.code),
+                        Some("ah"),
+                    )
                 {
                     if let Some((name, value)) = refusal.header {
                         resp.headers.push(Header::Other(name, value));
@@ -735,6 +803,7 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
         config: t.config.clone(),
         calls: Vec::new(),
         pending_incoming: Vec::new(),
+        referred: Vec::new(),
     })
 }
 

@@ -34,6 +34,9 @@ pub const CALL_TRANSFER_STARTED: &str = "call-transfer-started";
 pub const CALL_TRANSFER_SUCCESS: &str = "call-transfer-success";
 /// The transfer was refused or the target did not answer; the call goes on.
 pub const CALL_TRANSFER_CANCEL: &str = "call-transfer-cancel";
+/// The other party transferred us: `{"callId","newCallId","target"}`; the new
+/// call follows with its own `call-*` events.
+pub const CALL_TRANSFERRED: &str = "call-transferred";
 
 /// Events this helper emits, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -54,6 +57,7 @@ pub const ALL: &[&str] = &[
     CALL_TRANSFER_STARTED,
     CALL_TRANSFER_SUCCESS,
     CALL_TRANSFER_CANCEL,
+    CALL_TRANSFERRED,
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.

@@ -23,8 +23,11 @@
 //!
 //! Blind transfer: REFER (RFC 3515) with Refer-To and Referred-By; the
 //! peer's NOTIFYs (message/sipfrag) report the new call, and its success
-//! ends ours with BYE. An incoming REFER and session timers are not handled
-//! yet: such requests are answered 501.
+//! ends ours with BYE. An incoming REFER (being transferred) is accepted with
+//! 202 and an immediate NOTIFY 100 (RFC 3515 §2.4.4); the caller of
+//! [`Call::notify_refer_progress`] reports the new call's fate. A REFER with
+//! `Replaces` (the peer's consulted transfer) and session timers are not
+//! handled yet: 501.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -107,6 +110,8 @@ pub enum CallEvent {
     TransferSucceeded,
     /// The REFER was refused, or the peer's call to the target failed.
     TransferFailed { code: u16 },
+    /// The peer asks us to call `target` instead (we are being transferred).
+    TransferRequested { target: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,7 +292,7 @@ impl Call {
     ) -> Result<Call, Response> {
         // What to answer instead when the INVITE cannot start a call. A request
         // too broken even for a response gets an empty one, which the driver drops.
-        let reject = |code: u16| response_to(&invite, StatusCode::from(code), Some("x")).unwrap_or_default();
+        let reject = |code: u16| response_to(&invite, message::status(code), Some("x")).unwrap_or_default();
         let call_id = invite.call_id_header().map(|c| c.value().to_owned());
         let from = invite.from_header().map(|f| f.value().to_owned());
         let to = invite.to_header().map(|t| t.value().to_owned());
@@ -528,6 +533,40 @@ impl Call {
         Ok(())
     }
 
+    /// Reports the progress of the call made for the peer's REFER: a sipfrag
+    /// NOTIFY with `code`; a final code ends the implicit subscription.
+    pub fn notify_refer_progress(&mut self, now: Instant, code: u16) {
+        if self.state != CallState::Confirmed {
+            return;
+        }
+        let reason = match code {
+            100 => "Trying",
+            180 => "Ringing",
+            183 => "Session Progress",
+            200..=299 => "OK",
+            486 => "Busy Here",
+            487 => "Request Terminated",
+            _ => "Failed",
+        };
+        let body = format!("SIP/2.0 {code} {reason}\r\n");
+        let state = if code >= 200 { "terminated;reason=noresource" } else { "active;expires=60" };
+        let Some(mut notify) = self.in_dialog(Method::Notify) else { return };
+        notify.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        notify.headers.push(Header::Event(rsip::headers::Event::new("refer")));
+        notify.headers.push(Header::SubscriptionState(rsip::headers::SubscriptionState::new(state)));
+        notify.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
+        notify.headers.push(Header::ContentType(rsip::headers::ContentType::new("message/sipfrag")));
+        notify.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(body.len() as u32)));
+        notify.body = body.into_bytes();
+        if let (Ok(key), Ok(txn)) = (
+            TransactionKey::for_client(&notify),
+            ClientTransaction::new(now, notify, self.ep.transport.reliable(), self.ep.timers),
+        ) {
+            self.clients.push((key, txn));
+        }
+        self.drain(now);
+    }
+
     /// Queues DTMF digits (`0-9 A-D * #`, `,` = 2 s pause) to send by SIP INFO.
     /// The caller validates the digits and the timing.
     pub fn send_dtmf_info(
@@ -696,6 +735,30 @@ impl Call {
                 }
             }
             Method::Invite if self.state == CallState::Confirmed => self.on_reinvite(now, request),
+            Method::Refer if self.state == CallState::Confirmed => {
+                let refer_to = request.headers.iter().find_map(|h| match h {
+                    Header::Other(name, value)
+                        if name.eq_ignore_ascii_case("refer-to") || name.eq_ignore_ascii_case("r") =>
+                    {
+                        Some(value.clone())
+                    }
+                    _ => None,
+                });
+                let target =
+                    refer_to.as_deref().map(uri_of).filter(|u| u.starts_with("sip:") || u.starts_with("sips:"));
+                match target {
+                    None => self.respond_new(now, &request, 400),
+                    Some(t) if t.to_ascii_lowercase().contains("replaces=") => self.respond_new(now, &request, 501),
+                    Some(t) => {
+                        self.respond_new(now, &request, 202);
+                        self.drain(now);
+                        // The URI without its embedded headers (`?…`).
+                        let target = t.split('?').next().unwrap_or(&t).to_owned();
+                        self.notify_refer_progress(now, 100);
+                        self.out.push_back(CallOutput::Event(CallEvent::TransferRequested { target }));
+                    }
+                }
+            }
             Method::Notify => {
                 let is_refer = request.headers.iter().any(
                     |h| matches!(h, Header::Event(e) if e.value().trim().to_ascii_lowercase().starts_with("refer")),
@@ -919,7 +982,7 @@ impl Call {
     }
 
     fn finish_inbound(&mut self, now: Instant, code: u16, reason: &'static str) {
-        let resp = self.response(StatusCode::from(code), None);
+        let resp = self.response(message::status(code), None);
         self.send_invite_response(now, resp);
         self.end(reason, Some(code));
     }
@@ -956,7 +1019,7 @@ impl Call {
     /// Answers a request that starts a transaction of its own (BYE, CANCEL …).
     fn respond_new(&mut self, now: Instant, request: &Request, code: u16) {
         let (Ok(key), Ok(resp)) =
-            (TransactionKey::for_server(request), response_to(request, StatusCode::from(code), Some(&self.local_tag)))
+            (TransactionKey::for_server(request), response_to(request, message::status(code), Some(&self.local_tag)))
         else {
             return;
         };

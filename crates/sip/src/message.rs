@@ -39,6 +39,15 @@ pub fn cseq(headers: &impl HeadersExt) -> Result<(u32, Method), MessageError> {
     Ok((c.seq, c.method))
 }
 
+/// `StatusCode` for `code` with its proper reason phrase (rsip's own table
+/// lacks 202, which it would send as "202 Other").
+pub fn status(code: u16) -> StatusCode {
+    match code {
+        202 => StatusCode::Other(202, "Accepted".into()),
+        c => StatusCode::from(c),
+    }
+}
+
 /// A response to `request` as RFC 3261 §8.2.6.2 builds it: Via, From, To,
 /// Call-ID and CSeq copied, `to_tag` added to To when given and not there yet.
 pub fn response_to(request: &Request, status: StatusCode, to_tag: Option<&str>) -> Result<Response, MessageError> {

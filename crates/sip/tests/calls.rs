@@ -518,3 +518,30 @@ fn a_refused_or_failed_transfer_keeps_the_call() {
     assert_eq!(drain(&mut a).1, [CallEvent::TransferFailed { code: 486 }]);
     assert_eq!(a.state(), CallState::Confirmed);
 }
+
+#[test]
+fn an_incoming_refer_is_accepted_and_answered_with_sipfrag_notifies() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    // b transfers a (b's REFER is built by b's own transfer()).
+    b.transfer(t0, "sip:carol@example.com").unwrap();
+    let (refer, _) = drain(&mut b);
+    deliver(&mut a, t0, refer);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events, [CallEvent::TransferRequested { target: "sip:carol@example.com".into() }]);
+    let first_lines: Vec<String> = sent.iter().map(|m| m.to_string().lines().next().unwrap().to_owned()).collect();
+    assert_eq!(first_lines[0], "SIP/2.0 202 Accepted");
+    assert!(first_lines[1].starts_with("NOTIFY "), "{first_lines:?}");
+    deliver(&mut b, t0, sent);
+    let (acks, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::TransferAccepted]);
+    deliver(&mut a, t0, acks);
+    // a's new call to carol is answered: the final NOTIFY tells b, who hangs up on a.
+    a.notify_refer_progress(t0, 200);
+    let (notify, _) = drain(&mut a);
+    deliver(&mut b, t0, notify);
+    let (sent, events) = drain(&mut b);
+    assert_eq!(events, [CallEvent::TransferSucceeded, CallEvent::Ended { reason: "transferred", sip_code: None }]);
+    deliver(&mut a, t0, sent);
+    assert!(drain(&mut a).1.contains(&CallEvent::Ended { reason: "remote-hangup", sip_code: None }));
+}
