@@ -134,3 +134,39 @@ fn the_helper_unregisters_when_it_stops() {
     let last = k.registers().last().cloned().unwrap();
     assert!(last.contains("expires=0") && last.starts_with("auth=yes"), "{:?}", k.registers());
 }
+
+/// A port nothing listens on (bound and released at once).
+fn dead_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn fails_over(transport: &str) {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dead_port();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nfailover = \"priority\"\nservers = [\n  {{ host = \"127.0.0.1\", port = {dead}, transport = \"{transport}\" }},\n  {{ host = \"127.0.0.1\", port = {}, transport = \"{transport}\" }},\n]\n",
+            k.port
+        ),
+    )
+    .unwrap();
+    let helper = Helper::start(dir.path());
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent5", "password": PASSWORD}));
+    let err = conn.event("phone-error");
+    assert_eq!(err["error"], "connection-failed", "the first server is down: {err}");
+    let reg = wait_registration(&mut conn, "registered");
+    assert_eq!(reg["server"], format!("127.0.0.1:{}", k.port), "registered with the second server");
+}
+
+#[test]
+fn fails_over_to_the_next_server_when_the_first_refuses_tcp() {
+    fails_over("tcp");
+}
+
+#[test]
+fn fails_over_to_the_next_server_when_the_first_is_unreachable_over_udp() {
+    fails_over("udp");
+}

@@ -20,7 +20,7 @@ use agent_helper_sip::call::{Call, CallEvent, CallOutput, Endpoint};
 use agent_helper_sip::framing::{Framed, MAX_DATAGRAM, StreamFramer};
 use agent_helper_sip::ids::RandomIds;
 use agent_helper_sip::registration::{
-    Registration, RegistrationConfig, RegistrationOutput, RegistrationState, Transport,
+    Failure, Registration, RegistrationConfig, RegistrationOutput, RegistrationState, Transport,
 };
 use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
 use agent_helper_sip::transaction::Timers;
@@ -143,6 +143,8 @@ impl Link {
                         Ok(n) => return Some(buf[..n].to_vec()),
                         // ICMP port unreachable on a connected socket: keep listening;
                         // the transaction's timers decide when the server is gone.
+                        // ICMP port unreachable: nothing listens at the server any more.
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return None,
                         Err(e) => tracing::debug!(error = %e, "udp receive"),
                     }
                 }
@@ -167,6 +169,8 @@ struct Active {
     pending_incoming: Vec<agent_helper_protocol::events::CallIncoming>,
     /// Calls made for a REFER: (new call, the call that asked for it).
     referred: Vec<(String, String)>,
+    /// The server stopped answering or refuses service: move to the next one.
+    needs_failover: bool,
 }
 
 struct ActiveCall {
@@ -178,10 +182,50 @@ struct ActiveCall {
     rtp: tokio::task::JoinHandle<()>,
 }
 
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        // The RTP socket lives in this task; a dropped JoinHandle would only detach it.
+        self.rtp.abort();
+    }
+}
+
 struct Target {
     username: String,
     password: Password,
     config: Box<Config>,
+    /// Indexes into `sip.servers` in the order to try them (shuffled for `failover = "random"`).
+    order: Vec<usize>,
+    /// Position in `order` of the server in use or to try next.
+    next: usize,
+}
+
+impl Target {
+    fn new(username: String, password: Password, config: Box<Config>) -> Target {
+        let mut order: Vec<usize> = (0..config.sip.servers.len()).collect();
+        if config.sip.failover == agent_helper_config::FailoverMode::Random {
+            let mut ids = RandomIds;
+            let mut seed = u64::from_str_radix(&agent_helper_sip::ids::Ids::token(&mut ids)[..16], 16).unwrap_or(1);
+            // Fisher–Yates with an xorshift from a random seed: spread agents over the servers.
+            for i in (1..order.len()).rev() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                order.swap(i, (seed % (i as u64 + 1)) as usize);
+            }
+        }
+        Target { username, password, config, order, next: 0 }
+    }
+
+    fn server(&self) -> Option<&agent_helper_config::SipServer> {
+        let idx = *self.order.get(self.next % self.order.len().max(1))?;
+        self.config.sip.servers.get(idx)
+    }
+
+    /// Moves to the next server; `true` when a whole round has failed.
+    fn fail_over(&mut self) -> bool {
+        self.next += 1;
+        self.next % self.order.len().max(1) == 0
+    }
 }
 
 async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<PhoneEvent>) {
@@ -197,7 +241,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Register { username, password, config }) => {
                     active = None;
                     backoff = Duration::from_secs(u64::from(config.sip.reconnect_min));
-                    target = Some(Target { username, password, config });
+                    target = Some(Target::new(username, password, config));
                     reconnect_at = Some(Instant::now());
                 }
                 Some(PhoneCommand::Dial { call_id, target: to, headers }) => {
@@ -260,17 +304,15 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                         }
                     }
                     None => {
-                        tracing::warn!(server = %a.server, "SIP connection closed by the server");
-                        let _ = events.send(PhoneEvent::Unreachable { server: a.server.clone(), message: "connection closed".into() }).await;
-                        active = None;
-                        if target.is_some() {
-                            reconnect_at = Some(Instant::now() + backoff);
-                        }
+                        tracing::warn!(server = %a.server, "SIP connection lost");
+                        let _ = events.send(PhoneEvent::Unreachable { server: a.server.clone(), message: "connection lost".into() }).await;
+                        a.needs_failover = true;
                     }
                 }
             },
             _ = sleep_until(deadline), if deadline.is_some() => {
                 let now = Instant::now();
+                let mut failover_pending = false;
                 if reconnect_at.is_some_and(|t| t <= now) {
                     reconnect_at = None;
                     if let Some(t) = &target {
@@ -285,8 +327,8 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                             Err((server, message)) => {
                                 tracing::warn!(%server, %message, "cannot reach the SIP server");
                                 let _ = events.send(PhoneEvent::Unreachable { server, message }).await;
-                                reconnect_at = Some(now + backoff);
-                                backoff = (backoff * 2).min(Duration::from_secs(u64::from(t.config.sip.reconnect_max)));
+                                reconnect_at = Some(now);
+                                failover_pending = true;
                             }
                         }
                     }
@@ -303,6 +345,36 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     if flush(a, &events).await {
                         active = None;
                     }
+                }
+                if failover_pending {
+                    if let Some(t) = &mut target {
+                        if t.fail_over() {
+                            reconnect_at = Some(now + backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(u64::from(t.config.sip.reconnect_max)));
+                        }
+                    }
+                }
+            }
+        }
+        // The server in use is lost or failing: end its calls and try the next one.
+        if active.as_ref().is_some_and(|a| a.needs_failover) {
+            if let Some(mut a) = active.take() {
+                for c in a.calls.drain(..) {
+                    let update = CallUpdate::Ended {
+                        reason: "failed".into(),
+                        sip_code: None,
+                        message: Some(format!("lost the connection to {}", a.server)),
+                    };
+                    let _ = events.send(PhoneEvent::Call { call_id: c.id.clone(), update }).await;
+                }
+            }
+            if let Some(t) = &mut target {
+                let now = Instant::now();
+                if t.fail_over() {
+                    reconnect_at = Some(now + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(u64::from(t.config.sip.reconnect_max)));
+                } else {
+                    reconnect_at = Some(now);
                 }
             }
         }
@@ -488,6 +560,14 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
             }
             RegistrationOutput::StateChanged(state) => {
                 tracing::info!(server = %a.server, transport = a.transport.param(), ?state, "registration");
+                // No answer or a server error: another server may do better. A
+                // refusal of the account (403, 404, auth) would be the same anywhere.
+                if let RegistrationState::Failed(Failure::Timeout) = &state {
+                    a.needs_failover = !a.stopping;
+                }
+                if let RegistrationState::Failed(Failure::Rejected { code, .. }) = &state {
+                    a.needs_failover = !a.stopping && (*code >= 500 || *code == 408 || *code == 0);
+                }
                 let _ = events
                     .send(PhoneEvent::Registration { state, server: a.server.clone(), transport: a.transport })
                     .await;
@@ -600,13 +680,8 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
             }
         }
     }
-    a.calls.retain(|c| {
-        let done = c.call.is_finished();
-        if done {
-            c.rtp.abort();
-        }
-        !done
-    });
+    // Finished calls go, their RTP task with them (Drop for ActiveCall).
+    a.calls.retain(|c| !c.call.is_finished());
     a.stopping && matches!(a.reg.state(), RegistrationState::Unregistered)
 }
 
@@ -721,7 +796,7 @@ async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
 /// Resolves the first configured server and opens the transport.
 async fn connect(t: &Target) -> Result<Active, (String, String)> {
     let sip = &t.config.sip;
-    let server = sip.servers.first().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
+    let server = t.server().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
     let transport = match server.transport.unwrap_or(sip.transport) {
         ConfigTransport::Udp => Transport::Udp,
         ConfigTransport::Tcp => Transport::Tcp,
@@ -804,6 +879,7 @@ async fn connect(t: &Target) -> Result<Active, (String, String)> {
         calls: Vec::new(),
         pending_incoming: Vec::new(),
         referred: Vec::new(),
+        needs_failover: false,
     })
 }
 
