@@ -224,7 +224,7 @@ impl Target {
     /// Moves to the next server; `true` when a whole round has failed.
     fn fail_over(&mut self) -> bool {
         self.next += 1;
-        self.next % self.order.len().max(1) == 0
+        self.next.is_multiple_of(self.order.len().max(1))
     }
 }
 
