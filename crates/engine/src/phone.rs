@@ -346,13 +346,12 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                         active = None;
                     }
                 }
-                if failover_pending {
-                    if let Some(t) = &mut target {
-                        if t.fail_over() {
-                            reconnect_at = Some(now + backoff);
-                            backoff = (backoff * 2).min(Duration::from_secs(u64::from(t.config.sip.reconnect_max)));
-                        }
-                    }
+                if failover_pending
+                    && let Some(t) = &mut target
+                    && t.fail_over()
+                {
+                    reconnect_at = Some(now + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(u64::from(t.config.sip.reconnect_max)));
                 }
             }
         }
