@@ -1,34 +1,34 @@
 //! The softphone driver: the one task that owns the SIP transport and timers.
-//! It feeds the sans-IO [`Registration`] and reports to the engine; it makes
-//! no decisions of its own beyond reconnecting a lost TCP connection.
+//! It feeds the sans-IO [`Registration`] and [`Call`]s and reports to the
+//! engine; its own decisions are which server to use and when to move on.
 //!
-//! It registers one account with the first configured server over UDP, TCP
-//! or TLS ("secure phone": rustls, the system roots plus `sip.tls_ca_file`, the
-//! server's name or IP checked against its certificate), and carries calls
-//! through that server in both directions. Each call gets an RTP socket that
-//! is kept open and drained (media arrives with issue 4). Requests that belong
-//! to nothing are answered statelessly: OPTIONS 200, BYE/CANCEL 481, others 501.
+//! - `mod.rs`: commands in, events out, the loop, routing of incoming messages,
+//!   failover across `sip.servers` (priority or random order).
+//! - [`link`]: UDP, TCP and TLS ("secure phone": rustls, the system roots plus
+//!   `sip.tls_ca_file`, the server's name or IP checked against its certificate).
+//! - [`calls`]: our side of the media (an RTP socket per call, kept open and
+//!   drained until issue 4 brings audio), dialling, taking an inbound INVITE.
+//!
+//! Requests that belong to nothing are answered statelessly: OPTIONS 200,
+//! BYE/CANCEL 481, others 501; requests that fail the RFC 3261 §8.2 checks get
+//! their error code first.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_helper_config::{Codec, Config, Transport as ConfigTransport};
+use agent_helper_config::Config;
 use agent_helper_protocol::Password;
 use agent_helper_sip::call::{Call, CallEvent, CallOutput, Endpoint};
-use agent_helper_sip::framing::{Framed, MAX_DATAGRAM, StreamFramer};
 use agent_helper_sip::ids::RandomIds;
-use agent_helper_sip::registration::{
-    Failure, Registration, RegistrationConfig, RegistrationOutput, RegistrationState, Transport,
-};
-use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
-use agent_helper_sip::transaction::Timers;
+use agent_helper_sip::registration::{Failure, Registration, RegistrationOutput, RegistrationState, Transport};
 use rsip::prelude::*;
 use rsip::{Header, SipMessage, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+
+mod calls;
+mod link;
+
+use calls::{dial, new_inbound_call, target_uri};
+use link::{Link, connect};
 
 /// How long an exiting helper waits for its unregistration to be answered.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
@@ -114,44 +114,6 @@ pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(run(rx, events));
     tx
-}
-
-enum Link {
-    /// The socket and one receive buffer reused for every datagram.
-    Udp(UdpSocket, Vec<u8>),
-    /// TCP or TLS: a writer, and messages cut from the stream by a reader task.
-    Stream { writer: Box<dyn AsyncWrite + Send + Unpin>, incoming: mpsc::Receiver<Vec<u8>> },
-}
-
-impl Link {
-    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Link::Udp(s, _) => s.send(bytes).await.map(|_| ()),
-            Link::Stream { writer, .. } => {
-                writer.write_all(bytes).await?;
-                writer.flush().await
-            }
-        }
-    }
-
-    /// The next message; `None` when a TCP connection closed.
-    async fn recv(&mut self) -> Option<Vec<u8>> {
-        match self {
-            Link::Udp(s, buf) => {
-                loop {
-                    match s.recv(buf).await {
-                        Ok(n) => return Some(buf[..n].to_vec()),
-                        // ICMP port unreachable on a connected socket: keep listening;
-                        // the transaction's timers decide when the server is gone.
-                        // ICMP port unreachable: nothing listens at the server any more.
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return None,
-                        Err(e) => tracing::debug!(error = %e, "udp receive"),
-                    }
-                }
-            }
-            Link::Stream { incoming, .. } => incoming.recv().await,
-        }
-    }
 }
 
 struct Active {
@@ -412,113 +374,6 @@ async fn with_call(
     }
 }
 
-/// The configured codecs as SDP codecs, most preferred first.
-fn audio_codecs(config: &Config) -> Vec<AudioCodec> {
-    config
-        .codecs
-        .allow
-        .iter()
-        .filter_map(|c| match c {
-            Codec::Opus => Some(AudioCodec::new(111, "opus", 48000, 2)),
-            Codec::G722 => Some(AudioCodec::new(9, "G722", 8000, 1)),
-            Codec::Pcmu => Some(AudioCodec::new(0, "PCMU", 8000, 1)),
-            Codec::Pcma => Some(AudioCodec::new(8, "PCMA", 8000, 1)),
-            // Offered only by builds with the g729 feature (issue 4).
-            Codec::G729 => None,
-        })
-        .collect()
-}
-
-/// Opens the call's RTP socket and describes our side of the stream.
-async fn local_media(
-    local_ip: std::net::IpAddr,
-    codecs: Vec<AudioCodec>,
-) -> Result<(LocalMedia, tokio::task::JoinHandle<()>), String> {
-    let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
-    let port = socket.local_addr().map_err(|e| e.to_string())?.port();
-    let rtp = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while socket.recv(&mut buf).await.is_ok() {}
-    });
-    let session_id =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
-    let media = LocalMedia {
-        address: local_ip,
-        rtp_port: port,
-        codecs,
-        telephone_event: 101,
-        direction: Direction::SendRecv,
-        session_id,
-        version: 1,
-    };
-    Ok((media, rtp))
-}
-
-/// `sip:…` as given, or a user / number in the account's domain.
-fn target_uri(target: &str, domain: &str) -> String {
-    if target.starts_with("sip:") || target.starts_with("sips:") {
-        target.to_owned()
-    } else {
-        format!("sip:{target}@{domain}")
-    }
-}
-
-async fn dial(a: &mut Active, call_id: &str, target: &str, headers: &[(String, String)]) -> Result<(), String> {
-    let uri = target_uri(target, &a.endpoint.domain);
-    let (media, rtp) = local_media(a.local_ip, audio_codecs(&a.config)).await?;
-    let mut all_headers: Vec<(String, String)> =
-        a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    all_headers.extend(headers.iter().cloned());
-    match Call::outgoing(Instant::now(), a.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
-        Ok(call) => {
-            a.calls.push(ActiveCall { id: call_id.to_owned(), call, announce_started: true, rtp });
-            Ok(())
-        }
-        Err(e) => {
-            rtp.abort();
-            Err(e.to_string())
-        }
-    }
-}
-
-/// What the Agent Desktop learns about an inbound call.
-fn incoming_info(call_id: &str, call: &Call, call_id_header: &str) -> agent_helper_protocol::events::CallIncoming {
-    let invite = call.invite();
-    let from = invite.from_header().map(|h| h.value().to_owned()).unwrap_or_default();
-    let display_name = from
-        .split('<')
-        .next()
-        .map(|d| d.trim().trim_matches('"').to_owned())
-        .filter(|d| !d.is_empty() && from.contains('<'));
-    let to = invite.to_header().map(|h| h.value().to_owned()).unwrap_or_default();
-    let mut headers = std::collections::BTreeMap::new();
-    let mut customer_info = None;
-    let mut cc_call_id = None;
-    for h in invite.headers.iter() {
-        let Header::Other(name, value) = h else { continue };
-        if !call_id_header.is_empty() && name.eq_ignore_ascii_case(call_id_header) {
-            cc_call_id = Some(value.chars().take(256).collect());
-        }
-        if !name.to_ascii_lowercase().starts_with("x-") || headers.len() >= MAX_CALL_HEADERS {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-customer-info") && value.len() <= MAX_CUSTOMER_INFO {
-            customer_info = serde_json::from_str(value).ok();
-        }
-        headers.insert(name.clone(), value.chars().take(1024).collect());
-    }
-    let uri = |v: &str| v.split('<').nth(1).and_then(|r| r.split('>').next()).unwrap_or(v).trim().to_owned();
-    agent_helper_protocol::events::CallIncoming {
-        call_id: call_id.to_owned(),
-        from: uri(&from),
-        display_name,
-        to: uri(&to),
-        headers,
-        customer_info,
-        contact_center_call_id: cc_call_id,
-    }
-}
-
 async fn sleep_until(deadline: Option<Instant>) {
     if let Some(d) = deadline {
         tokio::time::sleep_until(d.into()).await;
@@ -744,199 +599,4 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
             }
         }
     }
-}
-
-async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
-    let (media, rtp) = match local_media(a.local_ip, audio_codecs(&a.config)).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot take an inbound call");
-            if let Ok(resp) =
-                agent_helper_sip::message::response_to(&invite, StatusCode::ServerInternalError, Some("ah"))
-            {
-                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
-            }
-            return;
-        }
-    };
-    let no_answer = match a.config.calls.no_answer_timeout {
-        0 => None,
-        s => Some(Duration::from_secs(u64::from(s))),
-    };
-    let mut ids = RandomIds;
-    let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
-    let now = Instant::now();
-    let calls = &a.config.calls;
-    let auto_answer = if calls.auto_answer {
-        Some(Duration::from_secs(u64::from(calls.auto_answer_delay)))
-    } else {
-        agent_helper_sip::call::auto_answer_hint(&invite)
-    };
-    match Call::incoming(now, a.endpoint.clone(), invite, media, no_answer, Box::new(RandomIds)) {
-        Ok(mut call) => {
-            if let Some(delay) = auto_answer {
-                tracing::info!(call_id, delay_ms = delay.as_millis() as u64, "auto-answer");
-                call.answer_after(now, delay);
-            }
-            let info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
-            a.calls.push(ActiveCall { id: call_id, call, announce_started: false, rtp });
-            // Queued for flush(): the event follows the 100/180 on the wire.
-            a.pending_incoming.push(info);
-        }
-        Err(resp) => {
-            rtp.abort();
-            if resp.via_header().is_ok() {
-                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
-            }
-        }
-    }
-}
-
-/// Resolves the first configured server and opens the transport.
-async fn connect(t: &Target) -> Result<Active, (String, String)> {
-    let sip = &t.config.sip;
-    let server = t.server().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
-    let transport = match server.transport.unwrap_or(sip.transport) {
-        ConfigTransport::Udp => Transport::Udp,
-        ConfigTransport::Tcp => Transport::Tcp,
-        ConfigTransport::Tls => Transport::Tls,
-    };
-    let port = server.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
-    let name = format!("{}:{port}", server.host);
-    let fail = |m: String| (name.clone(), m);
-    let addr: SocketAddr = tokio::net::lookup_host((server.host.as_str(), port))
-        .await
-        .map_err(|e| fail(format!("cannot resolve: {e}")))?
-        .next()
-        .ok_or_else(|| fail("no address".into()))?;
-    let (link, local) = match transport {
-        Transport::Udp => {
-            let bind: SocketAddr =
-                if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|e| fail(format!("{e}")))?;
-            let s = UdpSocket::bind(bind).await.map_err(|e| fail(e.to_string()))?;
-            s.connect(addr).await.map_err(|e| fail(e.to_string()))?;
-            let local = s.local_addr().map_err(|e| fail(e.to_string()))?;
-            (Link::Udp(s, vec![0u8; MAX_DATAGRAM]), local)
-        }
-        Transport::Tcp | Transport::Tls => {
-            let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
-                .await
-                .map_err(|_| fail("connection timed out".into()))?
-                .map_err(|e| fail(e.to_string()))?;
-            let local = s.local_addr().map_err(|e| fail(e.to_string()))?;
-            if transport == Transport::Tcp {
-                let (reader, writer) = s.into_split();
-                (Link::Stream { writer: Box::new(writer), incoming: read_stream(reader) }, local)
-            } else {
-                let config = tls_config(sip.tls_ca_file.as_deref()).map_err(fail)?;
-                let name = rustls_pki_types::ServerName::try_from(server.host.clone())
-                    .map_err(|e| fail(format!("{:?} is not a TLS server name: {e}", server.host)))?;
-                let tls = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, s),
-                )
-                .await
-                .map_err(|_| fail("TLS handshake timed out".into()))?
-                .map_err(|e| fail(format!("TLS handshake failed: {e}")))?;
-                let (reader, writer) = tokio::io::split(tls);
-                (Link::Stream { writer: Box::new(writer), incoming: read_stream(reader) }, local)
-            }
-        }
-    };
-    let domain = if sip.domain.is_empty() { server.host.clone() } else { sip.domain.clone() };
-    let cfg = RegistrationConfig {
-        username: t.username.clone(),
-        domain: domain.clone(),
-        transport,
-        local: local.to_string(),
-        expires: sip.register_expiry,
-        user_agent: sip.user_agent.clone(),
-        extra_headers: sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        reconnect_min: Duration::from_secs(u64::from(sip.reconnect_min)),
-        reconnect_max: Duration::from_secs(u64::from(sip.reconnect_max)),
-        timers: Timers::default(),
-    };
-    let endpoint = Endpoint {
-        username: t.username.clone(),
-        domain,
-        display_name: None,
-        local: local.to_string(),
-        transport,
-        user_agent: sip.user_agent.clone(),
-        timers: Timers::default(),
-    };
-    let reg = Registration::new(cfg, t.password.expose(), Box::new(RandomIds));
-    Ok(Active {
-        reg,
-        link,
-        server: name,
-        transport,
-        stopping: false,
-        endpoint,
-        local_ip: local.ip(),
-        config: t.config.clone(),
-        calls: Vec::new(),
-        pending_incoming: Vec::new(),
-        referred: Vec::new(),
-        needs_failover: false,
-    })
-}
-
-/// A reader task cutting the TCP stream into messages; the channel closes when
-/// the connection does or the peer breaks the framing rules.
-fn read_stream(mut reader: impl AsyncRead + Send + Unpin + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(async move {
-        let mut framer = StreamFramer::default();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            framer.push(&buf[..n]);
-            loop {
-                match framer.poll() {
-                    Ok(Some(Framed::Message(m))) => {
-                        if tx.send(m).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Some(Framed::KeepAlive { .. })) => {}
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "closing a SIP connection that broke framing");
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// TLS client settings: the OS trust store plus the administrator's CA file.
-fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A certificate the store cannot use is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
-            roots.add(cert).map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
-        }
-    }
-    if roots.is_empty() {
-        return Err("no trusted CA certificates (system store empty and no sip.tls_ca_file)".into());
-    }
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }

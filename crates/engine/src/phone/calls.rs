@@ -1,0 +1,176 @@
+//! Calls on the phone: our side of the media, dialling, and taking an
+//! inbound INVITE (with what the Agent Desktop learns about it).
+
+use std::time::{Duration, Instant};
+
+use agent_helper_config::{Codec, Config};
+use agent_helper_sip::call::Call;
+use agent_helper_sip::ids::RandomIds;
+use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
+use rsip::prelude::*;
+use rsip::{Header, SipMessage, StatusCode};
+use tokio::net::UdpSocket;
+
+use super::{Active, ActiveCall, MAX_CALL_HEADERS, MAX_CUSTOMER_INFO};
+
+/// The configured codecs as SDP codecs, most preferred first.
+pub(super) fn audio_codecs(config: &Config) -> Vec<AudioCodec> {
+    config
+        .codecs
+        .allow
+        .iter()
+        .filter_map(|c| match c {
+            Codec::Opus => Some(AudioCodec::new(111, "opus", 48000, 2)),
+            Codec::G722 => Some(AudioCodec::new(9, "G722", 8000, 1)),
+            Codec::Pcmu => Some(AudioCodec::new(0, "PCMU", 8000, 1)),
+            Codec::Pcma => Some(AudioCodec::new(8, "PCMA", 8000, 1)),
+            // Offered only by builds with the g729 feature (issue 4).
+            Codec::G729 => None,
+        })
+        .collect()
+}
+
+/// Opens the call's RTP socket and describes our side of the stream.
+pub(super) async fn local_media(
+    local_ip: std::net::IpAddr,
+    codecs: Vec<AudioCodec>,
+) -> Result<(LocalMedia, tokio::task::JoinHandle<()>), String> {
+    let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
+    let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+    let rtp = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while socket.recv(&mut buf).await.is_ok() {}
+    });
+    let session_id =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
+    let media = LocalMedia {
+        address: local_ip,
+        rtp_port: port,
+        codecs,
+        telephone_event: 101,
+        direction: Direction::SendRecv,
+        session_id,
+        version: 1,
+    };
+    Ok((media, rtp))
+}
+
+/// `sip:…` as given, or a user / number in the account's domain.
+pub(super) fn target_uri(target: &str, domain: &str) -> String {
+    if target.starts_with("sip:") || target.starts_with("sips:") {
+        target.to_owned()
+    } else {
+        format!("sip:{target}@{domain}")
+    }
+}
+
+pub(super) async fn dial(
+    a: &mut Active,
+    call_id: &str,
+    target: &str,
+    headers: &[(String, String)],
+) -> Result<(), String> {
+    let uri = target_uri(target, &a.endpoint.domain);
+    let (media, rtp) = local_media(a.local_ip, audio_codecs(&a.config)).await?;
+    let mut all_headers: Vec<(String, String)> =
+        a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    all_headers.extend(headers.iter().cloned());
+    match Call::outgoing(Instant::now(), a.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
+        Ok(call) => {
+            a.calls.push(ActiveCall { id: call_id.to_owned(), call, announce_started: true, rtp });
+            Ok(())
+        }
+        Err(e) => {
+            rtp.abort();
+            Err(e.to_string())
+        }
+    }
+}
+
+/// What the Agent Desktop learns about an inbound call.
+pub(super) fn incoming_info(
+    call_id: &str,
+    call: &Call,
+    call_id_header: &str,
+) -> agent_helper_protocol::events::CallIncoming {
+    let invite = call.invite();
+    let from = invite.from_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let display_name = from
+        .split('<')
+        .next()
+        .map(|d| d.trim().trim_matches('"').to_owned())
+        .filter(|d| !d.is_empty() && from.contains('<'));
+    let to = invite.to_header().map(|h| h.value().to_owned()).unwrap_or_default();
+    let mut headers = std::collections::BTreeMap::new();
+    let mut customer_info = None;
+    let mut cc_call_id = None;
+    for h in invite.headers.iter() {
+        let Header::Other(name, value) = h else { continue };
+        if !call_id_header.is_empty() && name.eq_ignore_ascii_case(call_id_header) {
+            cc_call_id = Some(value.chars().take(256).collect());
+        }
+        if !name.to_ascii_lowercase().starts_with("x-") || headers.len() >= MAX_CALL_HEADERS {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-customer-info") && value.len() <= MAX_CUSTOMER_INFO {
+            customer_info = serde_json::from_str(value).ok();
+        }
+        headers.insert(name.clone(), value.chars().take(1024).collect());
+    }
+    let uri = |v: &str| v.split('<').nth(1).and_then(|r| r.split('>').next()).unwrap_or(v).trim().to_owned();
+    agent_helper_protocol::events::CallIncoming {
+        call_id: call_id.to_owned(),
+        from: uri(&from),
+        display_name,
+        to: uri(&to),
+        headers,
+        customer_info,
+        contact_center_call_id: cc_call_id,
+    }
+}
+
+pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
+    let (media, rtp) = match local_media(a.local_ip, audio_codecs(&a.config)).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take an inbound call");
+            if let Ok(resp) =
+                agent_helper_sip::message::response_to(&invite, StatusCode::ServerInternalError, Some("ah"))
+            {
+                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+            }
+            return;
+        }
+    };
+    let no_answer = match a.config.calls.no_answer_timeout {
+        0 => None,
+        s => Some(Duration::from_secs(u64::from(s))),
+    };
+    let mut ids = RandomIds;
+    let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
+    let now = Instant::now();
+    let calls = &a.config.calls;
+    let auto_answer = if calls.auto_answer {
+        Some(Duration::from_secs(u64::from(calls.auto_answer_delay)))
+    } else {
+        agent_helper_sip::call::auto_answer_hint(&invite)
+    };
+    match Call::incoming(now, a.endpoint.clone(), invite, media, no_answer, Box::new(RandomIds)) {
+        Ok(mut call) => {
+            if let Some(delay) = auto_answer {
+                tracing::info!(call_id, delay_ms = delay.as_millis() as u64, "auto-answer");
+                call.answer_after(now, delay);
+            }
+            let info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
+            a.calls.push(ActiveCall { id: call_id, call, announce_started: false, rtp });
+            // Queued for flush(): the event follows the 100/180 on the wire.
+            a.pending_incoming.push(info);
+        }
+        Err(resp) => {
+            rtp.abort();
+            if resp.via_header().is_ok() {
+                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The transport to the SIP server: UDP (one connected socket), TCP or TLS
+//! (a writer and a reader task cutting the stream into messages), and how a
+//! server is reached and registered with.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_helper_config::Transport as ConfigTransport;
+use agent_helper_sip::call::Endpoint;
+use agent_helper_sip::framing::{Framed, MAX_DATAGRAM, StreamFramer};
+use agent_helper_sip::ids::RandomIds;
+use agent_helper_sip::registration::{Registration, RegistrationConfig, Transport};
+use agent_helper_sip::transaction::Timers;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::{Active, Target};
+
+pub(super) enum Link {
+    /// The socket and one receive buffer reused for every datagram.
+    Udp(UdpSocket, Vec<u8>),
+    /// TCP or TLS: a writer, and messages cut from the stream by a reader task.
+    Stream { writer: Box<dyn AsyncWrite + Send + Unpin>, incoming: mpsc::Receiver<Vec<u8>> },
+}
+
+impl Link {
+    pub(super) async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Link::Udp(s, _) => s.send(bytes).await.map(|_| ()),
+            Link::Stream { writer, .. } => {
+                writer.write_all(bytes).await?;
+                writer.flush().await
+            }
+        }
+    }
+
+    /// The next message; `None` when a TCP connection closed.
+    pub(super) async fn recv(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Link::Udp(s, buf) => {
+                loop {
+                    match s.recv(buf).await {
+                        Ok(n) => return Some(buf[..n].to_vec()),
+                        // ICMP port unreachable on a connected socket: keep listening;
+                        // the transaction's timers decide when the server is gone.
+                        // ICMP port unreachable: nothing listens at the server any more.
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return None,
+                        Err(e) => tracing::debug!(error = %e, "udp receive"),
+                    }
+                }
+            }
+            Link::Stream { incoming, .. } => incoming.recv().await,
+        }
+    }
+}
+
+/// Resolves the first configured server and opens the transport.
+pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
+    let sip = &t.config.sip;
+    let server = t.server().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
+    let transport = match server.transport.unwrap_or(sip.transport) {
+        ConfigTransport::Udp => Transport::Udp,
+        ConfigTransport::Tcp => Transport::Tcp,
+        ConfigTransport::Tls => Transport::Tls,
+    };
+    let port = server.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+    let name = format!("{}:{port}", server.host);
+    let fail = |m: String| (name.clone(), m);
+    let addr: SocketAddr = tokio::net::lookup_host((server.host.as_str(), port))
+        .await
+        .map_err(|e| fail(format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| fail("no address".into()))?;
+    let (link, local) = match transport {
+        Transport::Udp => {
+            let bind: SocketAddr =
+                if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|e| fail(format!("{e}")))?;
+            let s = UdpSocket::bind(bind).await.map_err(|e| fail(e.to_string()))?;
+            s.connect(addr).await.map_err(|e| fail(e.to_string()))?;
+            let local = s.local_addr().map_err(|e| fail(e.to_string()))?;
+            (Link::Udp(s, vec![0u8; MAX_DATAGRAM]), local)
+        }
+        Transport::Tcp | Transport::Tls => {
+            let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+                .await
+                .map_err(|_| fail("connection timed out".into()))?
+                .map_err(|e| fail(e.to_string()))?;
+            let local = s.local_addr().map_err(|e| fail(e.to_string()))?;
+            if transport == Transport::Tcp {
+                let (reader, writer) = s.into_split();
+                (Link::Stream { writer: Box::new(writer), incoming: read_stream(reader) }, local)
+            } else {
+                let config = tls_config(sip.tls_ca_file.as_deref()).map_err(fail)?;
+                let name = rustls_pki_types::ServerName::try_from(server.host.clone())
+                    .map_err(|e| fail(format!("{:?} is not a TLS server name: {e}", server.host)))?;
+                let tls = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, s),
+                )
+                .await
+                .map_err(|_| fail("TLS handshake timed out".into()))?
+                .map_err(|e| fail(format!("TLS handshake failed: {e}")))?;
+                let (reader, writer) = tokio::io::split(tls);
+                (Link::Stream { writer: Box::new(writer), incoming: read_stream(reader) }, local)
+            }
+        }
+    };
+    let domain = if sip.domain.is_empty() { server.host.clone() } else { sip.domain.clone() };
+    let cfg = RegistrationConfig {
+        username: t.username.clone(),
+        domain: domain.clone(),
+        transport,
+        local: local.to_string(),
+        expires: sip.register_expiry,
+        user_agent: sip.user_agent.clone(),
+        extra_headers: sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        reconnect_min: Duration::from_secs(u64::from(sip.reconnect_min)),
+        reconnect_max: Duration::from_secs(u64::from(sip.reconnect_max)),
+        timers: Timers::default(),
+    };
+    let endpoint = Endpoint {
+        username: t.username.clone(),
+        domain,
+        display_name: None,
+        local: local.to_string(),
+        transport,
+        user_agent: sip.user_agent.clone(),
+        timers: Timers::default(),
+    };
+    let reg = Registration::new(cfg, t.password.expose(), Box::new(RandomIds));
+    Ok(Active {
+        reg,
+        link,
+        server: name,
+        transport,
+        stopping: false,
+        endpoint,
+        local_ip: local.ip(),
+        config: t.config.clone(),
+        calls: Vec::new(),
+        pending_incoming: Vec::new(),
+        referred: Vec::new(),
+        needs_failover: false,
+    })
+}
+
+/// A reader task cutting the TCP stream into messages; the channel closes when
+/// the connection does or the peer breaks the framing rules.
+pub(super) fn read_stream(mut reader: impl AsyncRead + Send + Unpin + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(async move {
+        let mut framer = StreamFramer::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            framer.push(&buf[..n]);
+            loop {
+                match framer.poll() {
+                    Ok(Some(Framed::Message(m))) => {
+                        if tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(Framed::KeepAlive { .. })) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing a SIP connection that broke framing");
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// TLS client settings: the OS trust store plus the administrator's CA file.
+pub(super) fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A certificate the store cannot use is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| format!("sip.tls_ca_file {}: {e}", path.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted CA certificates (system store empty and no sip.tls_ca_file)".into());
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
