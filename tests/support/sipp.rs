@@ -23,8 +23,21 @@ fn scenario(name: &str) -> PathBuf {
 
 impl Sipp {
     /// A sipp UAS on its own port, reached through kamailio as `sipp-<port>`.
+    /// Returns once sipp listens, so a call placed right after cannot arrive early.
     pub fn uas(name: &str) -> Sipp {
-        Self::spawn(name, &[])
+        let sipp = Self::spawn(name, &[]);
+        sipp.wait_listening();
+        sipp
+    }
+
+    /// Polls the kernel's UDP socket table until sipp's port is bound.
+    fn wait_listening(&self) {
+        let needle = format!("0100007F:{:04X}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string("/proc/net/udp").unwrap_or_default().contains(&needle) {
+            assert!(Instant::now() < deadline, "sipp did not bind port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// A sipp UAC calling `user` through kamailio on `kamailio_port`.
