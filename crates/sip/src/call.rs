@@ -230,52 +230,16 @@ impl Call {
         let txn = ClientTransaction::new(now, invite.clone(), ep.transport.reliable(), ep.timers)
             .map_err(|e| CallError::BadTarget(e.to_string()))?;
         let key = TransactionKey::for_client(&invite)?;
-        let mut call = Call {
-            ids,
-            outbound: true,
-            state: CallState::Calling,
-            call_id,
-            local_tag,
-            remote_tag: None,
-            local_uri,
-            remote_uri: target.to_owned(),
-            local_cseq: 1,
-            remote_target: target.to_owned(),
-            route_set: Vec::new(),
-            invite,
-            invite_client: Some((key, txn)),
-            invite_server: None,
-            clients: Vec::new(),
-            servers: Vec::new(),
-            media,
-            negotiated: None,
-            late_offer: false,
-            ack: None,
-            ok: None,
-            ok_retransmit_at: None,
-            ok_interval: ep.timers.t1,
-            ok_give_up_at: None,
-            no_answer_at: None,
-            answer_at: None,
-            cancel_wanted: false,
-            provisional_seen: false,
-            dtmf: VecDeque::new(),
-            dtmf_duration: Duration::from_millis(100),
-            dtmf_gap: Duration::from_millis(70),
-            dtmf_in_flight: None,
-            dtmf_next_at: None,
-            local_hold: false,
-            remote_hold: false,
-            reinvite: None,
-            reinvite_cseq: 0,
-            reinvite_retry: None,
-            reinvite_ack: None,
-            awaiting_ack: false,
-            refer: None,
-            transferring: false,
-            out: VecDeque::new(),
-            ep,
-        };
+        let mut call = Call::base(ep, ids, invite, media);
+        call.outbound = true;
+        call.state = CallState::Calling;
+        call.call_id = call_id;
+        call.local_tag = local_tag;
+        call.local_uri = local_uri;
+        call.remote_uri = target.to_owned();
+        call.local_cseq = 1;
+        call.remote_target = target.to_owned();
+        call.invite_client = Some((key, txn));
         call.drain(now);
         Ok(call)
     }
@@ -310,35 +274,59 @@ impl Call {
             ServerTransaction::new(now, invite.clone(), ep.transport.reliable(), ep.timers).map_err(|_| reject(400))?;
         let remote_target = contact_uri(&invite).unwrap_or_else(|| uri_of(&from));
         let route_set = record_routes(&invite);
-        let mut call = Call {
-            local_tag: ids.token(),
+        let local_tag = ids.token();
+        let mut call = Call::base(ep, ids, invite, media);
+        call.state = CallState::Incoming;
+        call.call_id = call_id;
+        call.local_tag = local_tag;
+        call.remote_tag = remote_tag;
+        call.local_uri = uri_of(&to);
+        call.remote_uri = uri_of(&from);
+        call.remote_target = remote_target;
+        call.route_set = route_set;
+        call.invite_server = Some((key, txn));
+        call.negotiated = negotiated;
+        call.late_offer = late_offer;
+        call.no_answer_at = no_answer_after.map(|d| now + d);
+        // The INVITE is a request to us: CANCEL may come at once.
+        call.provisional_seen = true;
+        let ringing = call.response(StatusCode::Ringing, None);
+        call.send_invite_response(now, ringing);
+        Ok(call)
+    }
+
+    /// A call with every piece of state at its starting value; the two
+    /// constructors above fill in what their direction knows.
+    fn base(ep: Endpoint, ids: Box<dyn Ids>, invite: Request, media: LocalMedia) -> Call {
+        Call {
             ids,
             outbound: false,
-            state: CallState::Incoming,
-            call_id,
-            remote_tag,
-            local_uri: uri_of(&to),
-            remote_uri: uri_of(&from),
+            state: CallState::Calling,
+            call_id: String::new(),
+            local_tag: String::new(),
+            remote_tag: None,
+            local_uri: String::new(),
+            remote_uri: String::new(),
             local_cseq: 0,
-            remote_target,
-            route_set,
+            remote_target: String::new(),
+            route_set: Vec::new(),
             invite,
             invite_client: None,
-            invite_server: Some((key, txn)),
+            invite_server: None,
             clients: Vec::new(),
             servers: Vec::new(),
             media,
-            negotiated,
-            late_offer,
+            negotiated: None,
+            late_offer: false,
             ack: None,
             ok: None,
             ok_retransmit_at: None,
             ok_interval: ep.timers.t1,
             ok_give_up_at: None,
-            no_answer_at: no_answer_after.map(|d| now + d),
+            no_answer_at: None,
             answer_at: None,
             cancel_wanted: false,
-            provisional_seen: true,
+            provisional_seen: false,
             dtmf: VecDeque::new(),
             dtmf_duration: Duration::from_millis(100),
             dtmf_gap: Duration::from_millis(70),
@@ -355,10 +343,7 @@ impl Call {
             transferring: false,
             out: VecDeque::new(),
             ep,
-        };
-        let ringing = call.response(StatusCode::Ringing, None);
-        call.send_invite_response(now, ringing);
-        Ok(call)
+        }
     }
 
     // ----- getters -----
