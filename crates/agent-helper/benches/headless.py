@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of the headless helper: start-to-ready time, idle RSS, idle CPU.
 
-    benches/headless.py [--binary target/release/agent-helper] [--starts 30] [--idle 60]
+    crates/agent-helper/benches/headless.py [--binary target/release/agent-helper] [--starts 30] [--idle 60]
 
 "Ready" is measured from spawn to the first answered getStatus on the socket
 (what a client sees), and also to the ready line on stdout. Idle CPU is the
