@@ -24,6 +24,11 @@ fn rig() -> Rig {
 
 /// A helper registered as agent1; `extra` is appended to its config.toml.
 fn rig_with(extra: &str) -> Rig {
+    rig_as("agent1", extra)
+}
+
+/// A helper registered as `user`; `extra` is appended to its config.toml.
+fn rig_as(user: &str, extra: &str) -> Rig {
     let k = Kamailio::start(PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -37,7 +42,7 @@ fn rig_with(extra: &str) -> Rig {
     let helper = Helper::start(dir.path());
     let mut conn = helper.connect();
     conn.request("hello", json!({"client": "calls-test"}));
-    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    conn.request("login", json!({"username": user, "password": PASSWORD}));
     loop {
         if conn.event("registration-changed")["state"] == "registered" {
             break;
@@ -278,4 +283,16 @@ fn baresip_transfers_the_helper_to_carol() {
     let calls = status["result"]["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{status}");
     assert_eq!((calls[0]["callId"].as_str(), calls[0]["state"].as_str()), (Some(second.as_str()), Some("connected")));
+}
+
+#[test]
+fn a_proxy_challenge_to_our_invite_is_answered_with_credentials() {
+    let mut r = rig_as("auth-agent", "");
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
+    r.conn.request("call", json!({"target": "bob"}));
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    let log = std::fs::read_to_string(&r.k.log).unwrap();
+    assert_eq!(log.matches("AH-CHALLENGE INVITE from=auth-agent").count(), 1, "challenged once");
+    assert_eq!(log.matches("AH-CALL INVITE from=auth-agent").count(), 1, "then let through");
 }

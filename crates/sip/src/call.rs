@@ -186,6 +186,10 @@ pub struct Call {
     /// Our REFER in flight, then `None` once answered; `transferring` until the outcome.
     refer: Option<TransactionKey>,
     transferring: bool,
+    /// The account's password, for INVITEs the proxy challenges (401/407).
+    password: Option<zeroize::Zeroizing<String>>,
+    /// INVITEs resent with credentials so far; a second refusal is final.
+    auth_attempts: u32,
     out: VecDeque<CallOutput>,
 }
 
@@ -295,6 +299,13 @@ impl Call {
         Ok(call)
     }
 
+    /// Gives the call the account's password, so that an INVITE the proxy
+    /// challenges (401/407) is sent again with credentials.
+    pub fn with_password(mut self, password: &str) -> Call {
+        self.password = Some(zeroize::Zeroizing::new(password.to_owned()));
+        self
+    }
+
     /// A call with every piece of state at its starting value; the two
     /// constructors above fill in what their direction knows.
     fn base(ep: Endpoint, ids: Box<dyn Ids>, invite: Request, media: LocalMedia) -> Call {
@@ -341,6 +352,8 @@ impl Call {
             awaiting_ack: false,
             refer: None,
             transferring: false,
+            password: None,
+            auth_attempts: 0,
             out: VecDeque::new(),
             ep,
         }
@@ -1059,7 +1072,8 @@ impl Call {
                 _ => {}
             }
         }
-        headers.push(Header::CSeq(rsip::typed::CSeq { seq: 1, method: Method::Cancel }.into()));
+        let seq = message::cseq(inv).map_or(1, |(n, _)| n);
+        headers.push(Header::CSeq(rsip::typed::CSeq { seq, method: Method::Cancel }.into()));
         headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
         let cancel =
             Request { method: Method::Cancel, uri: inv.uri.clone(), version: rsip::Version::V2, headers, body: vec![] };
@@ -1233,6 +1247,62 @@ impl Call {
         }
     }
 
+    /// Answers a 401/407 to our INVITE (the transaction already ACKed it):
+    /// the same INVITE with the next CSeq, a new branch and credentials for the
+    /// strongest challenge. `false` when we have no password, the challenge
+    /// is unusable, or credentials were already refused once.
+    fn resend_invite_with_credentials(&mut self, now: Instant, r: &Response) -> bool {
+        let Some(password) = self.password.clone() else { return false };
+        if self.auth_attempts >= 1 {
+            return false;
+        }
+        let proxy = r.status_code.code() == 407;
+        let values: Vec<String> = r
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::WwwAuthenticate(v) if !proxy => Some(v.value().to_owned()),
+                Header::ProxyAuthenticate(v) if proxy => Some(v.value().to_owned()),
+                _ => None,
+            })
+            .collect();
+        let Ok(challenge) = crate::auth::Challenge::best(values.iter().map(String::as_str)) else { return false };
+        self.auth_attempts += 1;
+        let (seq, _) = message::cseq(&self.invite).unwrap_or((1, Method::Invite));
+        let uri = self.invite.uri.to_string();
+        let cnonce = self.ids.token();
+        let value = challenge.authorization(&self.ep.username, &password, "INVITE", &uri, &cnonce, 1);
+        let mut invite = self.invite.clone();
+        invite.headers.retain(|h| {
+            !matches!(h, Header::Via(_) | Header::CSeq(_) | Header::Authorization(_) | Header::ProxyAuthorization(_))
+        });
+        let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
+        let mut headers = rsip::Headers::default();
+        headers.push(Header::Via(rsip::headers::Via::new(self.ep.via(&branch).trim_start_matches("Via: "))));
+        headers.push(Header::CSeq(rsip::typed::CSeq { seq: seq + 1, method: Method::Invite }.into()));
+        headers.push(if proxy {
+            Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(value))
+        } else {
+            Header::Authorization(rsip::headers::Authorization::new(value))
+        });
+        for h in invite.headers.iter() {
+            headers.push(h.clone());
+        }
+        invite.headers = headers;
+        let Ok(key) = TransactionKey::for_client(&invite) else { return false };
+        let Ok(txn) = ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers) else {
+            return false;
+        };
+        self.local_cseq = seq + 1;
+        self.invite = invite;
+        // The old transaction keeps absorbing retransmissions of the challenge.
+        if let Some(old) = self.invite_client.replace((key, txn)) {
+            self.clients.push(old);
+        }
+        self.drain(now);
+        true
+    }
+
     fn on_invite_response(&mut self, now: Instant, r: Response) {
         let code = r.status_code.code();
         match code {
@@ -1260,7 +1330,7 @@ impl Call {
                     if let Ok(answer) = sdp::parse(&r.body) {
                         self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
                     }
-                    self.ack = self.ack_for_2xx(1);
+                    self.ack = self.ack_for_2xx(message::cseq(&self.invite).map_or(1, |(n, _)| n));
                 }
                 if let Some(ack) = self.ack.clone() {
                     self.out.push_back(CallOutput::Transmit(SipMessage::Request(ack)));
@@ -1276,6 +1346,11 @@ impl Call {
                         self.out.push_back(CallOutput::Event(CallEvent::Answered));
                         self.out.push_back(CallOutput::Event(CallEvent::Confirmed));
                     }
+                }
+            }
+            401 | 407 if !self.cancel_wanted && self.state != CallState::Ended => {
+                if !self.resend_invite_with_credentials(now, &r) {
+                    self.end("rejected", Some(code));
                 }
             }
             _ => {

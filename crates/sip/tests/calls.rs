@@ -8,6 +8,7 @@ use agent_helper_sip::ids::SequentialIds;
 use agent_helper_sip::registration::Transport;
 use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
 use agent_helper_sip::transaction::Timers;
+use rsip::headers::UntypedHeader;
 use rsip::{Method, SipMessage};
 
 fn ep(user: &str, local: &str, transport: Transport) -> Endpoint {
@@ -544,4 +545,61 @@ fn an_incoming_refer_is_accepted_and_answered_with_sipfrag_notifies() {
     assert_eq!(events, [CallEvent::TransferSucceeded, CallEvent::Ended { reason: "transferred", sip_code: None }]);
     deliver(&mut a, t0, sent);
     assert!(drain(&mut a).1.contains(&CallEvent::Ended { reason: "remote-hangup", sip_code: None }));
+}
+
+#[test]
+fn a_challenged_invite_is_sent_again_with_credentials() {
+    let t0 = Instant::now();
+    let mut a = Call::outgoing(
+        t0,
+        ep("alice", "10.0.0.1:5070", Transport::Tcp),
+        "sip:bob@example.com",
+        &[],
+        media(4000, &[(0, "PCMU")]),
+        ids(0),
+    )
+    .unwrap()
+    .with_password("s3cret");
+    let (sent, _) = drain(&mut a);
+    let SipMessage::Request(first) = sent[0].clone() else { panic!() };
+    let mut challenge =
+        agent_helper_sip::message::response_to(&first, rsip::StatusCode::from(407), Some("px")).unwrap();
+    challenge.headers.push(rsip::Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(
+        r#"Digest realm="example.com", nonce="n1", qop="auth""#,
+    )));
+    deliver(&mut a, t0, vec![SipMessage::Response(challenge.clone())]);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events, [], "transparent to the user");
+    let methods: Vec<String> = sent.iter().map(|m| m.to_string().lines().next().unwrap().to_owned()).collect();
+    assert!(methods[0].starts_with("ACK "), "the 407 is ACKed: {methods:?}");
+    let SipMessage::Request(second) = sent[1].clone() else { panic!("{methods:?}") };
+    let text = second.to_string();
+    assert!(
+        text.contains("CSeq: 2 INVITE") && text.contains("Proxy-Authorization: Digest username=\"alice\""),
+        "{text}"
+    );
+    assert_eq!(agent_helper_sip::message::cseq(&second).unwrap().0, 2);
+    let ok = agent_helper_sip::message::response_to(&second, rsip::StatusCode::OK, Some("b2")).unwrap();
+    deliver(&mut a, t0, vec![SipMessage::Response(ok)]);
+    let (sent, events) = drain(&mut a);
+    assert!(events.contains(&CallEvent::Confirmed), "{events:?}");
+    assert!(sent[0].to_string().contains("CSeq: 2 ACK"), "the ACK follows the INVITE's CSeq: {}", sent[0]);
+
+    // Without a password, or refused twice, the challenge ends the call.
+    let mut b = Call::outgoing(
+        t0,
+        ep("alice", "10.0.0.1:5070", Transport::Tcp),
+        "sip:bob@example.com",
+        &[],
+        media(4000, &[(0, "PCMU")]),
+        ids(0),
+    )
+    .unwrap();
+    let (sent, _) = drain(&mut b);
+    let SipMessage::Request(inv) = sent[0].clone() else { panic!() };
+    let mut c = agent_helper_sip::message::response_to(&inv, rsip::StatusCode::from(407), Some("px")).unwrap();
+    c.headers
+        .push(rsip::Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(r#"Digest realm="x", nonce="n""#)));
+    deliver(&mut b, t0, vec![SipMessage::Response(c)]);
+    assert_eq!(drain(&mut b).1, [CallEvent::Ended { reason: "rejected", sip_code: Some(407) }]);
 }

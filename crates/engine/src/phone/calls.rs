@@ -77,6 +77,7 @@ pub(super) async fn dial(
     all_headers.extend(headers.iter().cloned());
     match Call::outgoing(Instant::now(), a.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
         Ok(call) => {
+            let call = call.with_password(a.password.expose());
             a.calls.push(ActiveCall { id: call_id.to_owned(), call, announce_started: true, rtp });
             Ok(())
         }

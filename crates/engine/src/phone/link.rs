@@ -144,6 +144,7 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
         pending_incoming: Vec::new(),
         referred: Vec::new(),
         needs_failover: false,
+        password: t.password.clone(),
     })
 }
 

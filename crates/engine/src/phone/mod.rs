@@ -133,6 +133,8 @@ struct Active {
     referred: Vec<(String, String)>,
     /// The server stopped answering or refuses service: move to the next one.
     needs_failover: bool,
+    /// For INVITEs the proxy challenges.
+    password: Password,
 }
 
 struct ActiveCall {
