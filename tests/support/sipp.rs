@@ -23,19 +23,32 @@ fn scenario(name: &str) -> PathBuf {
 
 impl Sipp {
     /// A sipp UAS on its own port, reached through kamailio as `sipp-<port>`.
-    /// Returns once sipp listens, so a call placed right after cannot arrive early.
+    /// Returns once sipp listens, so a call placed right after cannot arrive
+    /// early. Ports are picked free, but a parallel test can take one before
+    /// sipp binds it; then sipp exits and is started again on new ports.
     pub fn uas(name: &str) -> Sipp {
-        let sipp = Self::spawn(name, &[]);
-        sipp.wait_listening();
-        sipp
+        for _ in 0..4 {
+            let mut sipp = Self::spawn(name, &[]);
+            if sipp.wait_listening() {
+                return sipp;
+            }
+            let _ = sipp.child.kill();
+        }
+        panic!("sipp {name} did not start (4 attempts)");
     }
 
-    /// Polls the kernel's UDP socket table until sipp's port is bound.
-    fn wait_listening(&self) {
+    /// Polls the kernel's UDP socket table until sipp's port is bound; `false`
+    /// when sipp exits first or does not bind in time.
+    fn wait_listening(&mut self) -> bool {
         let needle = format!("0100007F:{:04X}", self.port);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string("/proc/net/udp").unwrap_or_default().contains(&needle) {
-            assert!(Instant::now() < deadline, "sipp did not bind port {}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::fs::read_to_string("/proc/net/udp").unwrap_or_default().contains(&needle) {
+                return true;
+            }
+            if self.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
