@@ -131,6 +131,20 @@ impl Challenge {
         best.ok_or(last_err)
     }
 
+    /// The strongest usable challenge of a 401 (`WWW-Authenticate`) or 407
+    /// (`Proxy-Authenticate`) response, and whether it came from a proxy
+    /// (the answer then goes in `Proxy-Authorization`).
+    pub fn from_response(response: &rsip::Response) -> Result<(Challenge, bool), AuthError> {
+        use rsip::prelude::UntypedHeader;
+        let proxy = response.status_code.code() == 407;
+        let values = response.headers.iter().filter_map(|h| match h {
+            rsip::Header::WwwAuthenticate(v) if !proxy => Some(v.value()),
+            rsip::Header::ProxyAuthenticate(v) if proxy => Some(v.value()),
+            _ => None,
+        });
+        Challenge::best(values).map(|c| (c, proxy))
+    }
+
     /// The `response` value (RFC 7616 §3.4.1).
     pub fn response(&self, username: &str, password: &str, method: &str, uri: &str, cnonce: &str, nc: u32) -> String {
         let a = self.algorithm;

@@ -1256,17 +1256,7 @@ impl Call {
         if self.auth_attempts >= 1 {
             return false;
         }
-        let proxy = r.status_code.code() == 407;
-        let values: Vec<String> = r
-            .headers
-            .iter()
-            .filter_map(|h| match h {
-                Header::WwwAuthenticate(v) if !proxy => Some(v.value().to_owned()),
-                Header::ProxyAuthenticate(v) if proxy => Some(v.value().to_owned()),
-                _ => None,
-            })
-            .collect();
-        let Ok(challenge) = crate::auth::Challenge::best(values.iter().map(String::as_str)) else { return false };
+        let Ok((challenge, proxy)) = crate::auth::Challenge::from_response(r) else { return false };
         self.auth_attempts += 1;
         let (seq, _) = message::cseq(&self.invite).unwrap_or((1, Method::Invite));
         let uri = self.invite.uri.to_string();

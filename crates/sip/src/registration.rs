@@ -285,17 +285,7 @@ impl Registration {
                 self.set_state(RegistrationState::Registered { expires: granted });
             }
             401 | 407 => {
-                let proxy = code == 407;
-                let values: Vec<String> = r
-                    .headers
-                    .iter()
-                    .filter_map(|h| match h {
-                        Header::WwwAuthenticate(v) if !proxy => Some(v.value().to_owned()),
-                        Header::ProxyAuthenticate(v) if proxy => Some(v.value().to_owned()),
-                        _ => None,
-                    })
-                    .collect();
-                let challenge = match Challenge::best(values.iter().map(String::as_str)) {
+                let (challenge, proxy) = match Challenge::from_response(&r) {
                     Ok(c) => c,
                     Err(e) => return self.on_failure(now, Failure::Rejected { code, reason: e.to_string() }),
                 };
