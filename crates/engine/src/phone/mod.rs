@@ -435,104 +435,99 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
         tracing::info!(call_id, from = %info.from, "incoming call");
         let _ = events.send(PhoneEvent::Call { call_id, update: CallUpdate::Incoming(Box::new(info)) }).await;
     }
-    let mut transfer_requests: Vec<(String, String)> = Vec::new();
-    let mut refer_progress: Vec<(String, u16)> = Vec::new();
-    for i in 0..a.calls.len() {
-        if a.calls[i].call.is_outbound() && a.calls[i].announce_started {
-            a.calls[i].announce_started = false;
-            let update = CallUpdate::Started { remote: a.calls[i].call.remote_uri().to_owned() };
-            let _ = events.send(PhoneEvent::Call { call_id: a.calls[i].id.clone(), update }).await;
-        }
-        while let Some(out) = a.calls[i].call.poll_output() {
-            let call_id = a.calls[i].id.clone();
-            let update = match out {
-                CallOutput::Transmit(m) => {
-                    let bytes = m.to_string().into_bytes();
-                    tracing::trace!(call_id, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
-                    if let Err(e) = a.link.send(&bytes).await {
-                        tracing::warn!(call_id, error = %e, "SIP send failed");
+    // Call outputs go out in passes: what a pass asks for (NOTIFYs to a
+    // referrer, a call to a transfer target) queues more output, which the next
+    // pass sends the same way. A pass that asks for nothing ends it.
+    loop {
+        let mut transfer_requests: Vec<(String, String)> = Vec::new();
+        let mut refer_progress: Vec<(String, u16)> = Vec::new();
+        for i in 0..a.calls.len() {
+            if a.calls[i].call.is_outbound() && a.calls[i].announce_started {
+                a.calls[i].announce_started = false;
+                let update = CallUpdate::Started { remote: a.calls[i].call.remote_uri().to_owned() };
+                let _ = events.send(PhoneEvent::Call { call_id: a.calls[i].id.clone(), update }).await;
+            }
+            while let Some(out) = a.calls[i].call.poll_output() {
+                let call_id = a.calls[i].id.clone();
+                let update = match out {
+                    CallOutput::Transmit(m) => {
+                        let bytes = m.to_string().into_bytes();
+                        tracing::trace!(call_id, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
+                        if let Err(e) = a.link.send(&bytes).await {
+                            tracing::warn!(call_id, error = %e, "SIP send failed");
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                CallOutput::Event(CallEvent::Progress { code }) => CallUpdate::Progress { code },
-                CallOutput::Event(CallEvent::Answered) => {
-                    let codec =
-                        a.calls[i].call.negotiated().map(|n| format!("{}/{}", n.codec.name, n.codec.clock_rate));
-                    CallUpdate::Answered { codec }
-                }
-                CallOutput::Event(CallEvent::Confirmed) => CallUpdate::Confirmed,
-                CallOutput::Event(CallEvent::Ended { reason, sip_code }) => {
-                    CallUpdate::Ended { reason: reason.into(), sip_code, message: None }
-                }
-                CallOutput::Event(CallEvent::Dtmf { digit }) => CallUpdate::Dtmf { digit },
-                CallOutput::Event(CallEvent::LocalHold { held, peer }) => {
-                    CallUpdate::Hold { local: true, held, peer_direction: Some(format!("{peer:?}").to_lowercase()) }
-                }
-                CallOutput::Event(CallEvent::RemoteHold { held }) => {
-                    CallUpdate::Hold { local: false, held, peer_direction: None }
-                }
-                CallOutput::Event(CallEvent::HoldFailed { code }) => CallUpdate::HoldFailed { code },
-                CallOutput::Event(CallEvent::TransferAccepted) => CallUpdate::TransferStarted,
-                CallOutput::Event(CallEvent::TransferSucceeded) => CallUpdate::TransferSucceeded,
-                CallOutput::Event(CallEvent::TransferFailed { code }) => CallUpdate::TransferFailed { code },
-                CallOutput::Event(CallEvent::TransferRequested { target }) => {
-                    transfer_requests.push((call_id, target));
-                    continue;
-                }
-            };
-            // A call made for a REFER reports back to the call that asked for it.
-            if let Some((_, referrer)) = a.referred.iter().find(|(new, _)| *new == call_id) {
-                let code = match &update {
-                    CallUpdate::Progress { code } => Some(*code),
-                    CallUpdate::Confirmed => Some(200),
-                    CallUpdate::Ended { sip_code, .. } => Some(sip_code.filter(|c| *c >= 300).unwrap_or(487)),
-                    _ => None,
+                    CallOutput::Event(CallEvent::Progress { code }) => CallUpdate::Progress { code },
+                    CallOutput::Event(CallEvent::Answered) => {
+                        let codec =
+                            a.calls[i].call.negotiated().map(|n| format!("{}/{}", n.codec.name, n.codec.clock_rate));
+                        CallUpdate::Answered { codec }
+                    }
+                    CallOutput::Event(CallEvent::Confirmed) => CallUpdate::Confirmed,
+                    CallOutput::Event(CallEvent::Ended { reason, sip_code }) => {
+                        CallUpdate::Ended { reason: reason.into(), sip_code, message: None }
+                    }
+                    CallOutput::Event(CallEvent::Dtmf { digit }) => CallUpdate::Dtmf { digit },
+                    CallOutput::Event(CallEvent::LocalHold { held, peer }) => {
+                        CallUpdate::Hold { local: true, held, peer_direction: Some(format!("{peer:?}").to_lowercase()) }
+                    }
+                    CallOutput::Event(CallEvent::RemoteHold { held }) => {
+                        CallUpdate::Hold { local: false, held, peer_direction: None }
+                    }
+                    CallOutput::Event(CallEvent::HoldFailed { code }) => CallUpdate::HoldFailed { code },
+                    CallOutput::Event(CallEvent::TransferAccepted) => CallUpdate::TransferStarted,
+                    CallOutput::Event(CallEvent::TransferSucceeded) => CallUpdate::TransferSucceeded,
+                    CallOutput::Event(CallEvent::TransferFailed { code }) => CallUpdate::TransferFailed { code },
+                    CallOutput::Event(CallEvent::TransferRequested { target }) => {
+                        transfer_requests.push((call_id, target));
+                        continue;
+                    }
                 };
-                if let Some(code) = code {
-                    refer_progress.push((referrer.clone(), code));
-                }
-            }
-            tracing::info!(call_id, ?update, "call");
-            let _ = events.send(PhoneEvent::Call { call_id, update }).await;
-        }
-    }
-    let now = Instant::now();
-    for (referrer, code) in refer_progress {
-        if let Some(c) = a.calls.iter_mut().find(|c| c.id == referrer) {
-            c.call.notify_refer_progress(now, code);
-        }
-        if code >= 200 {
-            a.referred.retain(|(_, r)| *r != referrer);
-        }
-    }
-    for (referrer, target) in transfer_requests {
-        let mut ids = RandomIds;
-        let new_call_id = format!("t-{}", agent_helper_sip::ids::Ids::token(&mut ids));
-        tracing::info!(call_id = referrer, new_call_id, target, "transferred by the other party");
-        match dial(a, &new_call_id, &target, &[]).await {
-            Ok(()) => {
-                a.referred.push((new_call_id.clone(), referrer.clone()));
-                let update = CallUpdate::Transferred { new_call_id, target };
-                let _ = events.send(PhoneEvent::Call { call_id: referrer, update }).await;
-            }
-            Err(e) => {
-                tracing::warn!(call_id = referrer, error = %e, "cannot call the transfer target");
-                if let Some(c) = a.calls.iter_mut().find(|c| c.id == referrer) {
-                    c.call.notify_refer_progress(now, 503);
-                }
-            }
-        }
-    }
-    // What the new calls and NOTIFYs queued goes out too.
-    for c in &mut a.calls {
-        while let Some(out) = c.call.poll_output() {
-            match out {
-                CallOutput::Transmit(m) => {
-                    if let Err(e) = a.link.send(m.to_string().as_bytes()).await {
-                        tracing::warn!(call_id = c.id, error = %e, "SIP send failed");
+                // A call made for a REFER reports back to the call that asked for it.
+                if let Some((_, referrer)) = a.referred.iter().find(|(new, _)| *new == call_id) {
+                    let code = match &update {
+                        CallUpdate::Progress { code } => Some(*code),
+                        CallUpdate::Confirmed => Some(200),
+                        CallUpdate::Ended { sip_code, .. } => Some(sip_code.filter(|c| *c >= 300).unwrap_or(487)),
+                        _ => None,
+                    };
+                    if let Some(code) = code {
+                        refer_progress.push((referrer.clone(), code));
                     }
                 }
-                CallOutput::Event(e) => tracing::debug!(call_id = c.id, ?e, "late call event"),
+                tracing::info!(call_id, ?update, "call");
+                let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+            }
+        }
+        if transfer_requests.is_empty() && refer_progress.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        for (referrer, code) in refer_progress {
+            if let Some(c) = a.calls.iter_mut().find(|c| c.id == referrer) {
+                c.call.notify_refer_progress(now, code);
+            }
+            if code >= 200 {
+                a.referred.retain(|(_, r)| *r != referrer);
+            }
+        }
+        for (referrer, target) in transfer_requests {
+            let mut ids = RandomIds;
+            let new_call_id = format!("t-{}", agent_helper_sip::ids::Ids::token(&mut ids));
+            tracing::info!(call_id = referrer, new_call_id, target, "transferred by the other party");
+            match dial(a, &new_call_id, &target, &[]).await {
+                Ok(()) => {
+                    a.referred.push((new_call_id.clone(), referrer.clone()));
+                    let update = CallUpdate::Transferred { new_call_id, target };
+                    let _ = events.send(PhoneEvent::Call { call_id: referrer, update }).await;
+                }
+                Err(e) => {
+                    tracing::warn!(call_id = referrer, error = %e, "cannot call the transfer target");
+                    if let Some(c) = a.calls.iter_mut().find(|c| c.id == referrer) {
+                        c.call.notify_refer_progress(now, 503);
+                    }
+                }
             }
         }
     }
