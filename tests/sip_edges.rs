@@ -91,3 +91,19 @@ fn a_missing_ack_ends_the_answered_call_with_bye_after_64_t1() {
     assert_eq!((ended["reason"].as_str(), ended["sipCode"].as_u64()), (Some("failed"), Some(408)));
     sipp.assert_passed();
 }
+
+#[test]
+fn a_200_crossing_our_cancel_is_acknowledged_and_ended_with_bye() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper(&k, dir.path());
+    let sipp = Sipp::uas("uas_cancel_crosses_200.xml");
+    conn.request("call", json!({"target": sipp.target()}));
+    assert_eq!(conn.event("call-in-progress")["sipCode"], 180);
+    conn.request("endCall", json!({}));
+    // sipp answers the INVITE after our CANCEL: the helper ACKs and sends BYE
+    // (sipp fails unless both arrive), and the agent sees a cancelled call.
+    let ended = conn.event("call-ended");
+    assert_eq!(ended["reason"], "cancelled", "{ended}");
+    sipp.assert_passed();
+}
