@@ -170,3 +170,78 @@ fn fails_over_to_the_next_server_when_the_first_refuses_tcp() {
 fn fails_over_to_the_next_server_when_the_first_is_unreachable_over_udp() {
     fails_over("udp");
 }
+
+/// Two kamailios; the helper registers with the first, then `fail` takes it
+/// away. The helper must say the connection is lost, register with the second
+/// and say it is restored. Returns the seconds from `fail` to registered.
+fn fails_over_from_a_running_primary(transport: &str, fail: impl FnOnce(Kamailio) -> Option<Kamailio>) -> f64 {
+    let primary = Kamailio::start(PASSWORD);
+    let secondary = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nkeepalive_interval = 5\nreconnect_min = 1\nreconnect_max = 10\nservers = [\n  {{ host = \"127.0.0.1\", port = {}, transport = \"{transport}\" }},\n  {{ host = \"127.0.0.1\", port = {}, transport = \"{transport}\" }},\n]\n",
+            primary.port, secondary.port
+        ),
+    )
+    .unwrap();
+    let helper = Helper::start(dir.path());
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent6", "password": PASSWORD}));
+    let reg = wait_registration(&mut conn, "registered");
+    assert_eq!(reg["server"], format!("127.0.0.1:{}", primary.port));
+
+    let failed_at = std::time::Instant::now();
+    let _frozen = fail(primary);
+    // Generous bounds for the reads; the measured time is reported below.
+    conn.stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let err = conn.event("phone-error");
+    assert_eq!(err["error"], "connection-lost", "{err}");
+    let reg = wait_registration(&mut conn, "registered");
+    let took = failed_at.elapsed().as_secs_f64();
+    assert_eq!(reg["server"], format!("127.0.0.1:{}", secondary.port), "registered with the secondary");
+    let restored = conn.event("phone-error");
+    assert_eq!(restored["error"], "connection-restored", "{restored}");
+    assert!(secondary.registers().iter().any(|l| l.contains("user=agent6")));
+    eprintln!("{transport}: registered on the secondary {took:.2} s after the primary failed");
+    took
+}
+
+#[test]
+fn a_stopped_primary_fails_over_to_the_secondary_over_udp() {
+    // Nothing listens any more: the next keep-alive OPTIONS meets ICMP port unreachable.
+    let took = fails_over_from_a_running_primary("udp", |k| {
+        drop(k);
+        None
+    });
+    assert!(took <= 5.0 + 10.0, "keep-alive interval + reconnect_max: {took:.2} s");
+}
+
+#[test]
+fn a_stopped_primary_fails_over_to_the_secondary_over_tcp() {
+    // The connection closes with the server.
+    let took = fails_over_from_a_running_primary("tcp", |k| {
+        drop(k);
+        None
+    });
+    assert!(took <= 10.0, "reconnect_max: {took:.2} s");
+}
+
+#[test]
+fn a_hung_primary_is_noticed_by_unanswered_keepalives_over_udp() {
+    // The server keeps its port but answers nothing: OPTIONS times out (Timer F, 32 s).
+    fails_over_from_a_running_primary("udp", |k| {
+        k.freeze();
+        Some(k)
+    });
+}
+
+#[test]
+fn a_hung_primary_is_noticed_by_missing_pongs_over_tcp() {
+    // The connection stays open but the CRLF pongs stop (10 s after a ping).
+    fails_over_from_a_running_primary("tcp", |k| {
+        k.freeze();
+        Some(k)
+    });
+}

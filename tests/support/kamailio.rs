@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,6 +58,9 @@ impl Kamailio {
             .arg("-w")
             .arg(dir.path())
             .args(["-DD", "-E"])
+            // Its own process group: kamailio forks workers, and stopping or
+            // killing "the server" must reach all of them.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -102,9 +106,22 @@ impl Kamailio {
     }
 }
 
+impl Kamailio {
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the process group this harness created.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), signal) };
+    }
+
+    /// Freezes every kamailio process: the server is there (its ports stay
+    /// bound) but answers nothing, like a hung or unplugged machine.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+}
+
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        self.signal(libc::SIGKILL);
         let _ = self.child.wait();
     }
 }

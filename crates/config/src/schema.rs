@@ -16,6 +16,7 @@ pub const KEYS: &[&str] = &[
     "sip.register_expiry",
     "sip.reconnect_min",
     "sip.reconnect_max",
+    "sip.keepalive_interval",
     "sip.custom_headers",
     "sip.call_id_header",
     "sip.user_agent",
@@ -116,6 +117,9 @@ pub struct SipConfig {
     /// Seconds before the first reconnect attempt; doubles up to `reconnect_max`.
     pub reconnect_min: u32,
     pub reconnect_max: u32,
+    /// Seconds between keep-alives to the server (CRLF ping over TCP/TLS,
+    /// OPTIONS over UDP) that notice a dead server; 0 turns them off.
+    pub keepalive_interval: u32,
     /// Extra headers on REGISTER and INVITE, name → value.
     pub custom_headers: BTreeMap<String, String>,
     /// Header that carries the contact center's call id on inbound INVITEs.
@@ -138,6 +142,7 @@ impl Default for SipConfig {
             register_expiry: 300,
             reconnect_min: 2,
             reconnect_max: 60,
+            keepalive_interval: 30,
             custom_headers: BTreeMap::new(),
             call_id_header: "X-Call-Id".into(),
             user_agent: format!("AgentHelper/{}", agent_helper_protocol::HELPER_VERSION),
@@ -339,6 +344,9 @@ impl Config {
         }
         if !range(s.register_expiry.into(), 60, 86_400) {
             bad("sip.register_expiry", format!("must be 60–86400 seconds (got {})", s.register_expiry));
+        }
+        if s.keepalive_interval != 0 && !range(s.keepalive_interval.into(), 5, 3600) {
+            bad("sip.keepalive_interval", format!("must be 0 (off) or 5–3600 seconds (got {})", s.keepalive_interval));
         }
         if !range(s.reconnect_min.into(), 1, 3600) {
             bad("sip.reconnect_min", format!("must be 1–3600 seconds (got {})", s.reconnect_min));

@@ -77,6 +77,9 @@ pub struct Engine {
     clients: BTreeMap<ClientId, ClientInfo>,
     events: VecDeque<Event>,
     registration: m::RegistrationStatus,
+    /// A `connection-lost`/`connection-failed` was reported and the phone has
+    /// not registered since: the next registration is a `connection-restored`.
+    connection_down: bool,
     phone: VecDeque<PhoneCommand>,
     /// Calls in progress, in the order they started.
     calls: Vec<m::CallStatus>,
@@ -103,6 +106,7 @@ impl Engine {
             clients: BTreeMap::new(),
             events: VecDeque::new(),
             registration: m::RegistrationStatus { state: "not-configured".into(), ..Default::default() },
+            connection_down: false,
             phone: VecDeque::new(),
             calls: Vec::new(),
             next_call: 1,
@@ -250,6 +254,7 @@ impl Engine {
             redact::forget_secret(p.expose());
         }
         tracing::info!(username = %account.username, "logout");
+        self.connection_down = false;
         self.phone.push_back(PhoneCommand::Unregister);
         self.write_state(None);
         self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: None });
@@ -460,7 +465,7 @@ impl Engine {
                 match state {
                     RegistrationState::Registered { expires } => {
                         next.expires = Some(expires);
-                        if was.state == "failed" {
+                        if std::mem::take(&mut self.connection_down) {
                             error = Some(("connection-restored", "registered again".into(), None));
                         }
                     }
@@ -500,6 +505,9 @@ impl Engine {
         if let Some((kind, message, sip_code)) = error {
             // Repeated failures of the same kind are one error for the Agent Desktop.
             if !(was.state == "failed" && kind != "connection-restored" && was.error == self.registration.error) {
+                if matches!(kind, "connection-lost" | "connection-failed") {
+                    self.connection_down = true;
+                }
                 tracing::warn!(error = kind, %message, "phone");
                 self.emit(ev::PHONE_ERROR, ev::PhoneError { error: kind.into(), message, sip_code });
             }

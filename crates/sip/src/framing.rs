@@ -45,6 +45,13 @@ impl StreamFramer {
             self.buf.drain(..4);
             return Ok(Some(Framed::KeepAlive { ping: true }));
         }
+        // A lone CRLF is the server's "pong" (RFC 5626 §4.4.1): report it at
+        // once, as the client waits for it. (A server's ping split after its
+        // first CRLF reads as two pongs; clients ping, servers do not.)
+        if self.buf.starts_with(b"\r\n") && self.buf.get(2) != Some(&b'\r') {
+            self.buf.drain(..2);
+            return Ok(Some(Framed::KeepAlive { ping: false }));
+        }
         let crlfs = self.buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
         if crlfs > 0 {
             if crlfs == self.buf.len() {
@@ -111,8 +118,19 @@ mod tests {
             }
             let messages: Vec<_> = got.iter().filter(|m| matches!(m, Framed::Message(_))).collect();
             assert_eq!(messages, [&Framed::Message(MSG.to_vec()), &Framed::Message(MSG.to_vec())], "chunk {chunk}");
-            assert!(got.contains(&Framed::KeepAlive { ping: true }), "chunk {chunk}: {got:?}");
+            assert!(got.iter().any(|m| matches!(m, Framed::KeepAlive { .. })), "chunk {chunk}: {got:?}");
         }
+        let mut f = StreamFramer::default();
+        f.push(b"\r\n\r\n");
+        assert_eq!(f.poll(), Ok(Some(Framed::KeepAlive { ping: true })));
+    }
+
+    #[test]
+    fn a_lone_crlf_pong_is_reported_at_once() {
+        let mut f = StreamFramer::default();
+        f.push(b"\r\n");
+        assert_eq!(f.poll(), Ok(Some(Framed::KeepAlive { ping: false })));
+        assert_eq!(f.poll(), Ok(None));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`auth`]: digest authentication (MD5, SHA-256, qop=auth).
 //! - [`registration`]: one binding with one registrar: challenges, refresh,
 //!   back-off, and a hard stop after three rejected credentials.
+//! - [`keepalive`]: CRLF pings (TCP, TLS) or OPTIONS (UDP) to notice a dead
+//!   server, and the address the server sees us at (RFC 3581).
 //! - [`ids`]: branches, tags and nonces from a source the caller chooses.
 
 pub mod auth;
@@ -17,6 +19,7 @@ pub mod call;
 pub mod checks;
 pub mod framing;
 pub mod ids;
+pub mod keepalive;
 pub mod message;
 pub mod registration;
 pub mod sdp;

@@ -11,6 +11,10 @@
 //! - Any other failure (rejection, no answer) is retried after a back-off
 //!   that doubles from `reconnect_min` to `reconnect_max`.
 //!
+//! - The `received`/`rport` of the registrar's answer (RFC 3581) is our
+//!   address as the registrar sees it; when it differs from ours (a NAT), the
+//!   binding is registered again with that address.
+//!
 //! Failing over to another server is the driver's decision: it sees
 //! [`RegistrationState::Failed`] and may start a registration elsewhere.
 
@@ -104,6 +108,9 @@ pub enum RegistrationOutput {
     /// Send to the registrar over the configured transport.
     Transmit(SipMessage),
     StateChanged(RegistrationState),
+    /// The registrar sees us at this `host:port` (behind a NAT): the binding
+    /// now uses it, and so should Via and Contact of everything else.
+    AddressChanged(String),
 }
 
 pub struct Registration {
@@ -180,6 +187,20 @@ impl Registration {
     pub fn set_password(&mut self, password: &str) {
         self.password = Zeroizing::new(password.to_owned());
         self.auth_failures = 0;
+    }
+
+    /// Registers `address` (`host:port`, as the server sees us) as our
+    /// contact from now on, at once when a binding exists.
+    pub fn use_address(&mut self, now: Instant, address: &str) {
+        if address == self.cfg.local || self.removing {
+            return;
+        }
+        self.cfg.local = address.to_owned();
+        self.out.push_back(RegistrationOutput::AddressChanged(address.to_owned()));
+        if matches!(self.state, RegistrationState::Registered { .. }) && self.txn.is_none() {
+            self.refresh_at = None;
+            self.send(now, false);
+        }
     }
 
     /// Removes the binding (REGISTER with Expires: 0) when there is one;
@@ -276,6 +297,16 @@ impl Registration {
         match code {
             200..=299 if self.removing => self.set_state(RegistrationState::Unregistered),
             200..=299 => {
+                // Behind a NAT the registrar saw another address than ours
+                // (RFC 3581): register that one, or calls could not reach us.
+                if let Some(seen) = crate::keepalive::observed_address(&r)
+                    && seen != self.cfg.local
+                {
+                    self.cfg.local = seen.clone();
+                    self.out.push_back(RegistrationOutput::AddressChanged(seen));
+                    self.send(now, false);
+                    return;
+                }
                 let granted = self.granted_expiry(&r).unwrap_or(self.expires);
                 self.auth_failures = 0;
                 self.backoff = self.cfg.reconnect_min;
@@ -423,7 +454,7 @@ impl Registration {
 
 /// RFC 3261 `user`: unreserved and user-unreserved characters as they are,
 /// everything else percent-encoded (an email-style login becomes `a%40b.c`).
-pub(crate) fn escape_user(user: &str) -> String {
+pub fn escape_user(user: &str) -> String {
     let mut out = String::with_capacity(user.len());
     for b in user.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) {

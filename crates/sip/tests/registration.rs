@@ -20,6 +20,8 @@ struct Registrar {
     min_expires: Option<u32>,
     reject_with: Option<u16>,
     silent: bool,
+    /// Where a NAT makes our requests appear to come from (`received`, `rport`).
+    nat: Option<(&'static str, u16)>,
     seen: Vec<Request>,
 }
 
@@ -33,6 +35,7 @@ impl Registrar {
             min_expires: None,
             reject_with: None,
             silent: false,
+            nat: None,
             seen: vec![],
         }
     }
@@ -47,6 +50,14 @@ impl Registrar {
     }
 
     fn answer(&mut self, req: Request) -> Option<Response> {
+        let r = self.answer_directly(req)?;
+        Some(match self.nat {
+            Some((ip, port)) => behind_nat(r, ip, port),
+            None => r,
+        })
+    }
+
+    fn answer_directly(&mut self, req: Request) -> Option<Response> {
         self.seen.push(req.clone());
         if self.silent {
             return None;
@@ -90,6 +101,16 @@ impl Registrar {
     }
 }
 
+/// The registrar's view of a request that crossed a NAT: the top Via gets
+/// the address it really came from (RFC 3581).
+fn behind_nat(mut r: Response, ip: &str, port: u16) -> Response {
+    let text = r.to_string();
+    let via = text.lines().find(|l| l.starts_with("Via: ")).unwrap().to_owned();
+    let marked = via.replace(";rport", &format!(";received={ip};rport={port}"));
+    r = Response::try_from(text.replacen(&via, &marked, 1).as_str()).unwrap();
+    r
+}
+
 fn header(req: &Request, name: &str) -> Option<String> {
     req.to_string().lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
 }
@@ -122,6 +143,7 @@ fn pump(reg: &mut Registration, registrar: &mut Registrar, now: Instant) -> Vec<
             }
             RegistrationOutput::Transmit(other) => panic!("unexpected {other}"),
             RegistrationOutput::StateChanged(s) => states.push(s),
+            RegistrationOutput::AddressChanged(_) => {}
         }
     }
     states
@@ -285,4 +307,39 @@ fn login_names_with_reserved_characters_are_escaped() {
     assert!(first.contains("From: <sip:agent%40site%20one@pbx.example.com>"), "{first}");
     // The digest username is the login as typed.
     assert!(registrar.seen[1].to_string().contains(r#"username="agent@site one""#));
+}
+
+#[test]
+fn behind_a_nat_the_address_the_registrar_sees_is_registered() {
+    let t0 = Instant::now();
+    let mut registrar = Registrar::new("right");
+    registrar.nat = Some(("203.0.113.7", 40001));
+    let mut reg = Registration::new(config(), "right", Box::new(SequentialIds::default()));
+    reg.start(t0);
+    let mut changed = vec![];
+    let mut states = vec![];
+    // Pump by hand to see the address change among the outputs.
+    while let Some(out) = reg.poll_output() {
+        match out {
+            RegistrationOutput::Transmit(SipMessage::Request(req)) => {
+                if let Some(resp) = registrar.answer(req) {
+                    assert!(reg.handle_response(t0, resp));
+                }
+            }
+            RegistrationOutput::Transmit(other) => panic!("unexpected {other}"),
+            RegistrationOutput::StateChanged(s) => states.push(s),
+            RegistrationOutput::AddressChanged(a) => changed.push(a),
+        }
+    }
+    assert_eq!(changed, ["203.0.113.7:40001"]);
+    assert_eq!(states, [RegistrationState::Registering, RegistrationState::Registered { expires: 120 }]);
+    let last = registrar.seen.last().unwrap().to_string();
+    assert!(last.contains("Contact: <sip:alice@203.0.113.7:40001;transport=udp>"), "{last}");
+    assert!(last.contains("Via: SIP/2.0/UDP 203.0.113.7:40001;"), "{last}");
+    assert_eq!(registrar.seen.len(), 3, "REGISTER, REGISTER with credentials, REGISTER with the public contact");
+
+    // The refresh keeps the public address and does not register again.
+    advance(&mut reg, &mut registrar, t0 + Duration::from_secs(90));
+    assert_eq!(registrar.seen.len(), 4);
+    assert!(registrar.seen[3].to_string().contains("@203.0.113.7:40001"));
 }

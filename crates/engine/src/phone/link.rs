@@ -11,6 +11,7 @@ use agent_helper_config::Transport as ConfigTransport;
 use agent_helper_sip::call::Endpoint;
 use agent_helper_sip::framing::{Framed, MAX_DATAGRAM, StreamFramer};
 use agent_helper_sip::ids::RandomIds;
+use agent_helper_sip::keepalive::{KeepAlive, KeepAliveConfig};
 use agent_helper_sip::registration::{Registration, RegistrationConfig, Transport};
 use agent_helper_sip::transaction::Timers;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,7 +24,14 @@ pub(super) enum Link {
     /// The socket and one receive buffer reused for every datagram.
     Udp(UdpSocket, Vec<u8>),
     /// TCP or TLS: a writer, and messages cut from the stream by a reader task.
-    Stream { writer: Box<dyn AsyncWrite + Send + Unpin>, incoming: mpsc::Receiver<Vec<u8>> },
+    Stream { writer: Box<dyn AsyncWrite + Send + Unpin>, incoming: mpsc::Receiver<Received> },
+}
+
+/// What came from the server.
+pub(super) enum Received {
+    Message(Vec<u8>),
+    /// A CRLF keep-alive on a stream: the server answered our ping.
+    Pong,
 }
 
 impl Link {
@@ -37,16 +45,15 @@ impl Link {
         }
     }
 
-    /// The next message; `None` when a TCP connection closed.
-    pub(super) async fn recv(&mut self) -> Option<Vec<u8>> {
+    /// The next message or pong; `None` when a TCP connection closed or
+    /// nothing listens at the server's UDP port any more.
+    pub(super) async fn recv(&mut self) -> Option<Received> {
         match self {
             Link::Udp(s, buf) => {
                 loop {
                     match s.recv(buf).await {
-                        Ok(n) => return Some(buf[..n].to_vec()),
-                        // ICMP port unreachable on a connected socket: keep listening;
-                        // the transaction's timers decide when the server is gone.
-                        // ICMP port unreachable: nothing listens at the server any more.
+                        Ok(n) => return Some(Received::Message(buf[..n].to_vec())),
+                        // ICMP port unreachable on the connected socket.
                         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return None,
                         Err(e) => tracing::debug!(error = %e, "udp receive"),
                     }
@@ -123,7 +130,7 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
     };
     let endpoint = Endpoint {
         username: t.username.clone(),
-        domain,
+        domain: domain.clone(),
         display_name: None,
         local: local.to_string(),
         transport,
@@ -131,8 +138,21 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
         timers: Timers::default(),
     };
     let reg = Registration::new(cfg, t.password.expose(), Box::new(RandomIds));
+    let keepalive = (sip.keepalive_interval > 0).then(|| {
+        let cfg = KeepAliveConfig {
+            transport,
+            interval: Duration::from_secs(u64::from(sip.keepalive_interval)),
+            server_uri: format!("sip:{name}"),
+            aor: format!("{}@{domain}", agent_helper_sip::registration::escape_user(&t.username)),
+            local: local.to_string(),
+            user_agent: sip.user_agent.clone(),
+            timers: Timers::default(),
+        };
+        KeepAlive::new(std::time::Instant::now(), cfg, Box::new(RandomIds))
+    });
     Ok(Active {
         reg,
+        keepalive,
         link,
         server: name,
         transport,
@@ -150,7 +170,7 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
 
 /// A reader task cutting the TCP stream into messages; the channel closes when
 /// the connection does or the peer breaks the framing rules.
-pub(super) fn read_stream(mut reader: impl AsyncRead + Send + Unpin + 'static) -> mpsc::Receiver<Vec<u8>> {
+pub(super) fn read_stream(mut reader: impl AsyncRead + Send + Unpin + 'static) -> mpsc::Receiver<Received> {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
         let mut framer = StreamFramer::default();
@@ -164,11 +184,17 @@ pub(super) fn read_stream(mut reader: impl AsyncRead + Send + Unpin + 'static) -
             loop {
                 match framer.poll() {
                     Ok(Some(Framed::Message(m))) => {
-                        if tx.send(m).await.is_err() {
+                        if tx.send(Received::Message(m)).await.is_err() {
                             return;
                         }
                     }
-                    Ok(Some(Framed::KeepAlive { .. })) => {}
+                    Ok(Some(Framed::KeepAlive { ping: false })) => {
+                        if tx.send(Received::Pong).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Servers do not ping clients (RFC 5626); nothing to answer.
+                    Ok(Some(Framed::KeepAlive { ping: true })) => {}
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "closing a SIP connection that broke framing");

@@ -19,6 +19,7 @@ use agent_helper_config::Config;
 use agent_helper_protocol::Password;
 use agent_helper_sip::call::{Call, CallEvent, CallOutput, Endpoint};
 use agent_helper_sip::ids::RandomIds;
+use agent_helper_sip::keepalive::{KeepAlive, KeepAliveOutput, PING};
 use agent_helper_sip::registration::{Failure, Registration, RegistrationOutput, RegistrationState, Transport};
 use rsip::prelude::*;
 use rsip::{Header, SipMessage, StatusCode};
@@ -28,7 +29,7 @@ mod calls;
 mod link;
 
 use calls::{dial, new_inbound_call, target_uri};
-use link::{Link, connect};
+use link::{Link, Received, connect};
 
 /// How long an exiting helper waits for its unregistration to be answered.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
@@ -118,6 +119,8 @@ pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
 
 struct Active {
     reg: Registration,
+    /// Notices a server that stopped answering (`sip.keepalive_interval`).
+    keepalive: Option<KeepAlive>,
     link: Link,
     server: String,
     transport: Transport,
@@ -260,8 +263,17 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
             },
             incoming = async { active.as_mut().expect("guarded").link.recv().await }, if active.is_some() => {
                 let Some(a) = active.as_mut() else { continue };
+                match (&incoming, &mut a.keepalive) {
+                    (Some(Received::Pong), Some(k)) => {
+                        tracing::trace!(server = %a.server, "keep-alive pong");
+                        k.handle_pong();
+                    }
+                    (Some(Received::Message(_)), Some(k)) => k.handle_traffic(),
+                    _ => {}
+                }
                 match incoming {
-                    Some(bytes) => {
+                    Some(Received::Pong) => {}
+                    Some(Received::Message(bytes)) => {
                         handle_incoming(a, &bytes).await;
                         if flush(a, &events).await {
                             active = None;
@@ -300,6 +312,11 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 if let Some(a) = active.as_mut() {
                     if a.reg.poll_timeout().is_some_and(|t| t <= now) {
                         a.reg.handle_timeout(now);
+                    }
+                    if let Some(k) = &mut a.keepalive
+                        && k.poll_timeout().is_some_and(|t| t <= now)
+                    {
+                        k.handle_timeout(now);
                     }
                     for c in &mut a.calls {
                         if c.call.poll_timeout().is_some_and(|t| t <= now) {
@@ -345,7 +362,8 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
 }
 
 fn next_deadline(a: &Active) -> Option<Instant> {
-    a.calls.iter().filter_map(|c| c.call.poll_timeout()).chain(a.reg.poll_timeout()).min()
+    let keepalive = a.keepalive.as_ref().and_then(KeepAlive::poll_timeout);
+    a.calls.iter().filter_map(|c| c.call.poll_timeout()).chain(a.reg.poll_timeout()).chain(keepalive).min()
 }
 
 fn hang_up_all(a: &mut Active) {
@@ -391,7 +409,8 @@ async fn finish(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) {
         let deadline = a.reg.poll_timeout();
         tokio::select! {
             bytes = a.link.recv() => match bytes {
-                Some(b) => handle_incoming(a, &b).await,
+                Some(Received::Message(b)) => handle_incoming(a, &b).await,
+                Some(Received::Pong) => {}
                 None => return,
             },
             _ = sleep_until(deadline), if deadline.is_some() => a.reg.handle_timeout(Instant::now()),
@@ -405,6 +424,34 @@ async fn finish(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) {
 /// Sends what the registration queued and reports state changes; `true` when
 /// a stopping registration has finished.
 async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
+    // Keep-alives first: an address they learn changes the next REGISTER.
+    while let Some(out) = a.keepalive.as_mut().and_then(KeepAlive::poll_output) {
+        match out {
+            KeepAliveOutput::Ping => {
+                tracing::trace!(server = %a.server, "keep-alive ping");
+                if let Err(e) = a.link.send(PING).await {
+                    tracing::warn!(server = %a.server, error = %e, "keep-alive send failed");
+                }
+            }
+            KeepAliveOutput::Transmit(m) => {
+                let bytes = m.to_string().into_bytes();
+                tracing::trace!(server = %a.server, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
+                if let Err(e) = a.link.send(&bytes).await {
+                    tracing::warn!(server = %a.server, error = %e, "SIP send failed");
+                }
+            }
+            KeepAliveOutput::Dead => {
+                tracing::warn!(server = %a.server, "the SIP server stopped answering keep-alives");
+                let message = "no answer to keep-alives".to_owned();
+                let _ = events.send(PhoneEvent::Unreachable { server: a.server.clone(), message }).await;
+                a.needs_failover = !a.stopping;
+            }
+            KeepAliveOutput::Observed(address) => {
+                tracing::info!(server = %a.server, %address, "the server sees us at another address (NAT)");
+                a.reg.use_address(Instant::now(), &address);
+            }
+        }
+    }
     while let Some(out) = a.reg.poll_output() {
         match out {
             RegistrationOutput::Transmit(m) => {
@@ -412,6 +459,13 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 tracing::trace!(server = %a.server, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
                 if let Err(e) = a.link.send(&bytes).await {
                     tracing::warn!(server = %a.server, error = %e, "SIP send failed");
+                }
+            }
+            RegistrationOutput::AddressChanged(address) => {
+                // New calls and keep-alives use the address the server sees.
+                a.endpoint.local = address.clone();
+                if let Some(k) = &mut a.keepalive {
+                    k.set_local(&address);
                 }
             }
             RegistrationOutput::StateChanged(state) => {
@@ -555,6 +609,8 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
         SipMessage::Response(r) => {
             if let Some(c) = a.calls.iter_mut().find(|c| c.call.owns_response(&r)) {
                 c.call.handle_response(now, r);
+            } else if let Some(k) = a.keepalive.as_mut().filter(|k| k.owns_response(&r)) {
+                k.handle_response(now, r);
             } else if !a.reg.handle_response(now, r) {
                 tracing::debug!(server = %a.server, "dropped a response matching no transaction");
             }
