@@ -30,6 +30,12 @@ fn rig_with(extra: &str) -> Rig {
 /// A helper registered as `user`; `extra` is appended to its config.toml.
 fn rig_as(user: &str, extra: &str) -> Rig {
     let k = Kamailio::start(PASSWORD);
+    let (helper, conn, dir) = helper_on(&k, user, extra);
+    Rig { k, helper, conn, _dir: dir }
+}
+
+/// Another helper, registered as `user` with the same kamailio.
+fn helper_on(k: &Kamailio, user: &str, extra: &str) -> (Helper, Conn, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.toml"),
@@ -48,7 +54,7 @@ fn rig_as(user: &str, extra: &str) -> Rig {
             break;
         }
     }
-    Rig { k, helper, conn, _dir: dir }
+    (helper, conn, dir)
 }
 
 #[test]
@@ -209,8 +215,8 @@ fn blind_transfer_of_baresip_to_a_second_baresip() {
     r.conn.event("call-transfer-success");
     let ended = r.conn.event("call-ended");
     assert_eq!(ended["reason"], "transferred");
-    let consulted = r.conn.request("transferCall", json!({"type": "consulted", "target": "carol"}));
-    assert_eq!(consulted["error"]["code"], "invalid-params");
+    let confirm = r.conn.request("confirmTransfer", json!({}));
+    assert_eq!(confirm["error"]["code"], "no-such-call", "no consultation under way: {confirm}");
 }
 
 /// Sends one request through kamailio to the helper and returns the final response's first line and text.
@@ -295,4 +301,135 @@ fn a_proxy_challenge_to_our_invite_is_answered_with_credentials() {
     let log = std::fs::read_to_string(&r.k.log).unwrap();
     assert_eq!(log.matches("AH-CHALLENGE INVITE from=auth-agent").count(), 1, "challenged once");
     assert_eq!(log.matches("AH-CALL INVITE from=auth-agent").count(), 1, "then let through");
+}
+
+/// The next `call-ended` events for each of `ids`, whatever their order.
+fn ended(conn: &mut Conn, ids: &[&str]) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < ids.len() {
+        let e = conn.event("call-ended");
+        let id = e["callId"].as_str().unwrap().to_owned();
+        if ids.contains(&id.as_str()) {
+            seen.insert(id, e);
+        }
+    }
+    seen
+}
+
+#[test]
+fn consulted_transfer_among_three_helpers_replaces_the_consultation() {
+    // alice (agent1) talks to bob (agent2), consults carol (agent3), then
+    // hands bob over: bob calls carol with Replaces, carol swaps the calls.
+    let mut alice = rig_as("agent1", "");
+    let (_bob_helper, mut bob, _bob_dir) = helper_on(&alice.k, "agent2", "");
+    let (_carol_helper, mut carol, _carol_dir) = helper_on(&alice.k, "agent3", "");
+
+    let a_bob =
+        alice.conn.request("call", json!({"target": "agent2"}))["result"]["callId"].as_str().unwrap().to_owned();
+    let b_alice = bob.event("call-incoming")["callId"].as_str().unwrap().to_owned();
+    bob.request("answerCall", json!({}));
+    alice.conn.event("call-confirmed");
+
+    let out = alice.conn.request("transferCall", json!({"callId": a_bob, "type": "consulted", "target": "agent3"}));
+    let a_carol = out["result"]["consultCallId"].as_str().expect("consultCallId").to_owned();
+    let held = alice.conn.event("call-held");
+    assert_eq!((held["callId"].as_str(), held["by"].as_str()), (Some(a_bob.as_str()), Some("local")));
+    let c_alice = carol.event("call-incoming")["callId"].as_str().unwrap().to_owned();
+    carol.request("answerCall", json!({}));
+    loop {
+        if alice.conn.event("call-confirmed")["callId"] == a_carol.as_str() {
+            break;
+        }
+    }
+    assert_eq!(bob.event("call-held")["by"], "remote");
+
+    let out = alice.conn.request("confirmTransfer", json!({}));
+    assert_eq!(out["result"]["consultCallId"], a_carol.as_str(), "{out}");
+    // Success, and both of alice's calls end (carol may end hers first).
+    let (mut success, mut gone) = (None, std::collections::BTreeMap::new());
+    while success.is_none() || gone.len() < 2 {
+        match alice.conn.next_event() {
+            (name, data) if name == "call-transfer-success" => success = Some(data),
+            (name, data) if name == "call-ended" => {
+                gone.insert(data["callId"].as_str().unwrap().to_owned(), data);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(success.unwrap()["callId"], a_bob.as_str());
+    assert_eq!(gone[&a_bob]["reason"], "transferred");
+    assert!(gone.contains_key(&a_carol), "{gone:?}");
+
+    // bob was asked to call carol in alice's place …
+    let moved = bob.event("call-transferred");
+    assert_eq!(moved["callId"], b_alice.as_str());
+    let b_carol = moved["newCallId"].as_str().unwrap().to_owned();
+    // … and carol's new call took the consultation's place, answered at once.
+    let incoming = carol.event("call-incoming");
+    assert_eq!(incoming["replacesCallId"], c_alice.as_str(), "{incoming}");
+    let c_bob = incoming["callId"].as_str().unwrap().to_owned();
+    assert_eq!(ended(&mut carol, &[&c_alice])[&c_alice]["reason"], "replaced");
+    loop {
+        if carol.event("call-confirmed")["callId"] == c_bob.as_str() {
+            break;
+        }
+    }
+    loop {
+        if bob.event("call-confirmed")["callId"] == b_carol.as_str() {
+            break;
+        }
+    }
+    assert_eq!(ended(&mut bob, &[&b_alice])[&b_alice]["reason"], "remote-hangup");
+
+    for (conn, id) in [(&mut bob, &b_carol), (&mut carol, &c_bob)] {
+        let status = conn.request("getStatus", json!({}));
+        let calls = status["result"]["calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 1, "{status}");
+        assert_eq!((calls[0]["callId"].as_str(), calls[0]["state"].as_str()), (Some(id.as_str()), Some("connected")));
+    }
+    bob.request("endCall", json!({}));
+    assert_eq!(ended(&mut carol, &[&c_bob])[&c_bob]["reason"], "remote-hangup");
+}
+
+#[test]
+fn consulted_transfer_of_baresip_to_a_second_baresip() {
+    // The helper talks to baresip bob, consults baresip carol and hands bob
+    // over. baresip 1.0 does not do Replaces (it puts the Refer-To headers in
+    // its To and sends no Replaces header), so carol gets bob as a new call;
+    // the helper then ends its consultation with carol itself (RFC 5589 §7.2).
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
+    let mut carol = Baresip::start("carol", r.k.port, PASSWORD, true);
+    let a_bob = r.conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+
+    let out = r.conn.request("transferCall", json!({"callId": a_bob, "type": "consulted", "target": "carol"}));
+    let a_carol = out["result"]["consultCallId"].as_str().expect("consultCallId").to_owned();
+    assert_eq!(r.conn.event("call-held")["callId"], a_bob.as_str());
+    loop {
+        if r.conn.event("call-confirmed")["callId"] == a_carol.as_str() {
+            break;
+        }
+    }
+    let first = carol.wait_event("CALL_ESTABLISHED");
+    assert!(first["peeruri"].as_str().unwrap().contains("agent1"), "{first}");
+
+    r.conn.request("confirmTransfer", json!({}));
+    let established = carol.wait_event("CALL_ESTABLISHED");
+    assert!(established["peeruri"].as_str().unwrap().contains("bob"), "carol talks to bob: {established}");
+    let (mut success, mut gone) = (false, std::collections::BTreeMap::new());
+    while !success || gone.len() < 2 {
+        match r.conn.next_event() {
+            (name, _) if name == "call-transfer-success" => success = true,
+            (name, data) if name == "call-ended" => {
+                gone.insert(data["callId"].as_str().unwrap().to_owned(), data);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(gone[&a_bob]["reason"], "transferred");
+    assert_eq!(gone[&a_carol]["reason"], "local-hangup", "the helper ends the consultation: {gone:?}");
+    let closed = carol.wait_event("CALL_CLOSED");
+    assert!(closed["peeruri"].as_str().unwrap().contains("agent1"), "carol's call with the helper ends: {closed}");
 }

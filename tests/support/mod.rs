@@ -210,6 +210,20 @@ impl Conn {
         }
     }
 
+    /// The next event, whatever its name: (name, data).
+    pub fn next_event(&mut self) -> (String, Value) {
+        let v = match self.events.pop_front() {
+            Some(v) => v,
+            None => loop {
+                let v = self.read();
+                if v.get("event").is_some() {
+                    break v;
+                }
+            },
+        };
+        (v["event"].as_str().unwrap_or_default().to_owned(), v["data"].clone())
+    }
+
     /// The next event named `name`, skipping other events and responses.
     pub fn event(&mut self, name: &str) -> Value {
         while let Some(v) = self.events.pop_front() {

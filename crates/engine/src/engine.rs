@@ -80,6 +80,8 @@ pub struct Engine {
     /// A `connection-lost`/`connection-failed` was reported and the phone has
     /// not registered since: the next registration is a `connection-restored`.
     connection_down: bool,
+    /// Consulted transfers under way: (call to transfer, consultation call).
+    consultations: Vec<(String, String)>,
     phone: VecDeque<PhoneCommand>,
     /// Calls in progress, in the order they started.
     calls: Vec<m::CallStatus>,
@@ -107,6 +109,7 @@ impl Engine {
             events: VecDeque::new(),
             registration: m::RegistrationStatus { state: "not-configured".into(), ..Default::default() },
             connection_down: false,
+            consultations: Vec::new(),
             phone: VecDeque::new(),
             calls: Vec::new(),
             next_call: 1,
@@ -159,6 +162,7 @@ impl Engine {
             m::HOLD_CALL => self.hold_call(m::HOLD_CALL, params, true),
             m::RESUME_CALL => self.hold_call(m::RESUME_CALL, params, false),
             m::TRANSFER_CALL => self.transfer_call(params),
+            m::CONFIRM_TRANSFER => self.confirm_transfer(params),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
                 format!("unknown method {other:?}; `hello` lists the methods this helper offers"),
@@ -618,11 +622,11 @@ impl Engine {
     fn transfer_call(&mut self, params: Value) -> Result<Value, ApiError> {
         let p: m::TransferCallParams = m::parse_params(m::TRANSFER_CALL, params)?;
         let bad = |m: String| ApiError::new(ErrorCode::InvalidParams, format!("transferCall: {m}"));
-        match p.kind.as_str() {
-            "direct" => {}
-            "consulted" => return Err(bad("consulted transfer is not available yet; use type \"direct\"".into())),
+        let consulted = match p.kind.as_str() {
+            "direct" => false,
+            "consulted" => true,
             other => return Err(bad(format!("type {other:?} is not direct or consulted"))),
-        }
+        };
         let target = p.target.trim();
         if target.is_empty()
             || target.len() > 256
@@ -634,8 +638,68 @@ impl Engine {
         if self.calls.iter().any(|c| c.call_id == call_id && c.state != "connected") {
             return Err(bad(format!("call {call_id} is not connected")));
         }
-        self.phone.push_back(PhoneCommand::Transfer { call_id: call_id.clone(), target: target.to_owned() });
-        Ok(json!({ "callId": call_id }))
+        if self.consultations.iter().any(|(t, c)| *t == call_id || *c == call_id) {
+            return Err(bad(format!("call {call_id} is already part of a consulted transfer")));
+        }
+        if !consulted {
+            self.phone.push_back(PhoneCommand::Transfer { call_id: call_id.clone(), target: target.to_owned() });
+            return Ok(json!({ "callId": call_id }));
+        }
+        // Hold the call, consult the target on a call of its own; confirmTransfer joins them.
+        let consult_call_id = format!("o-{}", self.next_call);
+        self.next_call += 1;
+        tracing::info!(call_id, consult_call_id, target, "consulted transfer: consultation call");
+        self.calls.push(m::CallStatus {
+            call_id: consult_call_id.clone(),
+            direction: "outbound".into(),
+            state: "calling".into(),
+            remote: target.to_owned(),
+            codec: None,
+            hold: None,
+        });
+        self.consultations.push((call_id.clone(), consult_call_id.clone()));
+        self.phone.push_back(PhoneCommand::Consult {
+            call_id: call_id.clone(),
+            consult_call_id: consult_call_id.clone(),
+            target: target.to_owned(),
+        });
+        Ok(json!({ "callId": call_id, "consultCallId": consult_call_id }))
+    }
+
+    /// Completes a consulted transfer: the held call's party is asked to take
+    /// over the consultation call (REFER with Replaces). `callId` may name
+    /// either call; without it, the only consultation.
+    fn confirm_transfer(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::CallIdParams = m::parse_params(m::CONFIRM_TRANSFER, params)?;
+        let bad = |code, m: String| ApiError::new(code, format!("confirmTransfer: {m}"));
+        let found = match &p.call_id {
+            Some(id) => self.consultations.iter().find(|(t, c)| t == id || c == id),
+            None if self.consultations.len() > 1 => {
+                return Err(bad(ErrorCode::InvalidParams, "several consulted transfers; give callId".into()));
+            }
+            None => self.consultations.first(),
+        };
+        let Some((call_id, consult_call_id)) = found.cloned() else {
+            return Err(bad(
+                ErrorCode::NoSuchCall,
+                "no consulted transfer in progress; start one with transferCall".into(),
+            ));
+        };
+        let connected = |id: &str| self.calls.iter().any(|c| c.call_id == id && c.state == "connected");
+        if !connected(&consult_call_id) {
+            return Err(bad(
+                ErrorCode::InvalidParams,
+                format!("the consultation call {consult_call_id} is not connected"),
+            ));
+        }
+        if !connected(&call_id) {
+            return Err(bad(ErrorCode::InvalidParams, format!("call {call_id} is not connected")));
+        }
+        self.phone.push_back(PhoneCommand::ConfirmTransfer {
+            call_id: call_id.clone(),
+            consult_call_id: consult_call_id.clone(),
+        });
+        Ok(json!({ "callId": call_id, "consultCallId": consult_call_id }))
     }
 
     fn send_dtmf(&mut self, params: Value) -> Result<Value, ApiError> {
@@ -758,6 +822,7 @@ impl Engine {
             }
             CallUpdate::Ended { reason, sip_code, message } => {
                 self.calls.retain(|c| c.call_id != call_id);
+                self.consultations.retain(|(t, c)| *t != call_id && *c != call_id);
                 self.emit(ev::CALL_ENDED, ev::CallEnded { call_id, reason, sip_code, message });
             }
         }

@@ -75,10 +75,15 @@ pub struct CallIncoming {
     pub customer_info: Option<Value>,
     /// The value of the header named by `sip.call_id_header`.
     pub contact_center_call_id: Option<String>,
+    /// This call takes the place of that one (consulted transfer, RFC 3891):
+    /// it is answered at once and the other call ends as `replaced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_call_id: Option<String>,
 }
 
 /// `call-ended`. `reason`: `local-hangup`, `remote-hangup`, `cancelled`,
-/// `rejected`, `busy`, `timeout`, `no-answer`, `failed`.
+/// `rejected`, `busy`, `timeout`, `no-answer`, `failed`, `transferred`,
+/// `replaced`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CallEnded {

@@ -23,6 +23,7 @@ pub const SEND_DTMF: &str = "sendDtmf";
 pub const HOLD_CALL: &str = "holdCall";
 pub const RESUME_CALL: &str = "resumeCall";
 pub const TRANSFER_CALL: &str = "transferCall";
+pub const CONFIRM_TRANSFER: &str = "confirmTransfer";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -42,6 +43,7 @@ pub const ALL: &[&str] = &[
     HOLD_CALL,
     RESUME_CALL,
     TRANSFER_CALL,
+    CONFIRM_TRANSFER,
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

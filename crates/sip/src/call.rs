@@ -25,9 +25,13 @@
 //! peer's NOTIFYs (message/sipfrag) report the new call, and its success
 //! ends ours with BYE. An incoming REFER (being transferred) is accepted with
 //! 202 and an immediate NOTIFY 100 (RFC 3515 §2.4.4); the caller of
-//! [`Call::notify_refer_progress`] reports the new call's fate. A REFER with
-//! `Replaces` (the peer's consulted transfer) and session timers are not
-//! handled yet: 501.
+//! [`Call::notify_refer_progress`] reports the new call's fate.
+//!
+//! Consulted transfer (RFC 5589 §7): [`Call::transfer_replacing`] sends a
+//! REFER whose Refer-To carries the consultation dialog's Replaces; an
+//! incoming one reports that Replaces with the target. The driver matches an
+//! INVITE's Replaces to a call with [`Call::is_named_by`] and ends that call
+//! with [`Call::end_replaced`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -38,8 +42,12 @@ use rsip::{Header, Method, Request, Response, SipMessage, StatusCode};
 use crate::ids::Ids;
 use crate::message::{self, BRANCH_COOKIE, response_to};
 use crate::registration::Transport;
+use crate::replaces::Replaces;
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::transaction::{ClientOutput, ClientTransaction, ServerOutput, ServerTransaction, Timers, TransactionKey};
+
+/// The methods a call understands, for Allow.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
 
 /// What every call of one account needs to build its messages.
 #[derive(Debug, Clone)]
@@ -110,8 +118,9 @@ pub enum CallEvent {
     TransferSucceeded,
     /// The REFER was refused, or the peer's call to the target failed.
     TransferFailed { code: u16 },
-    /// The peer asks us to call `target` instead (we are being transferred).
-    TransferRequested { target: String },
+    /// The peer asks us to call `target` instead (we are being transferred),
+    /// with `replaces` when it is a consulted transfer.
+    TransferRequested { target: String, replaces: Option<Replaces> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,7 +230,7 @@ impl Call {
         let mut text = format!(
             "INVITE {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from};tag={local_tag}\r\nTo: <{target}>\r\n\
              Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\n\
-             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\nUser-Agent: {ua}\r\nContent-Type: application/sdp\r\n",
+             Allow: {ALLOW}\r\nSupported: replaces\r\nUser-Agent: {ua}\r\nContent-Type: application/sdp\r\n",
             via = ep.via(&branch),
             contact = ep.contact(),
             ua = ep.user_agent,
@@ -386,6 +395,22 @@ impl Call {
         self.negotiated.as_ref()
     }
 
+    /// What a Replaces header naming this dialog says, for the party at the
+    /// other end (its tag is `to-tag`); `None` before the peer's tag is known.
+    pub fn replaces(&self) -> Option<Replaces> {
+        Some(Replaces {
+            call_id: self.call_id.clone(),
+            to_tag: self.remote_tag.clone()?,
+            from_tag: self.local_tag.clone(),
+            early_only: false,
+        })
+    }
+
+    /// Whether an INVITE's Replaces header names this dialog (RFC 3891 §3).
+    pub fn is_named_by(&self, r: &Replaces) -> bool {
+        self.call_id == r.call_id && self.local_tag == r.to_tag && self.remote_tag.as_deref() == Some(&r.from_tag)
+    }
+
     /// (we hold the peer, the peer holds us)
     pub fn hold_state(&self) -> (bool, bool) {
         (self.local_hold, self.remote_hold)
@@ -504,20 +529,35 @@ impl Call {
 
     /// Blind transfer: asks the peer to call `target` (a SIP URI) instead of us.
     pub fn transfer(&mut self, now: Instant, target: &str) -> Result<(), CallError> {
+        self.transfer_replacing(now, target, None)
+    }
+
+    /// Consulted transfer when `replaces` is given: the peer calls `target`
+    /// with that Replaces header, taking over our consultation call with it.
+    pub fn transfer_replacing(
+        &mut self,
+        now: Instant,
+        target: &str,
+        replaces: Option<&Replaces>,
+    ) -> Result<(), CallError> {
         if self.state != CallState::Confirmed || self.transferring {
             return Err(CallError::WrongState("transfer", self.state));
         }
         if !(target.starts_with("sip:") || target.starts_with("sips:"))
             || target.len() > 512
-            || target.contains(['\r', '\n', '<', '>', ' '])
+            || target.contains(['\r', '\n', '<', '>', ' ', '?'])
         {
             return Err(CallError::BadTarget(target.to_owned()));
         }
+        let refer_to = match replaces {
+            Some(r) => r.in_uri(target),
+            None => target.to_owned(),
+        };
         let Some(mut refer) = self.in_dialog(Method::Refer) else {
             return Err(CallError::BadTarget(target.to_owned()));
         };
         refer.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
-        refer.headers.push(Header::Other("Refer-To".into(), format!("<{target}>")));
+        refer.headers.push(Header::Other("Refer-To".into(), format!("<{refer_to}>")));
         refer.headers.push(Header::Other("Referred-By".into(), format!("<{}>", self.local_uri)));
         refer.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
         refer.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
@@ -624,6 +664,25 @@ impl Call {
         let code = if (400..700).contains(&code) { code } else { 486 };
         self.finish_inbound(now, code, "rejected");
         Ok(())
+    }
+
+    /// Another call took this one's place (an INVITE with Replaces): end it
+    /// as `replaced`.
+    pub fn end_replaced(&mut self, now: Instant) {
+        match self.state {
+            CallState::Incoming => self.finish_inbound(now, 487, "replaced"),
+            CallState::Answering | CallState::Confirmed => {
+                self.ok_retransmit_at = None;
+                self.ok_give_up_at = None;
+                self.send_bye(now);
+                self.end("replaced", None);
+            }
+            _ => {
+                self.hangup(now);
+                self.end("replaced", None);
+            }
+        }
+        self.drain(now);
     }
 
     /// Ends the call whatever its state: CANCEL, a rejection or BYE.
@@ -744,16 +803,18 @@ impl Call {
                 });
                 let target =
                     refer_to.as_deref().map(uri_of).filter(|u| u.starts_with("sip:") || u.starts_with("sips:"));
-                match target {
+                // The URI without its embedded headers (`?…`), and the Replaces among them.
+                let split = target.as_deref().map(Replaces::from_uri);
+                let broken_replaces = split.as_ref().is_some_and(|(_, r)| r.is_none())
+                    && target.as_deref().is_some_and(|t| t.to_ascii_lowercase().contains("replaces="));
+                match split {
                     None => self.respond_new(now, &request, 400),
-                    Some(t) if t.to_ascii_lowercase().contains("replaces=") => self.respond_new(now, &request, 501),
-                    Some(t) => {
+                    Some(_) if broken_replaces => self.respond_new(now, &request, 400),
+                    Some((target, replaces)) => {
                         self.respond_new(now, &request, 202);
                         self.drain(now);
-                        // The URI without its embedded headers (`?…`).
-                        let target = t.split('?').next().unwrap_or(&t).to_owned();
                         self.notify_refer_progress(now, 100);
-                        self.out.push_back(CallOutput::Event(CallEvent::TransferRequested { target }));
+                        self.out.push_back(CallOutput::Event(CallEvent::TransferRequested { target, replaces }));
                     }
                 }
             }
@@ -996,6 +1057,10 @@ impl Call {
         }
         r.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
         r.headers.push(Header::UserAgent(rsip::headers::UserAgent::new(self.ep.user_agent.clone())));
+        if r.status_code.code() / 100 == 2 {
+            r.headers.push(Header::Allow(rsip::headers::Allow::new(ALLOW)));
+            r.headers.push(Header::Supported(rsip::headers::Supported::new("replaces")));
+        }
         match sdp_body {
             Some(body) => {
                 r.headers.push(Header::ContentType(rsip::headers::ContentType::new("application/sdp")));

@@ -4,8 +4,8 @@
 use rsip::prelude::*;
 use rsip::{Header, Method, Request};
 
-/// Extensions we implement (for `Require`); none yet beyond the base spec.
-const SUPPORTED: &[&str] = &[];
+/// Extensions we implement (for `Require`).
+const SUPPORTED: &[&str] = &["replaces"];
 /// Body types we understand, by method.
 const SDP: &str = "application/sdp";
 

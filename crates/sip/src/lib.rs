@@ -12,6 +12,7 @@
 //!   back-off, and a hard stop after three rejected credentials.
 //! - [`keepalive`]: CRLF pings (TCP, TLS) or OPTIONS (UDP) to notice a dead
 //!   server, and the address the server sees us at (RFC 3581).
+//! - [`replaces`]: the Replaces header of consulted transfer (RFC 3891).
 //! - [`ids`]: branches, tags and nonces from a source the caller chooses.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod keepalive;
 pub mod message;
 pub mod registration;
+pub mod replaces;
 pub mod sdp;
 pub mod transaction;
 

@@ -529,7 +529,7 @@ fn an_incoming_refer_is_accepted_and_answered_with_sipfrag_notifies() {
     let (refer, _) = drain(&mut b);
     deliver(&mut a, t0, refer);
     let (sent, events) = drain(&mut a);
-    assert_eq!(events, [CallEvent::TransferRequested { target: "sip:carol@example.com".into() }]);
+    assert_eq!(events, [CallEvent::TransferRequested { target: "sip:carol@example.com".into(), replaces: None }]);
     let first_lines: Vec<String> = sent.iter().map(|m| m.to_string().lines().next().unwrap().to_owned()).collect();
     assert_eq!(first_lines[0], "SIP/2.0 202 Accepted");
     assert!(first_lines[1].starts_with("NOTIFY "), "{first_lines:?}");
@@ -602,4 +602,53 @@ fn a_challenged_invite_is_sent_again_with_credentials() {
         .push(rsip::Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(r#"Digest realm="x", nonce="n""#)));
     deliver(&mut b, t0, vec![SipMessage::Response(c)]);
     assert_eq!(drain(&mut b).1, [CallEvent::Ended { reason: "rejected", sip_code: Some(407) }]);
+}
+
+#[test]
+fn consulted_transfer_names_the_consultation_dialog_as_the_target_sees_it() {
+    let t0 = Instant::now();
+    // alice talks to bob (`ab`/`bob`) and consults carol (`ac`/`carol`).
+    let (mut ab, mut bob) = confirmed(t0);
+    let (ac, carol) = confirmed(t0);
+    let replaces = ac.replaces().expect("confirmed dialogs know both tags");
+    assert!(carol.is_named_by(&replaces), "carol finds her dialog with alice by it");
+    assert!(!ac.is_named_by(&replaces), "tags are from the target's point of view");
+
+    ab.transfer_replacing(t0, "sip:carol@example.com", Some(&replaces)).unwrap();
+    let (refer, _) = drain(&mut ab);
+    let text = refer[0].to_string();
+    assert!(text.contains("Refer-To: <sip:carol@example.com?Replaces="), "{text}");
+    deliver(&mut bob, t0, refer);
+    let (_, events) = drain(&mut bob);
+    let [CallEvent::TransferRequested { target, replaces: Some(got) }] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(target, "sip:carol@example.com");
+    assert!(carol.is_named_by(got), "bob's INVITE will replace carol's call with alice");
+}
+
+#[test]
+fn a_replaced_call_ends_with_bye_and_reason_replaced() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    a.end_replaced(t0);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events, [CallEvent::Ended { reason: "replaced", sip_code: None }]);
+    assert!(sent[0].to_string().starts_with("BYE "), "{}", sent[0]);
+    deliver(&mut b, t0, sent);
+    assert!(drain(&mut b).1.contains(&CallEvent::Ended { reason: "remote-hangup", sip_code: None }));
+}
+
+#[test]
+fn a_refer_with_a_broken_replaces_is_refused() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    b.transfer(t0, "sip:carol@example.com").unwrap();
+    let (refer, _) = drain(&mut b);
+    let text = refer[0].to_string().replace("<sip:carol@example.com>", "<sip:carol@example.com?Replaces=nonsense>");
+    let SipMessage::Request(req) = SipMessage::try_from(text.as_str()).unwrap() else { panic!() };
+    a.handle_request(t0, req);
+    let (sent, events) = drain(&mut a);
+    assert!(events.is_empty(), "{events:?}");
+    assert!(sent[0].to_string().starts_with("SIP/2.0 400"), "{}", sent[0]);
 }

@@ -4,11 +4,12 @@
 use std::time::{Duration, Instant};
 
 use agent_helper_config::{Codec, Config};
-use agent_helper_sip::call::Call;
+use agent_helper_sip::call::{Call, CallState};
 use agent_helper_sip::ids::RandomIds;
+use agent_helper_sip::replaces::Replaces;
 use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
 use rsip::prelude::*;
-use rsip::{Header, SipMessage, StatusCode};
+use rsip::{Header, SipMessage};
 use tokio::net::UdpSocket;
 
 use super::{Active, ActiveCall, MAX_CALL_HEADERS, MAX_CUSTOMER_INFO};
@@ -127,20 +128,41 @@ pub(super) fn incoming_info(
         headers,
         customer_info,
         contact_center_call_id: cc_call_id,
+        replaces_call_id: None,
+    }
+}
+
+/// Answers an INVITE statelessly (it starts no call of ours).
+async fn refuse(a: &mut Active, invite: &rsip::Request, code: u16) {
+    if let Ok(resp) =
+        agent_helper_sip::message::response_to(invite, agent_helper_sip::message::status(code), Some("ah"))
+    {
+        let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
     }
 }
 
 pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
+    // Consulted transfer (RFC 3891): this INVITE takes the place of one of our calls.
+    let replaces_header = invite.headers.iter().find_map(|h| match h {
+        Header::Other(name, value) if name.eq_ignore_ascii_case("replaces") => Some(value.clone()),
+        _ => None,
+    });
+    let mut replaced: Option<String> = None;
+    if let Some(value) = replaces_header {
+        let Some(r) = Replaces::parse(&value) else { return refuse(a, &invite, 400).await };
+        let Some(old) = a.calls.iter().find(|c| c.call.is_named_by(&r) && c.call.state() != CallState::Ended) else {
+            return refuse(a, &invite, 481).await;
+        };
+        if r.early_only && old.call.state() == CallState::Confirmed {
+            return refuse(a, &invite, 486).await;
+        }
+        replaced = Some(old.id.clone());
+    }
     let (media, rtp) = match local_media(a.local_ip, audio_codecs(&a.config)).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take an inbound call");
-            if let Ok(resp) =
-                agent_helper_sip::message::response_to(&invite, StatusCode::ServerInternalError, Some("ah"))
-            {
-                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
-            }
-            return;
+            return refuse(a, &invite, 500).await;
         }
     };
     let no_answer = match a.config.calls.no_answer_timeout {
@@ -158,11 +180,21 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
     };
     match Call::incoming(now, a.endpoint.clone(), invite, media, no_answer, Box::new(RandomIds)) {
         Ok(mut call) => {
-            if let Some(delay) = auto_answer {
+            if let Some(old_id) = &replaced {
+                // The agent already took this conversation: answer, end the old leg.
+                tracing::info!(call_id, replaces = old_id, "call replaces another");
+                if let Err(e) = call.answer(now) {
+                    tracing::warn!(call_id, error = %e, "cannot answer the replacing call");
+                }
+                if let Some(old) = a.calls.iter_mut().find(|c| c.id == *old_id) {
+                    old.call.end_replaced(now);
+                }
+            } else if let Some(delay) = auto_answer {
                 tracing::info!(call_id, delay_ms = delay.as_millis() as u64, "auto-answer");
                 call.answer_after(now, delay);
             }
-            let info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
+            let mut info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
+            info.replaces_call_id = replaced;
             a.calls.push(ActiveCall { id: call_id, call, announce_started: false, rtp });
             // Queued for flush(): the event follows the 100/180 on the wire.
             a.pending_incoming.push(info);

@@ -163,6 +163,7 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
         calls: Vec::new(),
         pending_incoming: Vec::new(),
         referred: Vec::new(),
+        consultations: Vec::new(),
         needs_failover: false,
         password: t.password.clone(),
     })

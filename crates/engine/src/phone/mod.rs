@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use agent_helper_config::Config;
 use agent_helper_protocol::Password;
-use agent_helper_sip::call::{Call, CallEvent, CallOutput, Endpoint};
+use agent_helper_sip::call::{Call, CallEvent, CallOutput, CallState, Endpoint};
 use agent_helper_sip::ids::RandomIds;
 use agent_helper_sip::keepalive::{KeepAlive, KeepAliveOutput, PING};
 use agent_helper_sip::registration::{Failure, Registration, RegistrationOutput, RegistrationState, Transport};
+use agent_helper_sip::replaces::Replaces;
 use rsip::prelude::*;
 use rsip::{Header, SipMessage, StatusCode};
 use tokio::sync::{mpsc, oneshot};
@@ -39,15 +40,52 @@ const MAX_CALL_HEADERS: usize = 32;
 const MAX_CUSTOMER_INFO: usize = 8 * 1024;
 
 pub enum PhoneCommand {
-    Register { username: String, password: Password, config: Box<Config> },
+    Register {
+        username: String,
+        password: Password,
+        config: Box<Config>,
+    },
     Unregister,
-    Dial { call_id: String, target: String, headers: Vec<(String, String)> },
-    Answer { call_id: String },
-    Reject { call_id: String, code: u16 },
-    Hangup { call_id: String },
-    Dtmf { call_id: String, tones: String, duration: Duration, gap: Duration },
-    Hold { call_id: String, hold: bool },
-    Transfer { call_id: String, target: String },
+    Dial {
+        call_id: String,
+        target: String,
+        headers: Vec<(String, String)>,
+    },
+    Answer {
+        call_id: String,
+    },
+    Reject {
+        call_id: String,
+        code: u16,
+    },
+    Hangup {
+        call_id: String,
+    },
+    Dtmf {
+        call_id: String,
+        tones: String,
+        duration: Duration,
+        gap: Duration,
+    },
+    Hold {
+        call_id: String,
+        hold: bool,
+    },
+    Transfer {
+        call_id: String,
+        target: String,
+    },
+    /// Consulted transfer, first step: hold `call_id`, call `target` as `consult_call_id`.
+    Consult {
+        call_id: String,
+        consult_call_id: String,
+        target: String,
+    },
+    /// Consulted transfer, last step: the peer of `call_id` takes over `consult_call_id`.
+    ConfirmTransfer {
+        call_id: String,
+        consult_call_id: String,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -134,6 +172,9 @@ struct Active {
     pending_incoming: Vec<agent_helper_protocol::events::CallIncoming>,
     /// Calls made for a REFER: (new call, the call that asked for it).
     referred: Vec<(String, String)>,
+    /// Consulted transfers confirmed: (transferred call, consultation call).
+    /// The consultation ends with the transfer's success.
+    consultations: Vec<(String, String)>,
     /// The server stopped answering or refuses service: move to the next one.
     needs_failover: bool,
     /// For INVITEs the proxy challenges.
@@ -231,6 +272,44 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     let domain = active.as_ref().map(|a| a.endpoint.domain.clone()).unwrap_or_default();
                     let uri = target_uri(&to, &domain);
                     with_call(&mut active, &events, &call_id, |c, now| c.transfer(now, &uri).map_err(|e| e.to_string())).await
+                }
+                Some(PhoneCommand::Consult { call_id, consult_call_id, target: to }) => {
+                    if let Some(a) = active.as_mut()
+                        && let Some(c) = a.calls.iter_mut().find(|c| c.id == call_id)
+                        && c.call.state() == CallState::Confirmed
+                        && !c.call.hold_state().0
+                        && let Err(e) = c.call.set_hold(Instant::now(), true)
+                    {
+                        tracing::warn!(call_id, error = %e, "cannot hold the call for a consultation");
+                    }
+                    let ended = match active.as_mut() {
+                        Some(a) => dial(a, &consult_call_id, &to, &[]).await.err(),
+                        None => Some("the phone is not connected to a SIP server".to_owned()),
+                    };
+                    if let Some(message) = ended {
+                        let update = CallUpdate::Ended { reason: "failed".into(), sip_code: None, message: Some(message) };
+                        let _ = events.send(PhoneEvent::Call { call_id: consult_call_id, update }).await;
+                    }
+                    if let Some(a) = active.as_mut()
+                        && flush(a, &events).await {
+                            active = None;
+                        }
+                }
+                Some(PhoneCommand::ConfirmTransfer { call_id, consult_call_id }) => {
+                    let consult = active.as_ref().and_then(|a| a.calls.iter().find(|c| c.id == consult_call_id));
+                    let named = consult.and_then(|c| Some((c.call.remote_uri().to_owned(), c.call.replaces()?)));
+                    match named {
+                        Some((target, replaces)) => {
+                            if let Some(a) = active.as_mut() {
+                                a.consultations.push((call_id.clone(), consult_call_id));
+                            }
+                            with_call(&mut active, &events, &call_id, |c, now| {
+                                c.transfer_replacing(now, &target, Some(&replaces)).map_err(|e| e.to_string())
+                            })
+                            .await
+                        }
+                        None => tracing::warn!(call_id, consult_call_id, "no answered consultation call to transfer to"),
+                    }
                 }
                 Some(PhoneCommand::Hold { call_id, hold }) => {
                     with_call(&mut active, &events, &call_id, |c, now| c.set_hold(now, hold).map_err(|e| e.to_string())).await
@@ -493,7 +572,8 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
     // referrer, a call to a transfer target) queues more output, which the next
     // pass sends the same way. A pass that asks for nothing ends it.
     loop {
-        let mut transfer_requests: Vec<(String, String)> = Vec::new();
+        let mut transfer_requests: Vec<(String, String, Option<Replaces>)> = Vec::new();
+        let mut consultations_done: Vec<String> = Vec::new();
         let mut refer_progress: Vec<(String, u16)> = Vec::new();
         for i in 0..a.calls.len() {
             if a.calls[i].call.is_outbound() && a.calls[i].announce_started {
@@ -531,10 +611,13 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                     }
                     CallOutput::Event(CallEvent::HoldFailed { code }) => CallUpdate::HoldFailed { code },
                     CallOutput::Event(CallEvent::TransferAccepted) => CallUpdate::TransferStarted,
-                    CallOutput::Event(CallEvent::TransferSucceeded) => CallUpdate::TransferSucceeded,
+                    CallOutput::Event(CallEvent::TransferSucceeded) => {
+                        consultations_done.push(call_id.clone());
+                        CallUpdate::TransferSucceeded
+                    }
                     CallOutput::Event(CallEvent::TransferFailed { code }) => CallUpdate::TransferFailed { code },
-                    CallOutput::Event(CallEvent::TransferRequested { target }) => {
-                        transfer_requests.push((call_id, target));
+                    CallOutput::Event(CallEvent::TransferRequested { target, replaces }) => {
+                        transfer_requests.push((call_id, target, replaces));
                         continue;
                     }
                 };
@@ -554,10 +637,22 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 let _ = events.send(PhoneEvent::Call { call_id, update }).await;
             }
         }
-        if transfer_requests.is_empty() && refer_progress.is_empty() {
+        if transfer_requests.is_empty() && refer_progress.is_empty() && consultations_done.is_empty() {
             break;
         }
         let now = Instant::now();
+        // The transferee talks to the target now. A target that knows Replaces
+        // has ended our consultation already; one that does not is told by BYE.
+        for transferred in consultations_done {
+            let consults: Vec<String> =
+                a.consultations.iter().filter(|(t, _)| *t == transferred).map(|(_, c)| c.clone()).collect();
+            a.consultations.retain(|(t, _)| *t != transferred);
+            for consult in consults {
+                if let Some(c) = a.calls.iter_mut().find(|c| c.id == consult) {
+                    c.call.hangup(now);
+                }
+            }
+        }
         for (referrer, code) in refer_progress {
             if let Some(c) = a.calls.iter_mut().find(|c| c.id == referrer) {
                 c.call.notify_refer_progress(now, code);
@@ -566,11 +661,19 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 a.referred.retain(|(_, r)| *r != referrer);
             }
         }
-        for (referrer, target) in transfer_requests {
+        for (referrer, target, replaces) in transfer_requests {
             let mut ids = RandomIds;
             let new_call_id = format!("t-{}", agent_helper_sip::ids::Ids::token(&mut ids));
-            tracing::info!(call_id = referrer, new_call_id, target, "transferred by the other party");
-            match dial(a, &new_call_id, &target, &[]).await {
+            tracing::info!(
+                call_id = referrer,
+                new_call_id,
+                target,
+                consulted = replaces.is_some(),
+                "transferred by the other party"
+            );
+            let headers: Vec<(String, String)> =
+                replaces.iter().map(|r| ("Replaces".to_owned(), r.to_header_value())).collect();
+            match dial(a, &new_call_id, &target, &headers).await {
                 Ok(()) => {
                     a.referred.push((new_call_id.clone(), referrer.clone()));
                     let update = CallUpdate::Transferred { new_call_id, target };
