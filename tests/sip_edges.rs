@@ -107,3 +107,20 @@ fn a_200_crossing_our_cancel_is_acknowledged_and_ended_with_bye() {
     assert_eq!(ended["reason"], "cancelled", "{ended}");
     sipp.assert_passed();
 }
+
+#[test]
+fn challenges_to_the_re_invite_and_the_bye_are_answered_with_credentials() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper(&k, dir.path());
+    let sipp = Sipp::uas("uas_challenge_in_dialog.xml");
+    conn.request("call", json!({"target": sipp.target()}));
+    conn.event("call-confirmed");
+    conn.request("holdCall", json!({}));
+    // 401, then the re-INVITE again with credentials sipp verifies.
+    assert_eq!(conn.event("call-held")["peerDirection"], "recvonly");
+    conn.request("endCall", json!({}));
+    assert_eq!(conn.event("call-ended")["reason"], "local-hangup");
+    // 401 to the BYE, then the BYE again with valid credentials.
+    sipp.assert_passed();
+}

@@ -15,6 +15,9 @@
 //! the next one after the answer and the tone's duration plus the gap; `,` is
 //! a 2 s pause), and INFO digits from the peer become `Dtmf` events.
 //!
+//! A 401/407 to any of our requests (INVITE, re-INVITE, BYE, REFER, INFO,
+//! NOTIFY) is answered once with credentials for the strongest challenge.
+//!
 //! Hold and resume are re-INVITEs with `a=sendonly` / `a=sendrecv`; a peer's
 //! re-INVITE is answered from its offer and reported as remote hold or
 //! resume. Crossing re-INVITEs get 491 and ours is retried after 2.1–4 s
@@ -188,6 +191,9 @@ pub struct Call {
     reinvite_cseq: u32,
     /// After a 491: when to try again, and what.
     reinvite_retry: Option<(Instant, bool)>,
+    /// Our last re-INVITE as sent, to send again with credentials (once: a
+    /// challenge to one that carried them is a refusal).
+    reinvite_request: Option<Request>,
     /// The ACK of our last re-INVITE's 2xx, resent if that 2xx comes again.
     reinvite_ack: Option<(TransactionKey, Request)>,
     /// We sent a 2xx to an INVITE and wait for its ACK.
@@ -357,6 +363,7 @@ impl Call {
             reinvite: None,
             reinvite_cseq: 0,
             reinvite_retry: None,
+            reinvite_request: None,
             reinvite_ack: None,
             awaiting_ack: false,
             refer: None,
@@ -521,9 +528,10 @@ impl Call {
         set_sdp_body(&mut invite.headers, &mut invite.body, body, &self.ep.contact());
         if let (Ok(key), Ok(txn)) = (
             TransactionKey::for_client(&invite),
-            ClientTransaction::new(now, invite, self.ep.transport.reliable(), self.ep.timers),
+            ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers),
         ) {
             self.reinvite = Some((key, txn, hold));
+            self.reinvite_request = Some(invite);
         }
     }
 
@@ -1226,10 +1234,19 @@ impl Call {
         }
         let mut dtmf_done = false;
         let mut refer_answer = None;
+        let mut challenged = Vec::new();
         for (k, t) in &mut self.clients {
             while let Some(o) = t.poll_output() {
                 match o {
                     ClientOutput::Transmit(m) => self.out.push_back(CallOutput::Transmit(m)),
+                    ClientOutput::Response(r)
+                        if matches!(r.status_code.code(), 401 | 407)
+                            && self.password.is_some()
+                            && t.request().method != Method::Cancel
+                            && t.request().method != Method::Invite =>
+                    {
+                        challenged.push((k.clone(), r));
+                    }
                     ClientOutput::Response(r) if r.status_code.code() >= 200 => {
                         dtmf_done |= self.dtmf_in_flight.as_ref().is_some_and(|(key, _)| key == k);
                         if self.refer.as_ref() == Some(k) {
@@ -1246,7 +1263,34 @@ impl Call {
                 }
             }
         }
+        // Challenged requests go again with credentials; one that cannot
+        // counts as refused (a REFER's transfer fails, a DTMF queue stops).
+        let mut retried = false;
+        for (k, r) in challenged {
+            if self.retry_in_dialog_with_credentials(now, &k, &r) {
+                retried = true;
+            } else {
+                let code = r.status_code.code();
+                if self.refer.as_ref() == Some(&k) {
+                    refer_answer = Some(code);
+                }
+                if self.dtmf_in_flight.as_ref().is_some_and(|(key, _)| *key == k) {
+                    self.dtmf.clear();
+                    dtmf_done = true;
+                }
+            }
+        }
         self.clients.retain(|(_, t)| !t.is_terminated());
+        if retried {
+            // The new transactions' first sends.
+            for (_, t) in &mut self.clients {
+                while let Some(o) = t.poll_output() {
+                    if let ClientOutput::Transmit(m) = o {
+                        self.out.push_back(CallOutput::Transmit(m));
+                    }
+                }
+            }
+        }
         if let Some(code) = refer_answer {
             self.refer = None;
             if (200..300).contains(&code) {
@@ -1293,6 +1337,25 @@ impl Call {
                     self.out.push_back(CallOutput::Event(CallEvent::LocalHold { held: hold, peer }));
                 }
             }
+            (401 | 407, Some(r)) => {
+                let request = self.reinvite_request.clone();
+                let retry = request.and_then(|req| self.with_credentials(&req, &r, self.local_cseq + 1));
+                match retry {
+                    Some(invite) => {
+                        self.local_cseq += 1;
+                        self.reinvite_cseq = self.local_cseq;
+                        if let (Ok(k), Ok(txn)) = (
+                            TransactionKey::for_client(&invite),
+                            ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers),
+                        ) {
+                            self.reinvite_request = Some(invite);
+                            self.reinvite = Some((k, txn, hold));
+                            self.drain(now);
+                        }
+                    }
+                    None => self.hold_refused(code),
+                }
+            }
             (491, _) => {
                 // §14.1: the Call-ID owner (the caller) waits 2.1–4 s, the other 0–2 s.
                 let spread = u64::from_str_radix(self.ids.token().get(..4).unwrap_or("0"), 16).unwrap_or(0);
@@ -1304,12 +1367,13 @@ impl Call {
                 self.send_bye(now);
                 self.end("failed", Some(code));
             }
-            (code, _) => {
-                self.media.direction =
-                    if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
-                self.out.push_back(CallOutput::Event(CallEvent::HoldFailed { code }));
-            }
+            (code, _) => self.hold_refused(code),
         }
+    }
+
+    fn hold_refused(&mut self, code: u16) {
+        self.media.direction = if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
+        self.out.push_back(CallOutput::Event(CallEvent::HoldFailed { code }));
     }
 
     /// Answers a 401/407 to our INVITE (the transaction already ACKed it):
@@ -1317,37 +1381,17 @@ impl Call {
     /// strongest challenge. `false` when we have no password, the challenge
     /// is unusable, or credentials were already refused once.
     fn resend_invite_with_credentials(&mut self, now: Instant, r: &Response) -> bool {
-        let Some(password) = self.password.clone() else { return false };
         if self.auth_attempts >= 1 {
             return false;
         }
-        let Ok((challenge, proxy)) = crate::auth::Challenge::from_response(r) else { return false };
-        self.auth_attempts += 1;
         let (seq, _) = message::cseq(&self.invite).unwrap_or((1, Method::Invite));
-        let uri = self.invite.uri.to_string();
-        let cnonce = self.ids.token();
-        let value = challenge.authorization(&self.ep.username, &password, "INVITE", &uri, &cnonce, 1);
-        let mut invite = self.invite.clone();
-        invite.headers.retain(|h| {
-            !matches!(h, Header::Via(_) | Header::CSeq(_) | Header::Authorization(_) | Header::ProxyAuthorization(_))
-        });
-        let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
-        let mut headers = rsip::Headers::default();
-        headers.push(Header::Via(rsip::headers::Via::new(self.ep.via(&branch).trim_start_matches("Via: "))));
-        headers.push(Header::CSeq(rsip::typed::CSeq { seq: seq + 1, method: Method::Invite }.into()));
-        headers.push(if proxy {
-            Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(value))
-        } else {
-            Header::Authorization(rsip::headers::Authorization::new(value))
-        });
-        for h in invite.headers.iter() {
-            headers.push(h.clone());
-        }
-        invite.headers = headers;
+        let invite = self.invite.clone();
+        let Some(invite) = self.with_credentials(&invite, r, seq + 1) else { return false };
         let Ok(key) = TransactionKey::for_client(&invite) else { return false };
         let Ok(txn) = ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers) else {
             return false;
         };
+        self.auth_attempts += 1;
         self.local_cseq = seq + 1;
         self.invite = invite;
         // The old transaction keeps absorbing retransmissions of the challenge.
@@ -1355,6 +1399,67 @@ impl Call {
             self.clients.push(old);
         }
         self.drain(now);
+        true
+    }
+
+    /// `request` again with CSeq `seq`, a new branch and credentials for the
+    /// strongest challenge in `r` (RFC 3261 §22.2, §22.3). `None` without a
+    /// password or a usable challenge, or when `request` already carried
+    /// credentials: a second refusal is final.
+    fn with_credentials(&mut self, request: &Request, r: &Response, seq: u32) -> Option<Request> {
+        let password = self.password.clone()?;
+        let carried =
+            request.headers.iter().any(|h| matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
+        if carried {
+            return None;
+        }
+        let (challenge, proxy) = crate::auth::Challenge::from_response(r).ok()?;
+        let method = request.method.to_string();
+        let uri = request.uri.to_string();
+        let cnonce = self.ids.token();
+        let value = challenge.authorization(&self.ep.username, &password, &method, &uri, &cnonce, 1);
+        let mut out = request.clone();
+        out.headers.retain(|h| !matches!(h, Header::Via(_) | Header::CSeq(_)));
+        let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
+        let mut headers = rsip::Headers::default();
+        headers.push(Header::Via(rsip::headers::Via::new(self.ep.via(&branch))));
+        headers.push(Header::CSeq(rsip::typed::CSeq { seq, method: request.method }.into()));
+        headers.push(if proxy {
+            Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(value))
+        } else {
+            Header::Authorization(rsip::headers::Authorization::new(value))
+        });
+        for h in out.headers.iter() {
+            headers.push(h.clone());
+        }
+        out.headers = headers;
+        Some(out)
+    }
+
+    /// A 401/407 to one of our in-dialog requests (BYE, REFER, INFO, NOTIFY):
+    /// the request again with credentials, as a new transaction that takes
+    /// over the old one's role. `false` when it cannot be retried.
+    fn retry_in_dialog_with_credentials(&mut self, now: Instant, key: &TransactionKey, r: &Response) -> bool {
+        let Some(request) = self.clients.iter().find(|(k, _)| k == key).map(|(_, t)| t.request().clone()) else {
+            return false;
+        };
+        let Some(retry) = self.with_credentials(&request, r, self.local_cseq + 1) else { return false };
+        let (Ok(new_key), Ok(txn)) = (
+            TransactionKey::for_client(&retry),
+            ClientTransaction::new(now, retry, self.ep.transport.reliable(), self.ep.timers),
+        ) else {
+            return false;
+        };
+        self.local_cseq += 1;
+        if self.refer.as_ref() == Some(key) {
+            self.refer = Some(new_key.clone());
+        }
+        if let Some((k, _)) = &mut self.dtmf_in_flight
+            && k == key
+        {
+            *k = new_key.clone();
+        }
+        self.clients.push((new_key, txn));
         true
     }
 

@@ -652,3 +652,73 @@ fn a_refer_with_a_broken_replaces_is_refused() {
     assert!(events.is_empty(), "{events:?}");
     assert!(sent[0].to_string().starts_with("SIP/2.0 400"), "{}", sent[0]);
 }
+
+fn challenge_to(req: &rsip::Request, code: u16) -> SipMessage {
+    let mut c = agent_helper_sip::message::response_to(req, rsip::StatusCode::from(code), Some("px")).unwrap();
+    let v = r#"Digest realm="example.com", nonce="n9", qop="auth""#;
+    c.headers.push(if code == 407 {
+        rsip::Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(v))
+    } else {
+        rsip::Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(v))
+    });
+    SipMessage::Response(c)
+}
+
+fn requests(sent: &[SipMessage]) -> Vec<rsip::Request> {
+    sent.iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn challenges_to_in_dialog_requests_are_answered_once_with_credentials() {
+    let t0 = Instant::now();
+    let (a, _b) = confirmed(t0);
+    let mut a = a.with_password("s3cret");
+
+    // A re-INVITE (hold) challenged by the proxy: ACKed, sent again with credentials.
+    a.set_hold(t0, true).unwrap();
+    let reinvite = requests(&drain(&mut a).0).remove(0);
+    let (seq, _) = agent_helper_sip::message::cseq(&reinvite).unwrap();
+    deliver(&mut a, t0, vec![challenge_to(&reinvite, 407)]);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events, [], "transparent to the agent");
+    let sent = requests(&sent);
+    assert_eq!(sent[0].method, rsip::Method::Ack);
+    let again = sent[1].clone();
+    assert_eq!(agent_helper_sip::message::cseq(&again).unwrap(), (seq + 1, rsip::Method::Invite));
+    assert!(again.to_string().contains("Proxy-Authorization: Digest username=\"alice\""), "{again}");
+    assert!(again.to_string().contains("a=sendonly"), "still the hold offer");
+    let mut ok = agent_helper_sip::message::response_to(&again, rsip::StatusCode::OK, Some("b")).unwrap();
+    ok.body = b"v=0\r\no=- 1 2 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=recvonly\r\n".to_vec();
+    deliver(&mut a, t0, vec![SipMessage::Response(ok)]);
+    let (_, events) = drain(&mut a);
+    assert!(matches!(events.as_slice(), [CallEvent::LocalHold { held: true, .. }]), "{events:?}");
+
+    // A second challenge to the credentialed request is a refusal.
+    a.set_hold(t0, false).unwrap();
+    let resume = requests(&drain(&mut a).0).remove(0);
+    deliver(&mut a, t0, vec![challenge_to(&resume, 401)]);
+    let again = requests(&drain(&mut a).0).pop().unwrap();
+    deliver(&mut a, t0, vec![challenge_to(&again, 401)]);
+    assert_eq!(drain(&mut a).1, [CallEvent::HoldFailed { code: 401 }]);
+
+    // BYE challenged by the server: sent again with Authorization, next CSeq.
+    a.hangup(t0);
+    let bye = requests(&drain(&mut a).0).remove(0);
+    deliver(&mut a, t0, vec![challenge_to(&bye, 401)]);
+    let again = requests(&drain(&mut a).0);
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (bye_seq, _) = agent_helper_sip::message::cseq(&bye).unwrap();
+    assert_eq!(agent_helper_sip::message::cseq(&again[0]).unwrap(), (bye_seq + 1, rsip::Method::Bye));
+    assert!(again[0].to_string().contains("Authorization: Digest username=\"alice\""), "{}", again[0]);
+    let ok = agent_helper_sip::message::response_to(&again[0], rsip::StatusCode::OK, None).unwrap();
+    deliver(&mut a, t0, vec![SipMessage::Response(ok)]);
+    drain(&mut a);
+    let later = t0 + std::time::Duration::from_secs(40);
+    a.handle_timeout(later);
+    assert!(a.is_finished(), "nothing left in flight");
+}
