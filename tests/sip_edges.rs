@@ -14,10 +14,15 @@ use support::*;
 const PASSWORD: &str = "kam-secret-7";
 
 fn registered_helper(k: &Kamailio, dir: &std::path::Path) -> (Helper, Conn) {
+    registered_helper_with(k, dir, "")
+}
+
+/// `extra` is appended to the helper's config.toml.
+fn registered_helper_with(k: &Kamailio, dir: &std::path::Path, extra: &str) -> (Helper, Conn) {
     std::fs::write(
         dir.join("config.toml"),
         format!(
-            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n[codecs]\nallow = [\"pcmu\"]\n",
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n[codecs]\nallow = [\"pcmu\"]\n{extra}",
             k.port
         ),
     )
@@ -122,5 +127,20 @@ fn challenges_to_the_re_invite_and_the_bye_are_answered_with_credentials() {
     conn.request("endCall", json!({}));
     assert_eq!(conn.event("call-ended")["reason"], "local-hangup");
     // 401 to the BYE, then the BYE again with valid credentials.
+    sipp.assert_passed();
+}
+
+#[test]
+fn the_helper_refreshes_a_90_s_session_by_re_invite() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper_with(&k, dir.path(), "[calls]\nsession_expires = 90\n");
+    let sipp = Sipp::uas("uas_session_timer.xml");
+    conn.request("call", json!({"target": sipp.target()}));
+    conn.event("call-confirmed");
+    // sipp hangs up only after a valid refresh arrived (due 45 s in).
+    conn.stream.set_read_timeout(Some(Duration::from_secs(75))).unwrap();
+    let ended = conn.event("call-ended");
+    assert_eq!(ended["reason"], "remote-hangup", "{ended}");
     sipp.assert_passed();
 }

@@ -15,6 +15,11 @@
 //! the next one after the answer and the tone's duration plus the gap; `,` is
 //! a 2 s pause), and INFO digits from the peer become `Dtmf` events.
 //!
+//! Session timers (RFC 4028, [`crate::session_timer`]): our INVITE asks for
+//! `Endpoint::session_expires`; the 2xx decides who refreshes. The refresher
+//! re-INVITEs every half interval; the other side sends BYE when no refresh
+//! came in time (`session-expired`). A 422 raises the interval once.
+//!
 //! A 401/407 to any of our requests (INVITE, re-INVITE, BYE, REFER, INFO,
 //! NOTIFY) is answered once with credentials for the strongest challenge.
 //!
@@ -47,6 +52,7 @@ use crate::message::{self, BRANCH_COOKIE, response_to};
 use crate::registration::Transport;
 use crate::replaces::Replaces;
 use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::session_timer::{self, MIN_SE, Refresher, SessionExpires, SessionTimer};
 use crate::transaction::{ClientOutput, ClientTransaction, ServerOutput, ServerTransaction, Timers, TransactionKey};
 
 /// The methods a call understands, for Allow.
@@ -63,6 +69,8 @@ pub struct Endpoint {
     pub transport: Transport,
     pub user_agent: String,
     pub timers: Timers,
+    /// RFC 4028 session interval we ask for, in seconds; 0 = none.
+    pub session_expires: u32,
 }
 
 impl Endpoint {
@@ -201,8 +209,16 @@ pub struct Call {
     /// Our REFER in flight, then `None` once answered; `transferring` until the outcome.
     refer: Option<TransactionKey>,
     transferring: bool,
+    /// The session timer of the confirmed call (RFC 4028), if one was agreed.
+    session: Option<SessionTimer>,
+    /// Inbound: the Session-Expires our 2xx names.
+    session_answer: Option<SessionExpires>,
+    /// The re-INVITE in flight only refreshes the session (no event for it).
+    reinvite_refresh: bool,
     /// The account's password, for INVITEs the proxy challenges (401/407).
     password: Option<zeroize::Zeroizing<String>>,
+    /// The INVITE was sent again with a larger Session-Expires after a 422.
+    interval_raised: bool,
     /// INVITEs resent with credentials so far; a second refusal is final.
     auth_attempts: u32,
     out: VecDeque<CallOutput>,
@@ -236,11 +252,14 @@ impl Call {
         let mut text = format!(
             "INVITE {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from};tag={local_tag}\r\nTo: <{target}>\r\n\
              Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\n\
-             Allow: {ALLOW}\r\nSupported: replaces\r\nUser-Agent: {ua}\r\nContent-Type: application/sdp\r\n",
+             Allow: {ALLOW}\r\nSupported: replaces, timer\r\nUser-Agent: {ua}\r\nContent-Type: application/sdp\r\n",
             via = ep.via(&branch),
             contact = ep.contact(),
             ua = ep.user_agent,
         );
+        if ep.session_expires > 0 {
+            text.push_str(&format!("Session-Expires: {}\r\nMin-SE: {MIN_SE}\r\n", ep.session_expires.max(MIN_SE)));
+        }
         for (name, value) in extra_headers {
             text.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -282,6 +301,11 @@ impl Call {
         let (Ok(call_id), Ok(from), Ok(to)) = (call_id, from, to) else { return Err(reject(400)) };
         let remote_tag = tag_of(&from);
         let key = TransactionKey::for_server(&invite).map_err(|_| reject(400))?;
+        let session_answer = session_timer::answer_for(&invite, ep.session_expires).map_err(|min| {
+            let mut r = reject(422);
+            r.headers.push(Header::Other("Min-SE".into(), min.to_string()));
+            r
+        })?;
         let late_offer = invite.body.is_empty();
         let negotiated = if late_offer {
             None
@@ -307,6 +331,7 @@ impl Call {
         call.negotiated = negotiated;
         call.late_offer = late_offer;
         call.no_answer_at = no_answer_after.map(|d| now + d);
+        call.session_answer = session_answer;
         // The INVITE is a request to us: CANCEL may come at once.
         call.provisional_seen = true;
         let ringing = call.response(StatusCode::Ringing, None);
@@ -368,8 +393,12 @@ impl Call {
             awaiting_ack: false,
             refer: None,
             transferring: false,
+            session: None,
+            session_answer: None,
+            reinvite_refresh: false,
             password: None,
             auth_attempts: 0,
+            interval_raised: false,
             out: VecDeque::new(),
             ep,
         }
@@ -492,7 +521,11 @@ impl Call {
             self.negotiated = Some(negotiated);
             text
         };
-        let ok = self.response(StatusCode::OK, Some(body));
+        let mut ok = self.response(StatusCode::OK, Some(body));
+        if let Some(se) = self.session_answer {
+            add_session_headers(&mut ok.headers, se, session_timer::supports_timer(&self.invite.headers));
+            self.session = Some(SessionTimer::new(now, se.seconds, se.refresher == Some(Refresher::Uas)));
+        }
         self.no_answer_at = None;
         self.answer_at = None;
         self.state = CallState::Answering;
@@ -517,7 +550,16 @@ impl Call {
         Ok(())
     }
 
+    /// A re-INVITE that only refreshes the session (RFC 4028 §7.4): the same
+    /// media, the Session-Expires we keep.
+    fn send_refresh(&mut self, now: Instant) {
+        let hold = self.local_hold;
+        self.send_reinvite(now, hold);
+        self.reinvite_refresh = true;
+    }
+
     fn send_reinvite(&mut self, now: Instant, hold: bool) {
+        self.reinvite_refresh = false;
         let mut media = self.media.clone();
         media.version += 1;
         media.direction = if hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
@@ -526,6 +568,12 @@ impl Call {
         self.media = media;
         self.reinvite_cseq = self.local_cseq;
         set_sdp_body(&mut invite.headers, &mut invite.body, body, &self.ep.contact());
+        if let Some(s) = &self.session {
+            // We send this re-INVITE, so we are its UAC: we refresh from now on.
+            let se = SessionExpires { seconds: s.interval.as_secs() as u32, refresher: Some(Refresher::Uac) };
+            invite.headers.push(Header::Other("Session-Expires".into(), se.to_header_value()));
+            invite.headers.push(Header::Supported(rsip::headers::Supported::new("replaces, timer")));
+        }
         if let (Ok(key), Ok(txn)) = (
             TransactionKey::for_client(&invite),
             ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers),
@@ -929,6 +977,18 @@ impl Call {
         self.media = media;
         let mut ok = response_to(&request, StatusCode::OK, Some(&self.local_tag)).unwrap_or_default();
         set_sdp_body(&mut ok.headers, &mut ok.body, body, &self.ep.contact());
+        // The peer's re-INVITE refreshes the session, possibly with new terms.
+        match session_timer::answer_for(&request, self.ep.session_expires) {
+            Ok(Some(se)) => {
+                add_session_headers(&mut ok.headers, se, session_timer::supports_timer(&request.headers));
+                self.session = Some(SessionTimer::new(now, se.seconds, se.refresher == Some(Refresher::Uas)));
+            }
+            _ => {
+                if let Some(s) = &mut self.session {
+                    s.refreshed(now);
+                }
+            }
+        }
         let _ = txn.send_response(now, ok.clone());
         self.servers.push((key, txn));
         self.ok = Some(ok);
@@ -997,6 +1057,22 @@ impl Call {
             // An offer we cannot answer was refused at INVITE time; nothing else fails here.
             let _ = self.answer(now);
         }
+        if self.state == CallState::Confirmed
+            && let Some(s) = &mut self.session
+            && s.deadline() <= now
+        {
+            if !s.we_refresh {
+                // No refresh came: the far end is gone (RFC 4028 §10).
+                self.send_bye(now);
+                self.end("session-expired", None);
+            } else {
+                // A re-INVITE already in flight (a hold) refreshes as well.
+                s.refreshed(now);
+                if self.reinvite.is_none() && self.reinvite_retry.is_none() {
+                    self.send_refresh(now);
+                }
+            }
+        }
         if self.no_answer_at.is_some_and(|t| t <= now) && self.state == CallState::Incoming {
             self.finish_inbound(now, 480, "no-answer");
         }
@@ -1016,6 +1092,7 @@ impl Call {
             .chain(self.servers.iter().filter_map(|(_, t)| t.poll_timeout()));
         let reinvite = self.reinvite.as_ref().and_then(|(_, t, _)| t.poll_timeout());
         let retry = self.reinvite_retry.map(|(at, _)| at);
+        let session = self.session.as_ref().filter(|_| self.state == CallState::Confirmed).map(SessionTimer::deadline);
         txns.chain(
             [
                 self.ok_retransmit_at,
@@ -1025,6 +1102,7 @@ impl Call {
                 self.dtmf_next_at,
                 reinvite,
                 retry,
+                session,
             ]
             .into_iter()
             .flatten(),
@@ -1067,7 +1145,7 @@ impl Call {
         r.headers.push(Header::UserAgent(rsip::headers::UserAgent::new(self.ep.user_agent.clone())));
         if r.status_code.code() / 100 == 2 {
             r.headers.push(Header::Allow(rsip::headers::Allow::new(ALLOW)));
-            r.headers.push(Header::Supported(rsip::headers::Supported::new("replaces")));
+            r.headers.push(Header::Supported(rsip::headers::Supported::new("replaces, timer")));
         }
         match sdp_body {
             Some(body) => {
@@ -1336,6 +1414,13 @@ impl Call {
                     self.local_hold = hold;
                     self.out.push_back(CallOutput::Event(CallEvent::LocalHold { held: hold, peer }));
                 }
+                // Any accepted re-INVITE refreshes the session.
+                if self.session.is_some() {
+                    self.session = session_timer::from_answer(now, &r, true).or(self.session.take()).map(|mut s| {
+                        s.refreshed(now);
+                        s
+                    });
+                }
             }
             (401 | 407, Some(r)) => {
                 let request = self.reinvite_request.clone();
@@ -1367,6 +1452,8 @@ impl Call {
                 self.send_bye(now);
                 self.end("failed", Some(code));
             }
+            // A refused refresh changes nothing the agent sees; the next one comes later.
+            (_, _) if self.reinvite_refresh => {}
             (code, _) => self.hold_refused(code),
         }
     }
@@ -1402,6 +1489,51 @@ impl Call {
         true
     }
 
+    /// Answers a 422 (Session Interval Too Small, RFC 4028 §8.1.1): the
+    /// INVITE again with the Min-SE the answerer asked for, once.
+    fn resend_invite_with_interval(&mut self, now: Instant, r: &Response) -> bool {
+        let Some(min) = session_timer::min_se(&r.headers).filter(|m| (MIN_SE..=86_400).contains(m)) else {
+            return false;
+        };
+        if self.interval_raised {
+            return false;
+        }
+        let (seq, _) = message::cseq(&self.invite).unwrap_or((1, Method::Invite));
+        let mut invite = self.reissued(&self.invite.clone(), seq + 1);
+        invite.headers.retain(|h| !matches!(h, Header::Other(n, _) if n.eq_ignore_ascii_case("session-expires") || n.eq_ignore_ascii_case("min-se") || n.eq_ignore_ascii_case("x")));
+        invite.headers.push(Header::Other("Session-Expires".into(), min.to_string()));
+        invite.headers.push(Header::Other("Min-SE".into(), min.to_string()));
+        let (Ok(key), Ok(txn)) = (
+            TransactionKey::for_client(&invite),
+            ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers),
+        ) else {
+            return false;
+        };
+        self.interval_raised = true;
+        self.local_cseq = seq + 1;
+        self.invite = invite;
+        if let Some(old) = self.invite_client.replace((key, txn)) {
+            self.clients.push(old);
+        }
+        self.drain(now);
+        true
+    }
+
+    /// `request` with CSeq `seq` and a new branch: the same request as a new transaction.
+    fn reissued(&mut self, request: &Request, seq: u32) -> Request {
+        let mut out = request.clone();
+        out.headers.retain(|h| !matches!(h, Header::Via(_) | Header::CSeq(_)));
+        let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
+        let mut headers = rsip::Headers::default();
+        headers.push(Header::Via(rsip::headers::Via::new(self.ep.via(&branch))));
+        headers.push(Header::CSeq(rsip::typed::CSeq { seq, method: request.method }.into()));
+        for h in out.headers.iter() {
+            headers.push(h.clone());
+        }
+        out.headers = headers;
+        out
+    }
+
     /// `request` again with CSeq `seq`, a new branch and credentials for the
     /// strongest challenge in `r` (RFC 3261 §22.2, §22.3). `None` without a
     /// password or a usable challenge, or when `request` already carried
@@ -1418,18 +1550,18 @@ impl Call {
         let uri = request.uri.to_string();
         let cnonce = self.ids.token();
         let value = challenge.authorization(&self.ep.username, &password, &method, &uri, &cnonce, 1);
-        let mut out = request.clone();
-        out.headers.retain(|h| !matches!(h, Header::Via(_) | Header::CSeq(_)));
-        let branch = format!("{BRANCH_COOKIE}{}", self.ids.token());
-        let mut headers = rsip::Headers::default();
-        headers.push(Header::Via(rsip::headers::Via::new(self.ep.via(&branch))));
-        headers.push(Header::CSeq(rsip::typed::CSeq { seq, method: request.method }.into()));
-        headers.push(if proxy {
+        let mut out = self.reissued(request, seq);
+        let credentials = if proxy {
             Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(value))
         } else {
             Header::Authorization(rsip::headers::Authorization::new(value))
-        });
-        for h in out.headers.iter() {
+        };
+        // After Via and CSeq, before the rest (any position is valid).
+        let mut headers = rsip::Headers::default();
+        for (i, h) in out.headers.iter().enumerate() {
+            if i == 2 {
+                headers.push(credentials.clone());
+            }
             headers.push(h.clone());
         }
         out.headers = headers;
@@ -1490,6 +1622,7 @@ impl Call {
                     if let Ok(answer) = sdp::parse(&r.body) {
                         self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
                     }
+                    self.session = session_timer::from_answer(now, &r, true);
                     self.ack = self.ack_for_2xx(message::cseq(&self.invite).map_or(1, |(n, _)| n));
                 }
                 if let Some(ack) = self.ack.clone() {
@@ -1508,6 +1641,11 @@ impl Call {
                     }
                 }
             }
+            422 if !self.cancel_wanted && self.state != CallState::Ended => {
+                if !self.resend_invite_with_interval(now, &r) {
+                    self.end("rejected", Some(code));
+                }
+            }
             401 | 407 if !self.cancel_wanted && self.state != CallState::Ended => {
                 if !self.resend_invite_with_credentials(now, &r) {
                     self.end("rejected", Some(code));
@@ -1523,6 +1661,14 @@ impl Call {
                 self.end(reason, Some(code));
             }
         }
+    }
+}
+
+/// Session-Expires (and Require: timer when the peer supports it) on a 2xx.
+fn add_session_headers(headers: &mut rsip::Headers, se: SessionExpires, peer_supports_timer: bool) {
+    headers.push(Header::Other("Session-Expires".into(), se.to_header_value()));
+    if peer_supports_timer {
+        headers.push(Header::Require(rsip::headers::Require::new("timer")));
     }
 }
 

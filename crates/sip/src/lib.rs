@@ -25,6 +25,7 @@ pub mod message;
 pub mod registration;
 pub mod replaces;
 pub mod sdp;
+pub mod session_timer;
 pub mod transaction;
 
 pub use message::MessageError;

@@ -410,7 +410,7 @@ impl Registration {
              CSeq: {} REGISTER\r\n\
              Contact: <sip:{user}@{};transport={}>;expires={expires}\r\n\
              Expires: {expires}\r\n\
-             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE\r\n\
+             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY\r\n\
              User-Agent: {}\r\n",
             c.transport.via_name(),
             c.local,

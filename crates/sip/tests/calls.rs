@@ -20,6 +20,7 @@ fn ep(user: &str, local: &str, transport: Transport) -> Endpoint {
         transport,
         user_agent: "test".into(),
         timers: Timers::default(),
+        session_expires: 0,
     }
 }
 
@@ -721,4 +722,119 @@ fn challenges_to_in_dialog_requests_are_answered_once_with_credentials() {
     let later = t0 + std::time::Duration::from_secs(40);
     a.handle_timeout(later);
     assert!(a.is_finished(), "nothing left in flight");
+}
+
+/// A confirmed call where alice asks for `a_se` seconds of session interval
+/// and bob prefers `b_se` (0 = none).
+fn confirmed_with_session_timers(t0: Instant, a_se: u32, b_se: u32) -> (Call, Call, String) {
+    let mut a_ep = ep("alice", "10.0.0.1:5070", Transport::Udp);
+    a_ep.session_expires = a_se;
+    let mut b_ep = ep("bob", "10.0.0.2:5080", Transport::Udp);
+    b_ep.session_expires = b_se;
+    let mut a = Call::outgoing(t0, a_ep, "sip:bob@example.com", &[], media(4000, &[(0, "PCMU")]), ids(0)).unwrap();
+    let SipMessage::Request(invite) = drain(&mut a).0.remove(0) else { panic!() };
+    let invite_text = invite.to_string();
+    let mut b = Call::incoming(t0, b_ep, invite, media(6000, &[(0, "PCMU")]), None, ids(100)).unwrap();
+    drain(&mut b);
+    b.answer(t0).unwrap();
+    let (ok, _) = drain(&mut b);
+    let ok_text = ok[0].to_string();
+    deliver(&mut a, t0, ok);
+    let (ack, _) = drain(&mut a);
+    deliver(&mut b, t0, ack);
+    drain(&mut b);
+    (a, b, format!("{invite_text}\n----\n{ok_text}"))
+}
+
+/// Runs `c`'s timers up to `until`, returning what it sent.
+fn run_until(c: &mut Call, until: Instant) -> Vec<(Instant, SipMessage)> {
+    let mut sent = vec![];
+    while let Some(at) = c.poll_timeout().filter(|t| *t <= until) {
+        c.handle_timeout(at);
+        sent.extend(drain(c).0.into_iter().map(|m| (at, m)));
+    }
+    sent
+}
+
+#[test]
+fn session_timer_the_caller_refreshes_every_half_interval() {
+    let t0 = Instant::now();
+    let (mut a, mut b, exchange) = confirmed_with_session_timers(t0, 90, 0);
+    assert!(
+        exchange.contains("Session-Expires: 90\r\n") && exchange.contains("Supported: replaces, timer"),
+        "{exchange}"
+    );
+    assert!(
+        exchange.contains("Session-Expires: 90;refresher=uac") && exchange.contains("Require: timer"),
+        "{exchange}"
+    );
+
+    // Nothing before 45 s; then a re-INVITE with the same media and our interval.
+    assert!(run_until(&mut a, t0 + Duration::from_millis(44_999)).is_empty());
+    let sent = run_until(&mut a, t0 + Duration::from_secs(45));
+    let SipMessage::Request(refresh) = &sent[0].1 else { panic!("{sent:?}") };
+    assert_eq!(refresh.method, Method::Invite);
+    let text = refresh.to_string();
+    assert!(text.contains("Session-Expires: 90;refresher=uac") && text.contains("a=sendrecv"), "{text}");
+    deliver(&mut b, t0 + Duration::from_secs(45), vec![sent[0].1.clone()]);
+    let (ok, events) = drain(&mut b);
+    assert!(events.is_empty(), "a refresh is not a hold: {events:?}");
+    deliver(&mut a, t0 + Duration::from_secs(45), ok);
+    let (ack, events) = drain(&mut a);
+    assert!(events.is_empty(), "{events:?}");
+    deliver(&mut b, t0 + Duration::from_secs(45), ack);
+    drain(&mut b);
+
+    // bob, who does not refresh, would end the call 60 s after the last refresh
+    // (90 − min(32, 30)); alice's next refresh at 90 s keeps it alive.
+    assert!(run_until(&mut b, t0 + Duration::from_secs(90)).iter().all(|(_, m)| !m.to_string().starts_with("BYE")));
+    let sent = run_until(&mut a, t0 + Duration::from_secs(90));
+    assert_eq!(sent.iter().filter(|(_, m)| m.to_string().starts_with("INVITE ")).count(), 1);
+    assert_eq!(a.state(), CallState::Confirmed);
+}
+
+#[test]
+fn session_timer_a_silent_refresher_gets_bye_before_the_session_expires() {
+    let t0 = Instant::now();
+    let (_a, mut b, _) = confirmed_with_session_timers(t0, 90, 0);
+    // alice vanishes: bob sends BYE at 60 s and the call ends as session-expired.
+    let sent = run_until(&mut b, t0 + Duration::from_secs(59));
+    assert!(sent.iter().all(|(_, m)| !m.to_string().starts_with("BYE")), "{sent:?}");
+    b.handle_timeout(t0 + Duration::from_secs(60));
+    let (sent, events) = drain(&mut b);
+    assert!(sent[0].to_string().starts_with("BYE "), "{}", sent[0]);
+    assert_eq!(events, [CallEvent::Ended { reason: "session-expired", sip_code: None }]);
+}
+
+#[test]
+fn session_timer_422_raises_the_interval_and_too_short_offers_are_refused() {
+    let t0 = Instant::now();
+    let mut a_ep = ep("alice", "10.0.0.1:5070", Transport::Udp);
+    a_ep.session_expires = 90;
+    let mut a = Call::outgoing(t0, a_ep, "sip:bob@example.com", &[], media(4000, &[(0, "PCMU")]), ids(0)).unwrap();
+    let SipMessage::Request(invite) = drain(&mut a).0.remove(0) else { panic!() };
+    let mut too_small =
+        agent_helper_sip::message::response_to(&invite, rsip::StatusCode::from(422), Some("b")).unwrap();
+    too_small.headers.push(rsip::Header::Other("Min-SE".into(), "300".into()));
+    deliver(&mut a, t0, vec![SipMessage::Response(too_small)]);
+    let (sent, events) = drain(&mut a);
+    assert!(events.is_empty(), "{events:?}");
+    let again = sent.iter().find(|m| m.to_string().starts_with("INVITE ")).unwrap().to_string();
+    assert!(again.contains("Session-Expires: 300") && again.contains("CSeq: 2 INVITE"), "{again}");
+
+    // An INVITE asking for less than 90 s gets 422 with our Min-SE.
+    let text = invite.to_string().replace("Session-Expires: 90", "Session-Expires: 30");
+    let short = rsip::Request::try_from(text.as_str()).unwrap();
+    let refusal = Call::incoming(
+        t0,
+        ep("bob", "10.0.0.2:5080", Transport::Udp),
+        short,
+        media(6000, &[(0, "PCMU")]),
+        None,
+        ids(9),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(refusal.status_code.code(), 422);
+    assert!(refusal.to_string().contains("Min-SE: 90"), "{refusal}");
 }

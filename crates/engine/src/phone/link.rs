@@ -136,6 +136,7 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
         transport,
         user_agent: sip.user_agent.clone(),
         timers: Timers::default(),
+        session_expires: t.config.calls.session_expires,
     };
     let reg = Registration::new(cfg, t.password.expose(), Box::new(RandomIds));
     let keepalive = (sip.keepalive_interval > 0).then(|| {

@@ -25,6 +25,7 @@ fn endpoint() -> Endpoint {
         transport: Transport::Udp,
         user_agent: "fuzz".into(),
         timers: Timers::default(),
+        session_expires: 1800,
     }
 }
 
