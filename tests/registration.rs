@@ -245,3 +245,49 @@ fn a_hung_primary_is_noticed_by_missing_pongs_over_tcp() {
         Some(k)
     });
 }
+
+#[test]
+fn a_backup_server_is_registered_at_the_same_time_and_carries_calls() {
+    let primary = Kamailio::start(PASSWORD);
+    let backup = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\nbackup_server = {{ host = \"127.0.0.1\", port = {}, transport = \"tcp\" }}\n",
+            primary.port, backup.port
+        ),
+    )
+    .unwrap();
+    let helper = Helper::start(dir.path());
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent7", "password": PASSWORD}));
+    let backup_name = format!("127.0.0.1:{}", backup.port);
+    let (mut main_ok, mut backup_ok) = (false, false);
+    while !(main_ok && backup_ok) {
+        let reg = conn.event("registration-changed");
+        main_ok |= reg["state"] == "registered" && reg["server"] == format!("127.0.0.1:{}", primary.port);
+        backup_ok |= reg["backup"] == json!({"server": backup_name, "state": "registered"});
+    }
+    let status = conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["registration"]["backup"]["state"], "registered", "{status}");
+    assert!(backup.registers().iter().any(|l| l.contains("user=agent7") && l.contains("proto=tcp")));
+
+    // A customer whose PBX only knows the backup server still reaches the agent.
+    let mut bob = support::baresip::Baresip::start("bob", backup.port, PASSWORD, false);
+    bob.command("dial", "sip:agent7@127.0.0.1");
+    let incoming = conn.event("call-incoming");
+    assert!(incoming["from"].as_str().unwrap().contains("bob"), "{incoming}");
+    conn.request("answerCall", json!({}));
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    conn.request("endCall", json!({}));
+    bob.wait_event("CALL_CLOSED");
+
+    // Logout removes both bindings.
+    conn.request("logout", json!({}));
+    wait_until("the backup binding is removed", || {
+        backup.registers().iter().any(|l| l.contains("user=agent7") && l.contains("expires=0"))
+    });
+    assert!(primary.registers().iter().any(|l| l.contains("user=agent7") && l.contains("expires=0")));
+}

@@ -452,20 +452,13 @@ impl Engine {
 
     pub fn handle_phone_event(&mut self, event: PhoneEvent) {
         let was = self.registration.clone();
-        let mut next = m::RegistrationStatus::default();
+        let mut next = m::RegistrationStatus { backup: was.backup.clone(), ..Default::default() };
         let mut error: Option<(&str, String, Option<u16>)> = None;
         match event {
             PhoneEvent::Registration { state, server, transport } => {
                 next.server = Some(server);
                 next.transport = Some(transport.param().into());
-                next.state = match &state {
-                    RegistrationState::Unregistered => "unregistered",
-                    RegistrationState::Registering => "registering",
-                    RegistrationState::Registered { .. } => "registered",
-                    RegistrationState::Unregistering => "unregistering",
-                    RegistrationState::Failed(_) => "failed",
-                }
-                .into();
+                next.state = state_name(&state).into();
                 match state {
                     RegistrationState::Registered { expires } => {
                         next.expires = Some(expires);
@@ -495,6 +488,16 @@ impl Engine {
                 }
             }
             PhoneEvent::Call { call_id, update } => return self.on_call_update(call_id, update),
+            PhoneEvent::BackupRegistration { state, server } => {
+                let mut next = was.clone();
+                next.backup = Some(m::BackupRegistrationStatus { server, state: state_name(&state).into() });
+                if next != was {
+                    tracing::info!(backup = ?next.backup, "backup registration");
+                    self.registration = next.clone();
+                    self.emit(ev::REGISTRATION_CHANGED, next);
+                }
+                return;
+            }
             PhoneEvent::Unreachable { server, message } => {
                 next.state = "failed".into();
                 next.server = Some(server);
@@ -844,6 +847,16 @@ impl Engine {
         if let Err(e) = (StateFile { account }).write(&self.profile.state_file) {
             tracing::error!(file = %self.profile.state_file.display(), error = %e, "cannot write the state file");
         }
+    }
+}
+
+fn state_name(state: &RegistrationState) -> &'static str {
+    match state {
+        RegistrationState::Unregistered => "unregistered",
+        RegistrationState::Registering => "registering",
+        RegistrationState::Registered { .. } => "registered",
+        RegistrationState::Unregistering => "unregistering",
+        RegistrationState::Failed(_) => "failed",
     }
 }
 

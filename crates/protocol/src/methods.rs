@@ -206,6 +206,17 @@ pub struct RegistrationStatus {
     /// The SIP status code of a rejection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip_code: Option<u16>,
+    /// The second registration with `sip.backup_server`, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRegistrationStatus>,
+}
+
+/// The backup registration: `{server, state}`, `state` as for the main one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRegistrationStatus {
+    pub server: String,
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -71,15 +71,15 @@ pub(super) async fn dial(
     target: &str,
     headers: &[(String, String)],
 ) -> Result<(), String> {
-    let uri = target_uri(target, &a.endpoint.domain);
-    let (media, rtp) = local_media(a.local_ip, audio_codecs(&a.config)).await?;
+    let uri = target_uri(target, &a.primary.endpoint.domain);
+    let (media, rtp) = local_media(a.primary.local_ip, audio_codecs(&a.config)).await?;
     let mut all_headers: Vec<(String, String)> =
         a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     all_headers.extend(headers.iter().cloned());
-    match Call::outgoing(Instant::now(), a.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
+    match Call::outgoing(Instant::now(), a.primary.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
         Ok(call) => {
             let call = call.with_password(a.password.expose());
-            a.calls.push(ActiveCall { id: call_id.to_owned(), call, announce_started: true, rtp });
+            a.calls.push(ActiveCall { id: call_id.to_owned(), call, via_backup: false, announce_started: true, rtp });
             Ok(())
         }
         Err(e) => {
@@ -133,15 +133,15 @@ pub(super) fn incoming_info(
 }
 
 /// Answers an INVITE statelessly (it starts no call of ours).
-async fn refuse(a: &mut Active, invite: &rsip::Request, code: u16) {
+async fn refuse(a: &mut Active, invite: &rsip::Request, code: u16, via_backup: bool) {
     if let Ok(resp) =
         agent_helper_sip::message::response_to(invite, agent_helper_sip::message::status(code), Some("ah"))
     {
-        let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+        let _ = a.binding(via_backup).link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
     }
 }
 
-pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
+pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_backup: bool) {
     // Consulted transfer (RFC 3891): this INVITE takes the place of one of our calls.
     let replaces_header = invite.headers.iter().find_map(|h| match h {
         Header::Other(name, value) if name.eq_ignore_ascii_case("replaces") => Some(value.clone()),
@@ -149,20 +149,24 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
     });
     let mut replaced: Option<String> = None;
     if let Some(value) = replaces_header {
-        let Some(r) = Replaces::parse(&value) else { return refuse(a, &invite, 400).await };
+        let Some(r) = Replaces::parse(&value) else { return refuse(a, &invite, 400, via_backup).await };
         let Some(old) = a.calls.iter().find(|c| c.call.is_named_by(&r) && c.call.state() != CallState::Ended) else {
-            return refuse(a, &invite, 481).await;
+            return refuse(a, &invite, 481, via_backup).await;
         };
         if r.early_only && old.call.state() == CallState::Confirmed {
-            return refuse(a, &invite, 486).await;
+            return refuse(a, &invite, 486, via_backup).await;
         }
         replaced = Some(old.id.clone());
     }
-    let (media, rtp) = match local_media(a.local_ip, audio_codecs(&a.config)).await {
+    let (local_ip, endpoint) = {
+        let b = a.binding(via_backup);
+        (b.local_ip, b.endpoint.clone())
+    };
+    let (media, rtp) = match local_media(local_ip, audio_codecs(&a.config)).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take an inbound call");
-            return refuse(a, &invite, 500).await;
+            return refuse(a, &invite, 500, via_backup).await;
         }
     };
     let no_answer = match a.config.calls.no_answer_timeout {
@@ -178,7 +182,7 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
     } else {
         agent_helper_sip::call::auto_answer_hint(&invite)
     };
-    match Call::incoming(now, a.endpoint.clone(), invite, media, no_answer, Box::new(RandomIds)) {
+    match Call::incoming(now, endpoint, invite, media, no_answer, Box::new(RandomIds)) {
         Ok(mut call) => {
             if let Some(old_id) = &replaced {
                 // The agent already took this conversation: answer, end the old leg.
@@ -195,14 +199,14 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request) {
             }
             let mut info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
             info.replaces_call_id = replaced;
-            a.calls.push(ActiveCall { id: call_id, call, announce_started: false, rtp });
+            a.calls.push(ActiveCall { id: call_id, call, via_backup, announce_started: false, rtp });
             // Queued for flush(): the event follows the 100/180 on the wire.
             a.pending_incoming.push(info);
         }
         Err(resp) => {
             rtp.abort();
             if resp.via_header().is_ok() {
-                let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+                let _ = a.binding(via_backup).link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
             }
         }
     }

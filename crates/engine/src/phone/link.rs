@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_helper_config::Transport as ConfigTransport;
+use agent_helper_config::{SipServer, Transport as ConfigTransport};
 use agent_helper_sip::call::Endpoint;
 use agent_helper_sip::framing::{Framed, MAX_DATAGRAM, StreamFramer};
 use agent_helper_sip::ids::RandomIds;
@@ -64,10 +64,24 @@ impl Link {
     }
 }
 
-/// Resolves the first configured server and opens the transport.
-pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
+/// One server we are registered with: its transport, registration and
+/// keep-alive. The active server has one; so does the backup server.
+pub(super) struct Binding {
+    pub reg: Registration,
+    /// Notices a server that stopped answering (`sip.keepalive_interval`).
+    pub keepalive: Option<KeepAlive>,
+    pub link: Link,
+    /// `host:port`, for logs and events.
+    pub server: String,
+    pub transport: Transport,
+    /// What calls through this server put in Via and Contact.
+    pub endpoint: Endpoint,
+    pub local_ip: std::net::IpAddr,
+}
+
+/// Opens the transport to `server` and prepares (not starts) its registration.
+pub(super) async fn bind(t: &Target, server: &SipServer) -> Result<Binding, (String, String)> {
     let sip = &t.config.sip;
-    let server = t.server().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
     let transport = match server.transport.unwrap_or(sip.transport) {
         ConfigTransport::Udp => Transport::Udp,
         ConfigTransport::Tcp => Transport::Tcp,
@@ -151,15 +165,18 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
         };
         KeepAlive::new(std::time::Instant::now(), cfg, Box::new(RandomIds))
     });
+    Ok(Binding { reg, keepalive, link, server: name, transport, endpoint, local_ip: local.ip() })
+}
+
+/// Opens the transport to the server `t` points at: the active server.
+pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
+    let server = t.server().ok_or_else(|| ("-".to_owned(), "no SIP server configured".to_owned()))?;
+    let primary = bind(t, server).await?;
     Ok(Active {
-        reg,
-        keepalive,
-        link,
-        server: name,
-        transport,
+        primary,
+        backup: None,
+        backup_retry_at: None,
         stopping: false,
-        endpoint,
-        local_ip: local.ip(),
         config: t.config.clone(),
         calls: Vec::new(),
         pending_incoming: Vec::new(),

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use agent_helper_config::Config;
 use agent_helper_protocol::Password;
-use agent_helper_sip::call::{Call, CallEvent, CallOutput, CallState, Endpoint};
+use agent_helper_sip::call::{Call, CallEvent, CallOutput, CallState};
 use agent_helper_sip::ids::RandomIds;
 use agent_helper_sip::keepalive::{KeepAlive, KeepAliveOutput, PING};
-use agent_helper_sip::registration::{Failure, Registration, RegistrationOutput, RegistrationState, Transport};
+use agent_helper_sip::registration::{Failure, RegistrationOutput, RegistrationState, Transport};
 use agent_helper_sip::replaces::Replaces;
 use rsip::prelude::*;
 use rsip::{Header, SipMessage, StatusCode};
@@ -30,7 +30,7 @@ mod calls;
 mod link;
 
 use calls::{dial, new_inbound_call, target_uri};
-use link::{Link, Received, connect};
+use link::{Binding, Link, Received, bind, connect};
 
 /// How long an exiting helper waits for its unregistration to be answered.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
@@ -96,6 +96,11 @@ pub enum PhoneEvent {
         server: String,
         transport: Transport,
     },
+    /// The backup server's registration changed (`sip.backup_server`).
+    BackupRegistration {
+        state: RegistrationState,
+        server: String,
+    },
     /// The server could not be reached at all (DNS, connection refused).
     Unreachable {
         server: String,
@@ -156,16 +161,15 @@ pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
 }
 
 struct Active {
-    reg: Registration,
-    /// Notices a server that stopped answering (`sip.keepalive_interval`).
-    keepalive: Option<KeepAlive>,
-    link: Link,
-    server: String,
-    transport: Transport,
+    /// The active server (from `sip.servers`): calls go out through it.
+    primary: Binding,
+    /// `sip.backup_server`, registered at the same time; calls it brings in
+    /// are answered through it.
+    backup: Option<Binding>,
+    /// When to (re)connect the backup server.
+    backup_retry_at: Option<Instant>,
     /// Stop once the binding is removed (logout, shutdown).
     stopping: bool,
-    endpoint: Endpoint,
-    local_ip: std::net::IpAddr,
     config: Box<Config>,
     calls: Vec<ActiveCall>,
     /// Inbound calls announced by the next flush.
@@ -184,6 +188,8 @@ struct Active {
 struct ActiveCall {
     id: String,
     call: Call,
+    /// It came in through the backup server; everything for it goes back there.
+    via_backup: bool,
     /// `call-started` not yet reported (outbound).
     announce_started: bool,
     /// Drains the call's RTP socket until the call is gone.
@@ -194,6 +200,27 @@ impl Drop for ActiveCall {
     fn drop(&mut self) {
         // The RTP socket lives in this task; a dropped JoinHandle would only detach it.
         self.rtp.abort();
+    }
+}
+
+impl Active {
+    /// The binding a call or message belongs to.
+    fn binding(&mut self, via_backup: bool) -> &mut Binding {
+        match (&mut self.backup, via_backup) {
+            (Some(b), true) => b,
+            _ => &mut self.primary,
+        }
+    }
+
+    /// The next message from either server: (from the backup, what came).
+    async fn recv(&mut self) -> (bool, Option<Received>) {
+        match &mut self.backup {
+            Some(b) => tokio::select! {
+                r = self.primary.link.recv() => (false, r),
+                r = b.link.recv() => (true, r),
+            },
+            None => (false, self.primary.link.recv().await),
+        }
     }
 }
 
@@ -269,7 +296,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Reject { call_id, code }) => with_call(&mut active, &events, &call_id, |c, now| c.reject(now, code).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Hangup { call_id }) => with_call(&mut active, &events, &call_id, |c, now| { c.hangup(now); Ok(()) }).await,
                 Some(PhoneCommand::Transfer { call_id, target: to }) => {
-                    let domain = active.as_ref().map(|a| a.endpoint.domain.clone()).unwrap_or_default();
+                    let domain = active.as_ref().map(|a| a.primary.endpoint.domain.clone()).unwrap_or_default();
                     let uri = target_uri(&to, &domain);
                     with_call(&mut active, &events, &call_id, |c, now| c.transfer(now, &uri).map_err(|e| e.to_string())).await
                 }
@@ -323,7 +350,10 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     if let Some(a) = &mut active {
                         hang_up_all(a);
                         a.stopping = true;
-                        a.reg.stop(Instant::now());
+                        a.primary.reg.stop(Instant::now());
+                        if let Some(b) = &mut a.backup {
+                            b.reg.stop(Instant::now());
+                        }
                         if flush(a, &events).await {
                             active = None;
                         }
@@ -333,18 +363,22 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     if let Some(mut a) = active.take() {
                         hang_up_all(&mut a);
                         a.stopping = true;
-                        a.reg.stop(Instant::now());
+                        a.primary.reg.stop(Instant::now());
+                        if let Some(b) = &mut a.backup {
+                            b.reg.stop(Instant::now());
+                        }
                         let _ = tokio::time::timeout(UNREGISTER_GRACE, finish(&mut a, &events)).await;
                     }
                     let _ = done.send(());
                     break;
                 }
             },
-            incoming = async { active.as_mut().expect("guarded").link.recv().await }, if active.is_some() => {
+            (via_backup, incoming) = async { active.as_mut().expect("guarded").recv().await }, if active.is_some() => {
                 let Some(a) = active.as_mut() else { continue };
-                match (&incoming, &mut a.keepalive) {
+                let b = a.binding(via_backup);
+                match (&incoming, &mut b.keepalive) {
                     (Some(Received::Pong), Some(k)) => {
-                        tracing::trace!(server = %a.server, "keep-alive pong");
+                        tracing::trace!(server = %b.server, "keep-alive pong");
                         k.handle_pong();
                     }
                     (Some(Received::Message(_)), Some(k)) => k.handle_traffic(),
@@ -353,14 +387,15 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 match incoming {
                     Some(Received::Pong) => {}
                     Some(Received::Message(bytes)) => {
-                        handle_incoming(a, &bytes).await;
+                        handle_incoming(a, &bytes, via_backup).await;
                         if flush(a, &events).await {
                             active = None;
                         }
                     }
+                    None if via_backup => backup_lost(a, "connection lost"),
                     None => {
-                        tracing::warn!(server = %a.server, "SIP connection lost");
-                        let _ = events.send(PhoneEvent::Unreachable { server: a.server.clone(), message: "connection lost".into() }).await;
+                        tracing::warn!(server = %a.primary.server, "SIP connection lost");
+                        let _ = events.send(PhoneEvent::Unreachable { server: a.primary.server.clone(), message: "connection lost".into() }).await;
                         a.needs_failover = true;
                     }
                 }
@@ -373,7 +408,8 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     if let Some(t) = &target {
                         match connect(t).await {
                             Ok(mut a) => {
-                                a.reg.start(Instant::now());
+                                a.primary.reg.start(Instant::now());
+                                a.backup_retry_at = t.config.sip.backup_server.is_some().then(Instant::now);
                                 backoff = Duration::from_secs(u64::from(t.config.sip.reconnect_min));
                                 if !flush(&mut a, &events).await {
                                     active = Some(a);
@@ -389,13 +425,20 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     }
                 }
                 if let Some(a) = active.as_mut() {
-                    if a.reg.poll_timeout().is_some_and(|t| t <= now) {
-                        a.reg.handle_timeout(now);
-                    }
-                    if let Some(k) = &mut a.keepalive
-                        && k.poll_timeout().is_some_and(|t| t <= now)
+                    if a.backup_retry_at.is_some_and(|t| t <= now)
+                        && let Some(t) = &target
                     {
-                        k.handle_timeout(now);
+                        connect_backup(a, t).await;
+                    }
+                    for b in std::iter::once(&mut a.primary).chain(a.backup.as_mut()) {
+                        if b.reg.poll_timeout().is_some_and(|t| t <= now) {
+                            b.reg.handle_timeout(now);
+                        }
+                        if let Some(k) = &mut b.keepalive
+                            && k.poll_timeout().is_some_and(|t| t <= now)
+                        {
+                            k.handle_timeout(now);
+                        }
                     }
                     for c in &mut a.calls {
                         if c.call.poll_timeout().is_some_and(|t| t <= now) {
@@ -422,7 +465,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     let update = CallUpdate::Ended {
                         reason: "failed".into(),
                         sip_code: None,
-                        message: Some(format!("lost the connection to {}", a.server)),
+                        message: Some(format!("lost the connection to {}", a.primary.server)),
                     };
                     let _ = events.send(PhoneEvent::Call { call_id: c.id.clone(), update }).await;
                 }
@@ -441,8 +484,39 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
 }
 
 fn next_deadline(a: &Active) -> Option<Instant> {
-    let keepalive = a.keepalive.as_ref().and_then(KeepAlive::poll_timeout);
-    a.calls.iter().filter_map(|c| c.call.poll_timeout()).chain(a.reg.poll_timeout()).chain(keepalive).min()
+    let bindings = std::iter::once(&a.primary).chain(a.backup.as_ref());
+    let servers = bindings.flat_map(|b| [b.reg.poll_timeout(), b.keepalive.as_ref().and_then(KeepAlive::poll_timeout)]);
+    a.calls.iter().map(|c| c.call.poll_timeout()).chain(servers).chain([a.backup_retry_at]).flatten().min()
+}
+
+/// Connects and registers the backup server; on failure, tries again later.
+async fn connect_backup(a: &mut Active, t: &Target) {
+    a.backup_retry_at = None;
+    let Some(server) = &t.config.sip.backup_server else { return };
+    match bind(t, server).await {
+        Ok(mut b) if b.server != a.primary.server => {
+            b.reg.start(Instant::now());
+            a.backup = Some(b);
+        }
+        // The backup is the server in use (after a failover): nothing to add.
+        Ok(_) => {}
+        Err((server, message)) => {
+            tracing::warn!(%server, %message, "cannot reach the backup SIP server");
+            a.backup_retry_at = Some(Instant::now() + Duration::from_secs(u64::from(t.config.sip.reconnect_max)));
+        }
+    }
+}
+
+/// The backup server is gone: drop it and try again after `reconnect_max`.
+fn backup_lost(a: &mut Active, why: &str) {
+    if let Some(b) = a.backup.take() {
+        tracing::warn!(server = %b.server, why, "backup SIP server lost");
+        // Calls through it cannot continue without their transport.
+        for c in a.calls.iter_mut().filter(|c| c.via_backup) {
+            c.call.hangup(Instant::now());
+        }
+        a.backup_retry_at = Some(Instant::now() + Duration::from_secs(u64::from(a.config.sip.reconnect_max)));
+    }
 }
 
 fn hang_up_all(a: &mut Active) {
@@ -485,14 +559,24 @@ async fn finish(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) {
         return;
     }
     loop {
-        let deadline = a.reg.poll_timeout();
+        let deadline = [a.primary.reg.poll_timeout(), a.backup.as_ref().and_then(|b| b.reg.poll_timeout())]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
-            bytes = a.link.recv() => match bytes {
-                Some(Received::Message(b)) => handle_incoming(a, &b).await,
+            (via_backup, bytes) = a.recv() => match bytes {
+                Some(Received::Message(b)) => handle_incoming(a, &b, via_backup).await,
                 Some(Received::Pong) => {}
+                None if via_backup => a.backup = None,
                 None => return,
             },
-            _ = sleep_until(deadline), if deadline.is_some() => a.reg.handle_timeout(Instant::now()),
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                let now = Instant::now();
+                a.primary.reg.handle_timeout(now);
+                if let Some(b) = &mut a.backup {
+                    b.reg.handle_timeout(now);
+                }
+            }
         }
         if flush(a, events).await {
             return;
@@ -503,65 +587,14 @@ async fn finish(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) {
 /// Sends what the registration queued and reports state changes; `true` when
 /// a stopping registration has finished.
 async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
-    // Keep-alives first: an address they learn changes the next REGISTER.
-    while let Some(out) = a.keepalive.as_mut().and_then(KeepAlive::poll_output) {
-        match out {
-            KeepAliveOutput::Ping => {
-                tracing::trace!(server = %a.server, "keep-alive ping");
-                if let Err(e) = a.link.send(PING).await {
-                    tracing::warn!(server = %a.server, error = %e, "keep-alive send failed");
-                }
-            }
-            KeepAliveOutput::Transmit(m) => {
-                let bytes = m.to_string().into_bytes();
-                tracing::trace!(server = %a.server, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
-                if let Err(e) = a.link.send(&bytes).await {
-                    tracing::warn!(server = %a.server, error = %e, "SIP send failed");
-                }
-            }
-            KeepAliveOutput::Dead => {
-                tracing::warn!(server = %a.server, "the SIP server stopped answering keep-alives");
-                let message = "no answer to keep-alives".to_owned();
-                let _ = events.send(PhoneEvent::Unreachable { server: a.server.clone(), message }).await;
-                a.needs_failover = !a.stopping;
-            }
-            KeepAliveOutput::Observed(address) => {
-                tracing::info!(server = %a.server, %address, "the server sees us at another address (NAT)");
-                a.reg.use_address(Instant::now(), &address);
-            }
-        }
+    let stopping = a.stopping;
+    if flush_binding(&mut a.primary, false, stopping, events).await {
+        a.needs_failover = !stopping;
     }
-    while let Some(out) = a.reg.poll_output() {
-        match out {
-            RegistrationOutput::Transmit(m) => {
-                let bytes = m.to_string().into_bytes();
-                tracing::trace!(server = %a.server, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
-                if let Err(e) = a.link.send(&bytes).await {
-                    tracing::warn!(server = %a.server, error = %e, "SIP send failed");
-                }
-            }
-            RegistrationOutput::AddressChanged(address) => {
-                // New calls and keep-alives use the address the server sees.
-                a.endpoint.local = address.clone();
-                if let Some(k) = &mut a.keepalive {
-                    k.set_local(&address);
-                }
-            }
-            RegistrationOutput::StateChanged(state) => {
-                tracing::info!(server = %a.server, transport = a.transport.param(), ?state, "registration");
-                // No answer or a server error: another server may do better. A
-                // refusal of the account (403, 404, auth) would be the same anywhere.
-                if let RegistrationState::Failed(Failure::Timeout) = &state {
-                    a.needs_failover = !a.stopping;
-                }
-                if let RegistrationState::Failed(Failure::Rejected { code, .. }) = &state {
-                    a.needs_failover = !a.stopping && (*code >= 500 || *code == 408 || *code == 0);
-                }
-                let _ = events
-                    .send(PhoneEvent::Registration { state, server: a.server.clone(), transport: a.transport })
-                    .await;
-            }
-        }
+    if let Some(b) = &mut a.backup
+        && flush_binding(b, true, stopping, events).await
+    {
+        backup_lost(a, "registration failed");
     }
     for info in std::mem::take(&mut a.pending_incoming) {
         let call_id = info.call_id.clone();
@@ -585,11 +618,12 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                 let call_id = a.calls[i].id.clone();
                 let update = match out {
                     CallOutput::Transmit(m) => {
-                        let bytes = m.to_string().into_bytes();
-                        tracing::trace!(call_id, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
-                        if let Err(e) = a.link.send(&bytes).await {
-                            tracing::warn!(call_id, error = %e, "SIP send failed");
-                        }
+                        let via_backup = a.calls[i].via_backup;
+                        let b = match (&mut a.backup, via_backup) {
+                            (Some(b), true) => b,
+                            _ => &mut a.primary,
+                        };
+                        send(&mut b.link, &b.server, &m).await;
                         continue;
                     }
                     CallOutput::Event(CallEvent::Progress { code }) => CallUpdate::Progress { code },
@@ -690,11 +724,85 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
     }
     // Finished calls go, their RTP task with them (Drop for ActiveCall).
     a.calls.retain(|c| !c.call.is_finished());
-    a.stopping && matches!(a.reg.state(), RegistrationState::Unregistered)
+    a.stopping
+        && matches!(a.primary.reg.state(), RegistrationState::Unregistered)
+        && a.backup.as_ref().is_none_or(|b| matches!(b.reg.state(), RegistrationState::Unregistered))
 }
 
-async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
-    tracing::trace!(server = %a.server, "SIP in:\n{}", String::from_utf8_lossy(bytes));
+/// Sends what a server's keep-alive and registration queued and reports
+/// state changes; `true` when the server failed and should be given up.
+async fn flush_binding(b: &mut Binding, is_backup: bool, stopping: bool, events: &mpsc::Sender<PhoneEvent>) -> bool {
+    let mut failed = false;
+    // Keep-alives first: an address they learn changes the next REGISTER.
+    while let Some(out) = b.keepalive.as_mut().and_then(KeepAlive::poll_output) {
+        match out {
+            KeepAliveOutput::Ping => {
+                tracing::trace!(server = %b.server, "keep-alive ping");
+                if let Err(e) = b.link.send(PING).await {
+                    tracing::warn!(server = %b.server, error = %e, "keep-alive send failed");
+                }
+            }
+            KeepAliveOutput::Transmit(m) => send(&mut b.link, &b.server, &m).await,
+            KeepAliveOutput::Dead => {
+                tracing::warn!(server = %b.server, "the SIP server stopped answering keep-alives");
+                if !is_backup {
+                    let message = "no answer to keep-alives".to_owned();
+                    let _ = events.send(PhoneEvent::Unreachable { server: b.server.clone(), message }).await;
+                }
+                failed = true;
+            }
+            KeepAliveOutput::Observed(address) => {
+                tracing::info!(server = %b.server, %address, "the server sees us at another address (NAT)");
+                b.reg.use_address(Instant::now(), &address);
+            }
+        }
+    }
+    while let Some(out) = b.reg.poll_output() {
+        match out {
+            RegistrationOutput::Transmit(m) => send(&mut b.link, &b.server, &m).await,
+            RegistrationOutput::AddressChanged(address) => {
+                // New calls and keep-alives use the address the server sees.
+                b.endpoint.local = address.clone();
+                if let Some(k) = &mut b.keepalive {
+                    k.set_local(&address);
+                }
+            }
+            RegistrationOutput::StateChanged(state) => {
+                tracing::info!(server = %b.server, transport = b.transport.param(), backup = is_backup, ?state, "registration");
+                // No answer or a server error: another server may do better. A
+                // refusal of the account (403, 404, auth) would be the same anywhere.
+                match &state {
+                    RegistrationState::Failed(Failure::Timeout) => failed = true,
+                    RegistrationState::Failed(Failure::Rejected { code, .. }) => {
+                        failed |= *code >= 500 || *code == 408 || *code == 0;
+                    }
+                    _ => {}
+                }
+                let server = b.server.clone();
+                let event = if is_backup {
+                    PhoneEvent::BackupRegistration { state, server }
+                } else {
+                    PhoneEvent::Registration { state, server, transport: b.transport }
+                };
+                let _ = events.send(event).await;
+            }
+        }
+    }
+    failed && !stopping
+}
+
+/// Sends one SIP message on a link; a failure is logged (timers handle the rest).
+async fn send(link: &mut Link, server: &str, m: &SipMessage) {
+    let bytes = m.to_string().into_bytes();
+    tracing::trace!(server, "SIP out:\n{}", String::from_utf8_lossy(&bytes));
+    if let Err(e) = link.send(&bytes).await {
+        tracing::warn!(server, error = %e, "SIP send failed");
+    }
+}
+
+async fn handle_incoming(a: &mut Active, bytes: &[u8], via_backup: bool) {
+    let server = a.binding(via_backup).server.clone();
+    tracing::trace!(server, "SIP in:\n{}", String::from_utf8_lossy(bytes));
     // The parser has not panicked on our mutation tests (crates/sip/tests/hostile_input.rs);
     // should it ever, one bad datagram must not take the phone down with it.
     let parsed = std::panic::catch_unwind(|| SipMessage::try_from(bytes))
@@ -703,7 +811,7 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
         Ok(m) => m,
         Err(e) => {
             // Malformed input from the network is dropped (and counted in the log).
-            tracing::debug!(server = %a.server, error = %e, "dropped an unparsable SIP message");
+            tracing::debug!(server, error = %e, "dropped an unparsable SIP message");
             return;
         }
     };
@@ -712,10 +820,13 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
         SipMessage::Response(r) => {
             if let Some(c) = a.calls.iter_mut().find(|c| c.call.owns_response(&r)) {
                 c.call.handle_response(now, r);
-            } else if let Some(k) = a.keepalive.as_mut().filter(|k| k.owns_response(&r)) {
-                k.handle_response(now, r);
-            } else if !a.reg.handle_response(now, r) {
-                tracing::debug!(server = %a.server, "dropped a response matching no transaction");
+            } else {
+                let b = a.binding(via_backup);
+                if let Some(k) = b.keepalive.as_mut().filter(|k| k.owns_response(&r)) {
+                    k.handle_response(now, r);
+                } else if !b.reg.handle_response(now, r) {
+                    tracing::debug!(server, "dropped a response matching no transaction");
+                }
             }
         }
         SipMessage::Request(req) => {
@@ -731,7 +842,7 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
                     if let Some((name, value)) = refusal.header {
                         resp.headers.push(Header::Other(name, value));
                     }
-                    let _ = a.link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
+                    send(&mut a.binding(via_backup).link, &server, &SipMessage::Response(resp)).await;
                 }
                 return;
             }
@@ -742,7 +853,7 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
             let to_tag = req.to_header().ok().is_some_and(|t| t.value().contains(";tag="));
             let status = match req.method {
                 rsip::Method::Ack => return,
-                rsip::Method::Invite if !to_tag => return new_inbound_call(a, req).await,
+                rsip::Method::Invite if !to_tag => return new_inbound_call(a, req, via_backup).await,
                 rsip::Method::Options => StatusCode::OK,
                 rsip::Method::Bye | rsip::Method::Cancel | rsip::Method::Invite => {
                     StatusCode::CallTransactionDoesNotExist
@@ -750,8 +861,7 @@ async fn handle_incoming(a: &mut Active, bytes: &[u8]) {
                 _ => StatusCode::NotImplemented,
             };
             if let Ok(resp) = agent_helper_sip::message::response_to(&req, status, Some("ah")) {
-                let bytes = SipMessage::Response(resp).to_string().into_bytes();
-                let _ = a.link.send(&bytes).await;
+                send(&mut a.binding(via_backup).link, &server, &SipMessage::Response(resp)).await;
             }
         }
     }
