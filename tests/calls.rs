@@ -196,6 +196,28 @@ fn hold_and_resume_with_baresip_in_both_directions() {
     assert_eq!(r.conn.event("call-resumed")["by"], "remote");
     let status = r.conn.request("getStatus", json!({}));
     assert!(status["result"]["calls"][0].get("hold").is_none(), "{status}");
+
+    // calls.avoid_two_way_hold (on by default): held by baresip, the agent
+    // cannot hold back; holding baresip when it holds us releases our hold.
+    bob.command("hold", "");
+    assert_eq!(r.conn.event("call-held")["by"], "remote");
+    let refused = r.conn.request("holdCall", json!({}));
+    assert_eq!(refused["error"]["code"], "invalid-params", "{refused}");
+    bob.command("resume", "");
+    assert_eq!(r.conn.event("call-resumed")["by"], "remote");
+    r.conn.request("holdCall", json!({}));
+    assert_eq!(r.conn.event("call-held")["by"], "local");
+    bob.command("hold", "");
+    let (mut released, mut held_by_bob) = (false, false);
+    while !(released && held_by_bob) {
+        match r.conn.next_event() {
+            (name, data) if name == "call-resumed" && data["by"] == "local" => released = true,
+            (name, data) if name == "call-held" && data["by"] == "remote" => held_by_bob = true,
+            _ => {}
+        }
+    }
+    let status = r.conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["calls"][0]["hold"], "remote", "{status}");
 }
 
 #[test]

@@ -618,6 +618,15 @@ impl Engine {
         if self.calls.iter().any(|c| c.call_id == call_id && c.state != "connected") {
             return Err(ApiError::new(ErrorCode::InvalidParams, format!("{method}: call {call_id} is not connected")));
         }
+        let held_by_peer = self.calls.iter().any(|c| c.call_id == call_id && c.hold.as_deref() == Some("remote"));
+        if hold && held_by_peer && self.config.effective.calls.avoid_two_way_hold {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParams,
+                format!(
+                    "{method}: the other party holds call {call_id}; a two-way hold is avoided (calls.avoid_two_way_hold)"
+                ),
+            ));
+        }
         self.phone.push_back(PhoneCommand::Hold { call_id: call_id.clone(), hold });
         Ok(json!({ "callId": call_id }))
     }

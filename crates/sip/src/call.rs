@@ -71,6 +71,9 @@ pub struct Endpoint {
     pub timers: Timers,
     /// RFC 4028 session interval we ask for, in seconds; 0 = none.
     pub session_expires: u32,
+    /// When the peer holds us while we hold it, release our hold rather
+    /// than leave the call held from both ends (`calls.avoid_two_way_hold`).
+    pub avoid_two_way_hold: bool,
 }
 
 impl Endpoint {
@@ -948,7 +951,11 @@ impl Call {
         else {
             return;
         };
-        let ours = if self.local_hold { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
+        let offered = sdp::parse(&request.body).ok().map(|o| o.direction);
+        let holds_us = matches!(offered, Some(sdp::Direction::SendOnly | sdp::Direction::Inactive));
+        // Two-way hold leaves a call no one can resume alone: give up ours.
+        let release_ours = self.ep.avoid_two_way_hold && self.local_hold && holds_us;
+        let ours = if self.local_hold && !release_ours { sdp::Direction::SendOnly } else { sdp::Direction::SendRecv };
         let mut media = self.media.clone();
         media.version += 1;
         media.direction = ours;
@@ -996,6 +1003,11 @@ impl Call {
         self.ok_interval = self.ep.timers.t1;
         self.ok_retransmit_at = (!self.ep.transport.reliable()).then(|| now + self.ok_interval);
         self.ok_give_up_at = Some(now + self.ep.timers.sixty_four_t1());
+        if release_ours {
+            self.local_hold = false;
+            let peer = offered.unwrap_or(sdp::Direction::SendOnly);
+            self.out.push_back(CallOutput::Event(CallEvent::LocalHold { held: false, peer }));
+        }
         if held_now != self.remote_hold {
             self.remote_hold = held_now;
             self.out.push_back(CallOutput::Event(CallEvent::RemoteHold { held: held_now }));

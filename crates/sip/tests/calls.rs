@@ -21,6 +21,7 @@ fn ep(user: &str, local: &str, transport: Transport) -> Endpoint {
         user_agent: "test".into(),
         timers: Timers::default(),
         session_expires: 0,
+        avoid_two_way_hold: true,
     }
 }
 
@@ -837,4 +838,35 @@ fn session_timer_422_raises_the_interval_and_too_short_offers_are_refused() {
     .expect("refused");
     assert_eq!(refusal.status_code.code(), 422);
     assert!(refusal.to_string().contains("Min-SE: 90"), "{refusal}");
+}
+
+#[test]
+fn a_peer_holding_us_while_we_hold_it_releases_our_hold() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = confirmed(t0);
+    a.set_hold(t0, true).unwrap();
+    let (offer, _) = drain(&mut a);
+    deliver(&mut b, t0, offer);
+    let (answer, _) = drain(&mut b);
+    deliver(&mut a, t0, answer);
+    let (ack, events) = drain(&mut a);
+    assert!(matches!(events.as_slice(), [CallEvent::LocalHold { held: true, .. }]), "{events:?}");
+    deliver(&mut b, t0, ack);
+    drain(&mut b);
+
+    // Now b holds a: a answers sendrecv (not inactive) and gives up its own hold.
+    b.set_hold(t0, true).unwrap();
+    let (offer, _) = drain(&mut b);
+    deliver(&mut a, t0, offer);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(
+        events,
+        [
+            CallEvent::LocalHold { held: false, peer: agent_helper_sip::sdp::Direction::SendOnly },
+            CallEvent::RemoteHold { held: true }
+        ]
+    );
+    let ok = sent.iter().map(|m| m.to_string()).find(|m| m.starts_with("SIP/2.0 200")).expect("200");
+    assert!(ok.contains("a=recvonly"), "{ok}");
+    assert_eq!(a.hold_state(), (false, true));
 }

@@ -151,6 +151,7 @@ pub(super) async fn bind(t: &Target, server: &SipServer) -> Result<Binding, (Str
         user_agent: sip.user_agent.clone(),
         timers: Timers::default(),
         session_expires: t.config.calls.session_expires,
+        avoid_two_way_hold: t.config.calls.avoid_two_way_hold,
     };
     let reg = Registration::new(cfg, t.password.expose(), Box::new(RandomIds));
     let keepalive = (sip.keepalive_interval > 0).then(|| {

@@ -26,6 +26,7 @@ fn endpoint() -> Endpoint {
         user_agent: "fuzz".into(),
         timers: Timers::default(),
         session_expires: 1800,
+        avoid_two_way_hold: true,
     }
 }
 
