@@ -291,3 +291,35 @@ fn a_backup_server_is_registered_at_the_same_time_and_carries_calls() {
     });
     assert!(primary.registers().iter().any(|l| l.contains("user=agent7") && l.contains("expires=0")));
 }
+
+#[test]
+fn a_sips_call_between_two_helpers_stays_on_tls_and_needs_it() {
+    let k = Kamailio::start_with_tls(PASSWORD);
+    let (da, db, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) =
+        (helper_for(&k, "tls", da.path()), helper_for(&k, "tls", db.path()), helper_for(&k, "udp", dc.path()));
+    let mut conns = Vec::new();
+    for (helper, user) in [(&a, "agent8"), (&b, "agent9"), (&c, "agent10")] {
+        let mut conn = helper.connect();
+        conn.request("login", json!({"username": user, "password": PASSWORD}));
+        wait_registration(&mut conn, "registered");
+        conns.push(conn);
+    }
+    let [alice, bob, carol] = &mut conns[..] else { unreachable!() };
+
+    alice.request("call", json!({"target": "sips:agent9@127.0.0.1"}));
+    let incoming = bob.event("call-incoming");
+    assert_eq!(incoming["to"], "sips:agent9@127.0.0.1", "{incoming}");
+    assert_eq!(incoming["from"], "sips:agent8@127.0.0.1", "{incoming}");
+    bob.request("answerCall", json!({}));
+    alice.event("call-confirmed");
+    bob.event("call-confirmed");
+    alice.request("endCall", json!({}));
+    assert_eq!(bob.event("call-ended")["reason"], "remote-hangup");
+
+    // The same target from an account on UDP is refused before anything is sent.
+    carol.request("call", json!({"target": "sips:agent9@127.0.0.1"}));
+    let ended = carol.event("call-ended");
+    assert_eq!(ended["reason"], "failed");
+    assert!(ended["message"].as_str().unwrap().contains("TLS"), "{ended}");
+}

@@ -77,13 +77,14 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn contact(&self) -> String {
-        format!(
-            "<sip:{}@{};transport={}>",
-            crate::registration::escape_user(&self.username),
-            self.local,
-            self.transport.param()
-        )
+    /// Our Contact; a `sips:` one for dialogs that must stay on TLS (RFC 5630).
+    fn contact(&self, secure: bool) -> String {
+        let user = crate::registration::escape_user(&self.username);
+        if secure {
+            format!("<sips:{user}@{}>", self.local)
+        } else {
+            format!("<sip:{user}@{};transport={}>", self.local, self.transport.param())
+        }
     }
 
     fn via(&self, branch: &str) -> String {
@@ -153,6 +154,8 @@ pub enum CallError {
     Sdp(#[from] sdp::SdpError),
     #[error("invalid target {0:?}")]
     BadTarget(String),
+    #[error("{0}: a sips: URI needs the TLS transport (sip.transport = \"tls\")")]
+    NeedsTls(String),
 }
 
 pub struct Call {
@@ -212,6 +215,8 @@ pub struct Call {
     /// Our REFER in flight, then `None` once answered; `transferring` until the outcome.
     refer: Option<TransactionKey>,
     transferring: bool,
+    /// A `sips:` dialog: our Contact is `sips:` too.
+    secure: bool,
     /// The session timer of the confirmed call (RFC 4028), if one was agreed.
     session: Option<SessionTimer>,
     /// Inbound: the Session-Expires our 2xx names.
@@ -243,9 +248,15 @@ impl Call {
         {
             return Err(CallError::BadTarget(target.to_owned()));
         }
+        // A sips: target must be reached over TLS all the way (RFC 5630).
+        let secure = target.starts_with("sips:");
+        if secure && ep.transport != Transport::Tls {
+            return Err(CallError::NeedsTls(target.to_owned()));
+        }
         let call_id = ids.token();
         let local_tag = ids.token();
-        let local_uri = format!("sip:{}@{}", crate::registration::escape_user(&ep.username), ep.domain);
+        let scheme = if secure { "sips" } else { "sip" };
+        let local_uri = format!("{scheme}:{}@{}", crate::registration::escape_user(&ep.username), ep.domain);
         let branch = format!("{BRANCH_COOKIE}{}", ids.token());
         let body = sdp::offer(&media);
         let from = match &ep.display_name {
@@ -257,7 +268,7 @@ impl Call {
              Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\n\
              Allow: {ALLOW}\r\nSupported: replaces, timer\r\nUser-Agent: {ua}\r\nContent-Type: application/sdp\r\n",
             via = ep.via(&branch),
-            contact = ep.contact(),
+            contact = ep.contact(secure),
             ua = ep.user_agent,
         );
         if ep.session_expires > 0 {
@@ -273,6 +284,7 @@ impl Call {
         let key = TransactionKey::for_client(&invite)?;
         let mut call = Call::base(ep, ids, invite, media);
         call.outbound = true;
+        call.secure = secure;
         call.state = CallState::Calling;
         call.call_id = call_id;
         call.local_tag = local_tag;
@@ -304,6 +316,10 @@ impl Call {
         let (Ok(call_id), Ok(from), Ok(to)) = (call_id, from, to) else { return Err(reject(400)) };
         let remote_tag = tag_of(&from);
         let key = TransactionKey::for_server(&invite).map_err(|_| reject(400))?;
+        let secure = invite.uri.scheme.as_ref().is_some_and(|s| s.to_string().eq_ignore_ascii_case("sips"));
+        if secure && ep.transport != Transport::Tls {
+            return Err(reject(416));
+        }
         let session_answer = session_timer::answer_for(&invite, ep.session_expires).map_err(|min| {
             let mut r = reject(422);
             r.headers.push(Header::Other("Min-SE".into(), min.to_string()));
@@ -323,6 +339,7 @@ impl Call {
         let local_tag = ids.token();
         let mut call = Call::base(ep, ids, invite, media);
         call.state = CallState::Incoming;
+        call.secure = secure;
         call.call_id = call_id;
         call.local_tag = local_tag;
         call.remote_tag = remote_tag;
@@ -396,6 +413,7 @@ impl Call {
             awaiting_ack: false,
             refer: None,
             transferring: false,
+            secure: false,
             session: None,
             session_answer: None,
             reinvite_refresh: false,
@@ -570,7 +588,7 @@ impl Call {
         let Some(mut invite) = self.in_dialog(Method::Invite) else { return };
         self.media = media;
         self.reinvite_cseq = self.local_cseq;
-        set_sdp_body(&mut invite.headers, &mut invite.body, body, &self.ep.contact());
+        set_sdp_body(&mut invite.headers, &mut invite.body, body, &self.ep.contact(self.secure));
         if let Some(s) = &self.session {
             // We send this re-INVITE, so we are its UAC: we refresh from now on.
             let se = SessionExpires { seconds: s.interval.as_secs() as u32, refresher: Some(Refresher::Uac) };
@@ -618,7 +636,7 @@ impl Call {
         refer.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
         refer.headers.push(Header::Other("Refer-To".into(), format!("<{refer_to}>")));
         refer.headers.push(Header::Other("Referred-By".into(), format!("<{}>", self.local_uri)));
-        refer.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
+        refer.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact(self.secure))));
         refer.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
         let key = TransactionKey::for_client(&refer)?;
         let txn = ClientTransaction::new(now, refer, self.ep.transport.reliable(), self.ep.timers)
@@ -651,7 +669,7 @@ impl Call {
         notify.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
         notify.headers.push(Header::Event(rsip::headers::Event::new("refer")));
         notify.headers.push(Header::SubscriptionState(rsip::headers::SubscriptionState::new(state)));
-        notify.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
+        notify.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact(self.secure))));
         notify.headers.push(Header::ContentType(rsip::headers::ContentType::new("message/sipfrag")));
         notify.headers.push(Header::ContentLength(rsip::headers::ContentLength::from(body.len() as u32)));
         notify.body = body.into_bytes();
@@ -983,7 +1001,7 @@ impl Call {
         };
         self.media = media;
         let mut ok = response_to(&request, StatusCode::OK, Some(&self.local_tag)).unwrap_or_default();
-        set_sdp_body(&mut ok.headers, &mut ok.body, body, &self.ep.contact());
+        set_sdp_body(&mut ok.headers, &mut ok.body, body, &self.ep.contact(self.secure));
         // The peer's re-INVITE refreshes the session, possibly with new terms.
         match session_timer::answer_for(&request, self.ep.session_expires) {
             Ok(Some(se)) => {
@@ -1153,7 +1171,7 @@ impl Call {
                 r.headers.push(h.clone());
             }
         }
-        r.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact())));
+        r.headers.push(Header::Contact(rsip::headers::Contact::new(self.ep.contact(self.secure))));
         r.headers.push(Header::UserAgent(rsip::headers::UserAgent::new(self.ep.user_agent.clone())));
         if r.status_code.code() / 100 == 2 {
             r.headers.push(Header::Allow(rsip::headers::Allow::new(ALLOW)));

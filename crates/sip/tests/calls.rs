@@ -21,7 +21,7 @@ fn ep(user: &str, local: &str, transport: Transport) -> Endpoint {
         user_agent: "test".into(),
         timers: Timers::default(),
         session_expires: 0,
-        avoid_two_way_hold: true,
+        avoid_two_way_hold: false,
     }
 }
 
@@ -75,9 +75,17 @@ fn deliver(to: &mut Call, now: Instant, msgs: Vec<SipMessage>) {
 }
 
 fn start(t0: Instant, transport: Transport) -> (Call, Call) {
+    start_with(t0, transport, |_| {})
+}
+
+/// As [`start`], with both endpoints adjusted by `tweak`.
+fn start_with(t0: Instant, transport: Transport, tweak: impl Fn(&mut Endpoint)) -> (Call, Call) {
+    let (mut alice, mut bob) = (ep("alice", "10.0.0.1:5070", transport), ep("bob", "10.0.0.2:5080", transport));
+    tweak(&mut alice);
+    tweak(&mut bob);
     let mut a = Call::outgoing(
         t0,
-        ep("alice", "10.0.0.1:5070", transport),
+        alice,
         "sip:bob@example.com",
         &[("X-Customer-Info".into(), r#"{"name":"Ann"}"#.into())],
         media(4000, &[(8, "PCMA"), (0, "PCMU")]),
@@ -93,15 +101,8 @@ fn start(t0: Instant, transport: Transport) -> (Call, Call) {
         text.contains("X-Customer-Info: {\"name\":\"Ann\"}") && text.contains("m=audio 4000 RTP/AVP 8 0 101"),
         "{text}"
     );
-    let b = Call::incoming(
-        t0,
-        ep("bob", "10.0.0.2:5080", transport),
-        invite,
-        media(6000, &[(0, "PCMU")]),
-        Some(Duration::from_secs(60)),
-        ids(100),
-    )
-    .unwrap();
+    let b =
+        Call::incoming(t0, bob, invite, media(6000, &[(0, "PCMU")]), Some(Duration::from_secs(60)), ids(100)).unwrap();
     (a, b)
 }
 
@@ -308,7 +309,11 @@ fn auto_answer_after_a_delay_and_hints_from_the_pbx() {
 }
 
 fn confirmed(t0: Instant) -> (Call, Call) {
-    let (mut a, mut b) = start(t0, Transport::Udp);
+    confirmed_with(t0, |_| {})
+}
+
+fn confirmed_with(t0: Instant, tweak: impl Fn(&mut Endpoint)) -> (Call, Call) {
+    let (mut a, mut b) = start_with(t0, Transport::Udp, tweak);
     let (ringing, _) = drain(&mut b);
     deliver(&mut a, t0, ringing);
     drain(&mut a);
@@ -843,7 +848,7 @@ fn session_timer_422_raises_the_interval_and_too_short_offers_are_refused() {
 #[test]
 fn a_peer_holding_us_while_we_hold_it_releases_our_hold() {
     let t0 = Instant::now();
-    let (mut a, mut b) = confirmed(t0);
+    let (mut a, mut b) = confirmed_with(t0, |e| e.avoid_two_way_hold = true);
     a.set_hold(t0, true).unwrap();
     let (offer, _) = drain(&mut a);
     deliver(&mut b, t0, offer);
@@ -869,4 +874,55 @@ fn a_peer_holding_us_while_we_hold_it_releases_our_hold() {
     let ok = sent.iter().map(|m| m.to_string()).find(|m| m.starts_with("SIP/2.0 200")).expect("200");
     assert!(ok.contains("a=recvonly"), "{ok}");
     assert_eq!(a.hold_state(), (false, true));
+}
+
+#[test]
+fn sips_targets_need_tls_and_get_a_sips_contact() {
+    let t0 = Instant::now();
+    let over = |transport| {
+        Call::outgoing(
+            t0,
+            ep("alice", "10.0.0.1:5061", transport),
+            "sips:bob@example.com",
+            &[],
+            media(4000, &[(0, "PCMU")]),
+            ids(0),
+        )
+    };
+    assert!(matches!(over(Transport::Udp), Err(agent_helper_sip::call::CallError::NeedsTls(_))));
+    assert!(matches!(over(Transport::Tcp), Err(agent_helper_sip::call::CallError::NeedsTls(_))));
+    let mut a = over(Transport::Tls).unwrap();
+    let SipMessage::Request(invite) = drain(&mut a).0.remove(0) else { panic!() };
+    let text = invite.to_string();
+    assert!(text.starts_with("INVITE sips:bob@example.com SIP/2.0"), "{text}");
+    assert!(
+        text.contains("Contact: <sips:alice@10.0.0.1:5061>") && text.contains("<sips:alice@example.com>;tag="),
+        "{text}"
+    );
+
+    // A sips: request that did not come over TLS is refused (416).
+    let refusal = Call::incoming(
+        t0,
+        ep("bob", "10.0.0.2:5080", Transport::Udp),
+        invite.clone(),
+        media(6000, &[(0, "PCMU")]),
+        None,
+        ids(9),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(refusal.status_code.code(), 416);
+    let mut b = Call::incoming(
+        t0,
+        ep("bob", "10.0.0.2:5061", Transport::Tls),
+        invite,
+        media(6000, &[(0, "PCMU")]),
+        None,
+        ids(9),
+    )
+    .unwrap();
+    drain(&mut b);
+    b.answer(t0).unwrap();
+    let ok = drain(&mut b).0.iter().map(|m| m.to_string()).find(|m| m.starts_with("SIP/2.0 200")).unwrap();
+    assert!(ok.contains("Contact: <sips:bob@10.0.0.2:5061>"), "{ok}");
 }
