@@ -1,6 +1,7 @@
 //! One datagram from the network through everything the phone does with it:
 //! parsing, the §8.2 checks, transaction keys, a server transaction, an
-//! inbound call (SDP offer included) and a client transaction's response path.
+//! inbound call (SDP offer, Replaces, Session-Expires included), a client
+//! transaction's response path and what keep-alives read from a response.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -10,7 +11,8 @@ use agent_helper_sip::ids::SequentialIds;
 use agent_helper_sip::registration::Transport;
 use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
 use agent_helper_sip::transaction::{ClientTransaction, ServerTransaction, Timers, TransactionKey};
-use agent_helper_sip::{checks, message};
+use agent_helper_sip::replaces::Replaces;
+use agent_helper_sip::{checks, keepalive, message, session_timer};
 use libfuzzer_sys::fuzz_target;
 use rsip::SipMessage;
 
@@ -48,6 +50,13 @@ fuzz_target!(|data: &[u8]| {
     match msg {
         SipMessage::Request(req) => {
             let _ = checks::check_request(&req);
+            let _ = session_timer::answer_for(&req, 600);
+            for h in req.headers.iter() {
+                if let rsip::Header::Other(_, value) = h {
+                    let _ = Replaces::parse(value);
+                    let _ = Replaces::from_uri(value);
+                }
+            }
             let _ = TransactionKey::for_server(&req);
             let _ = message::response_to(&req, rsip::StatusCode::OK, Some("t"));
             if let Ok(mut t) = ServerTransaction::new(now, req.clone(), false, Timers::default()) {
@@ -65,6 +74,8 @@ fuzz_target!(|data: &[u8]| {
         }
         SipMessage::Response(resp) => {
             let _ = TransactionKey::for_response(&resp);
+            let _ = keepalive::observed_address(&resp);
+            let _ = session_timer::from_answer(now, &resp, true);
             let invite = rsip::Request::try_from(INVITE).expect("fixed request parses");
             let mut t = ClientTransaction::new(now, invite, false, Timers::default()).expect("fixed request is valid");
             t.handle_response(now, resp);
