@@ -1,0 +1,211 @@
+//! An adaptive jitter buffer. Packets arrive out of order, twice, late or
+//! never; the sound card takes one frame every frame period. The buffer
+//! holds packets by RTP timestamp and plays them out `target` after they
+//! were due, where `target` follows the measured jitter (RFC 3550 §6.4.1)
+//! between a configured minimum and maximum.
+//!
+//! - Reordering: packets are kept sorted; a late one still plays if its
+//!   turn has not passed.
+//! - Duplicates and packets whose turn has passed are dropped and counted.
+//! - A missing packet is reported as [`Playout::Missing`] (the caller
+//!   conceals it, from the next packet's FEC when the codec has it).
+//! - Clock drift and jitter bursts: when more than `target` plus two frames
+//!   are queued a frame is skipped; an empty buffer conceals. Both are
+//!   counted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A sender more than this far ahead or behind is treated as a new stream.
+const RESYNC: Duration = Duration::from_secs(3);
+/// Packets held at most (a hostile sender cannot make us hold more).
+const MAX_PACKETS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Not playing yet (filling to the target delay): play silence.
+    Waiting,
+    /// The next frame: `samples` long at the codec's rate.
+    Frame { payload: Vec<u8>, samples: u32 },
+    /// The next frame did not arrive: conceal `samples`.
+    Missing { samples: u32 },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    pub received: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub concealed: u64,
+    pub skipped: u64,
+}
+
+pub struct JitterBuffer {
+    clock_rate: u32,
+    min: Duration,
+    max: Duration,
+    /// Extended (unwrapped) timestamp → (payload, samples).
+    packets: BTreeMap<u64, (Vec<u8>, u32)>,
+    /// The extended timestamp of the next frame to play.
+    next: Option<u64>,
+    /// The last timestamp seen, for unwrapping.
+    last_ts: Option<(u32, u64)>,
+    /// Frame length last seen, in samples: what a missing frame lasts.
+    frame: u32,
+    /// Playing starts at this time (first arrival + target).
+    start_at: Option<Instant>,
+    /// RFC 3550 interarrival jitter, in timestamp units, and the previous transit.
+    jitter: f64,
+    transit: Option<f64>,
+    epoch: Option<Instant>,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    pub fn new(clock_rate: u32, min: Duration, max: Duration) -> JitterBuffer {
+        JitterBuffer {
+            clock_rate,
+            min,
+            max: max.max(min),
+            packets: BTreeMap::new(),
+            next: None,
+            last_ts: None,
+            frame: clock_rate / 50,
+            start_at: None,
+            jitter: 0.0,
+            transit: None,
+            epoch: None,
+            stats: JitterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// The interarrival jitter (RFC 3550), in timestamp units.
+    pub fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
+    /// The delay the buffer aims for: three times the jitter plus a frame,
+    /// within the configured bounds.
+    pub fn target(&self) -> Duration {
+        let jitter = Duration::from_secs_f64(3.0 * self.jitter / f64::from(self.clock_rate));
+        let frame = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
+        (jitter + frame).clamp(self.min, self.max)
+    }
+
+    /// How much audio is queued beyond the next frame.
+    pub fn depth(&self) -> Duration {
+        let (Some(next), Some((&last, &(_, n)))) = (self.next, self.packets.iter().next_back()) else {
+            return Duration::ZERO;
+        };
+        let samples = (last + u64::from(n)).saturating_sub(next);
+        Duration::from_secs_f64(samples as f64 / f64::from(self.clock_rate))
+    }
+
+    /// A packet arrived at `now`: RTP `timestamp`, `samples` of audio.
+    pub fn push(&mut self, now: Instant, timestamp: u32, samples: u32, payload: Vec<u8>) {
+        if samples == 0 || samples > self.clock_rate {
+            return;
+        }
+        let ext = self.unwrap(timestamp);
+        self.update_jitter(now, ext);
+        self.stats.received += 1;
+        self.frame = samples;
+        let resync = match self.next {
+            None => true,
+            Some(next) => {
+                let far = (RESYNC.as_secs_f64() * f64::from(self.clock_rate)) as u64;
+                ext > next + far || ext + far < next
+            }
+        };
+        if resync {
+            self.packets.clear();
+            self.next = Some(ext);
+            self.start_at = Some(now + self.target());
+        }
+        let next = self.next.unwrap_or(ext);
+        if ext < next {
+            self.stats.late += 1;
+            return;
+        }
+        if self.packets.contains_key(&ext) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if self.packets.len() >= MAX_PACKETS {
+            self.stats.late += 1;
+            return;
+        }
+        self.packets.insert(ext, (payload, samples));
+    }
+
+    /// The next frame for the sound card, asked for once per frame period.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        let Some(next) = self.next else { return Playout::Waiting };
+        if self.start_at.is_some_and(|t| now < t) {
+            return Playout::Waiting;
+        }
+        self.start_at = None;
+        // Too much queued (a burst, or the sender's clock runs fast): skip one.
+        let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
+        if self.depth() > self.target() + frame_time * 2
+            && let Some((&ts, &(_, n))) = self.packets.iter().next()
+            && ts == next
+        {
+            self.packets.remove(&ts);
+            self.next = Some(next + u64::from(n));
+            self.stats.skipped += 1;
+            return self.pop(now);
+        }
+        match self.packets.remove(&next) {
+            Some((payload, samples)) => {
+                self.next = Some(next + u64::from(samples));
+                Playout::Frame { payload, samples }
+            }
+            None => {
+                let samples = self.frame;
+                self.next = Some(next + u64::from(samples));
+                self.stats.concealed += 1;
+                Playout::Missing { samples }
+            }
+        }
+    }
+
+    /// The packet right after the one just reported missing, if it is here
+    /// (its in-band FEC can rebuild the missing one).
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        self.next.and_then(|n| self.packets.get(&n)).map(|(p, _)| p.as_slice())
+    }
+
+    fn unwrap(&mut self, ts: u32) -> u64 {
+        let ext = match self.last_ts {
+            None => u64::from(ts) + (1 << 32),
+            Some((last, last_ext)) => {
+                let delta = ts.wrapping_sub(last) as i32;
+                (last_ext as i64 + i64::from(delta)).max(0) as u64
+            }
+        };
+        if self.last_ts.is_none_or(|(_, e)| ext > e) {
+            self.last_ts = Some((ts, ext));
+        }
+        ext
+    }
+
+    /// RFC 3550 §A.8: J += (|D| − J) / 16, D the change in transit time.
+    fn update_jitter(&mut self, now: Instant, ext: u64) {
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = now.duration_since(epoch).as_secs_f64() * f64::from(self.clock_rate);
+        let transit = arrival - ext as f64;
+        if let Some(prev) = self.transit {
+            let d = (transit - prev).abs();
+            // A resync jump is not jitter.
+            if d < RESYNC.as_secs_f64() * f64::from(self.clock_rate) {
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+        }
+        self.transit = Some(transit);
+    }
+}

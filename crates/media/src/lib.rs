@@ -1,0 +1,16 @@
+//! The media core of Agent Helper, sans-IO: no sockets, no sound cards, no
+//! clock. Packets and samples come in with the time they arrived; frames to
+//! play and packets to send come out. The engine's media driver owns the
+//! sockets and the audio devices.
+//!
+//! - [`rtp`]: RTP packets from the network, checked and bounded before use.
+//! - [`g711`]: G.711 µ-law and A-law.
+//! - [`plc`]: loss concealment for codecs without their own (G.711 Appendix I style).
+//! - [`jitter`]: an adaptive jitter buffer: reordering, duplicates, late packets.
+//! - [`quality`]: RFC 3550 jitter and loss, and the ITU-T G.107 E-model (R, MOS).
+
+pub mod g711;
+pub mod jitter;
+pub mod plc;
+pub mod quality;
+pub mod rtp;

@@ -1,0 +1,123 @@
+//! The jitter buffer on a virtual clock: a 20 ms G.711 stream delivered with
+//! jitter, reordering, duplicates and loss, played out one frame per 20 ms.
+
+use std::time::{Duration, Instant};
+
+use agent_helper_media::jitter::{JitterBuffer, Playout};
+
+const FRAME: u32 = 160;
+const PERIOD: Duration = Duration::from_millis(20);
+
+fn buffer() -> JitterBuffer {
+    JitterBuffer::new(8000, Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// Plays `frames` periods starting at `start`; returns what came out, as
+/// the frame number for real frames and `None` for concealment.
+fn play(jb: &mut JitterBuffer, start: Instant, frames: usize) -> Vec<Option<u32>> {
+    simulate(jb, start, frames, &mut Vec::new())
+}
+
+/// The sound card's clock and the network together: before each 20 ms
+/// tick from `start`, the packets that have arrived by then are pushed.
+/// `arrivals`: (arrival time, frame number, RTP timestamp).
+fn simulate(
+    jb: &mut JitterBuffer,
+    start: Instant,
+    frames: usize,
+    arrivals: &mut Vec<(Instant, u32, u32)>,
+) -> Vec<Option<u32>> {
+    arrivals.sort_by_key(|a| a.0);
+    let mut out = vec![];
+    for i in 0..frames {
+        let now = start + PERIOD * i as u32;
+        while let Some(&(at, n, ts)) = arrivals.first().filter(|a| a.0 <= now) {
+            arrivals.remove(0);
+            jb.push(at, ts, FRAME, vec![n as u8; 160]);
+        }
+        match jb.pop(now) {
+            Playout::Frame { payload, .. } => out.push(Some(u32::from(payload[0]))),
+            Playout::Missing { .. } => out.push(None),
+            Playout::Waiting => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn reorders_drops_duplicates_and_reports_losses() {
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    // Frames 0..10; 3 arrives after 4 (15 ms late), 6 twice, 8 lost.
+    let mut arrivals: Vec<_> =
+        [(0u32, 0u64), (1, 20), (2, 40), (4, 60), (3, 75), (5, 100), (6, 120), (6, 121), (7, 140), (9, 180)]
+            .into_iter()
+            .map(|(n, at)| (t0 + Duration::from_millis(at), n, 1000 + n * FRAME))
+            .collect();
+    let out = simulate(&mut jb, t0 + Duration::from_millis(1), 14, &mut arrivals);
+    assert_eq!(
+        out[..10],
+        [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5), Some(6), Some(7), None, Some(9)],
+        "{out:?}"
+    );
+    let s = jb.stats();
+    assert_eq!((s.received, s.duplicates, s.late), (10, 1, 0), "{s:?}");
+    assert!(s.concealed >= 1, "{s:?}");
+}
+
+#[test]
+fn a_packet_after_its_turn_is_late_and_dropped() {
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    jb.push(t0, 0, FRAME, vec![0; 160]);
+    jb.push(t0 + PERIOD * 2, 2 * FRAME, FRAME, vec![2; 160]);
+    let out = play(&mut jb, t0 + PERIOD * 2, 2);
+    assert_eq!(out, [Some(0), None]);
+    jb.push(t0 + PERIOD * 4, FRAME, FRAME, vec![1; 160]);
+    assert_eq!(jb.stats().late, 1);
+}
+
+#[test]
+fn the_target_delay_follows_the_measured_jitter_within_bounds() {
+    let t0 = Instant::now();
+    let mut steady = buffer();
+    let mut jittery = buffer();
+    for n in 0..200u32 {
+        steady.push(t0 + PERIOD * n, n * FRAME, FRAME, vec![0; 160]);
+        // Arrivals wobble by up to ±30 ms.
+        let wobble = [0i64, 30, -20, 10, -30, 25][n as usize % 6];
+        let at = (i64::from(n) * 20 + 40 + wobble) as u64;
+        jittery.push(t0 + Duration::from_millis(at), n * FRAME, FRAME, vec![0; 160]);
+    }
+    assert!(steady.target() <= Duration::from_millis(25), "{:?}", steady.target());
+    assert!(jittery.target() > Duration::from_millis(60), "{:?}", jittery.target());
+    assert!(jittery.target() <= Duration::from_millis(200));
+    assert!(jittery.jitter() > steady.jitter());
+}
+
+#[test]
+fn timestamps_wrap_and_a_restarted_stream_resyncs() {
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    let first = u32::MAX - FRAME + 1;
+    let mut arrivals: Vec<_> = (0..4u32).map(|n| (t0 + PERIOD * n, n, first.wrapping_add(n * FRAME))).collect();
+    assert_eq!(simulate(&mut jb, t0, 6, &mut arrivals)[..4], [Some(0), Some(1), Some(2), Some(3)]);
+    // The sender restarts with a new random timestamp: played from there after the target delay.
+    let t1 = t0 + Duration::from_secs(1);
+    jb.push(t1, 123_456, FRAME, vec![7; 160]);
+    assert_eq!(play(&mut jb, t1 + Duration::from_millis(40), 1), [Some(7)]);
+}
+
+#[test]
+fn a_flood_beyond_the_target_is_trimmed() {
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    // 50 frames arrive at once (a burst after a network stall).
+    for n in 0..50u32 {
+        jb.push(t0, n * FRAME, FRAME, vec![n as u8; 160]);
+    }
+    let out = play(&mut jb, t0 + Duration::from_millis(100), 5);
+    assert!(out.iter().all(Option::is_some));
+    assert!(jb.stats().skipped > 0, "frames skipped to catch up");
+    assert!(jb.depth() < Duration::from_millis(1000));
+}
