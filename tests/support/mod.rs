@@ -6,6 +6,7 @@
 
 pub mod baresip;
 pub mod kamailio;
+pub mod pulse;
 pub mod sipp;
 
 use std::io::{BufRead, BufReader, Read, Write};

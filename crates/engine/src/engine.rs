@@ -59,6 +59,7 @@ enum Done {
     Logout { result: Result<(), CredentialError> },
     RememberedLoaded { username: String, result: Result<Option<Password>, CredentialError> },
     Diagnostics(Result<BundleInfo, BundleError>),
+    Devices(Result<Vec<m::AudioDevice>, String>),
 }
 
 struct ClientInfo {
@@ -152,6 +153,10 @@ impl Engine {
             m::GET_CONFIG => to_value(self.config_view()),
             m::SET_CONFIG => self.set_config(params),
             m::COLLECT_DIAGNOSTICS => return self.collect_diagnostics(now),
+            m::LIST_DEVICES => {
+                // Asking the audio system blocks (PulseAudio round trips).
+                return Handled::Blocking(BlockingJob::new(|| Completion(Done::Devices(crate::devices::list()))));
+            }
             m::CALL => self.call(params),
             m::ANSWER_CALL => {
                 self.call_command(m::ANSWER_CALL, params, "incoming", |call_id| PhoneCommand::Answer { call_id })
@@ -336,10 +341,6 @@ impl Engine {
             entry("system.json", crate::system::system()),
             entry("status.json", serde_json::to_value(self.status(now)).unwrap_or(Value::Null)),
             entry("effective-config.json", serde_json::to_value(self.config_view()).unwrap_or(Value::Null)),
-            entry(
-                "devices.json",
-                json!({ "available": false, "reason": "this build has no audio engine yet; devices are listed once it does" }),
-            ),
         ];
         let out_dir = self.profile.diagnostics_dir.clone();
         let log_dir = self.profile.log_dir.clone();
@@ -347,6 +348,15 @@ impl Engine {
         let policy_file = self.config.policy_file.clone();
         tracing::info!("collecting diagnostics");
         Handled::Blocking(BlockingJob::new(move || {
+            let devices = match crate::devices::list() {
+                Ok(d) => json!({ "available": true, "devices": d }),
+                Err(e) => json!({ "available": false, "error": e }),
+            };
+            let mut entries = entries;
+            entries.push(BundleEntry {
+                name: "devices.json".into(),
+                bytes: serde_json::to_vec_pretty(&devices).unwrap_or_default(),
+            });
             let mut configs = vec![("config.toml", config_file.as_path())];
             if let Some(p) = &policy_file {
                 configs.push(("policy.toml", p.as_path()));
@@ -411,6 +421,10 @@ impl Engine {
                 self.register();
                 None
             }
+            Done::Devices(result) => Some(match result {
+                Ok(devices) => Ok(json!({ "devices": devices })),
+                Err(e) => Err(ApiError::new(ErrorCode::AudioUnavailable, e)),
+            }),
             Done::Diagnostics(result) => Some(match result {
                 Ok(info) => {
                     tracing::info!(path = %info.path.display(), bytes = info.bytes, "diagnostics bundle written");

@@ -10,6 +10,7 @@
 //! Softphone, audio and screen subsystems plug in here as they arrive.
 
 mod account;
+mod devices;
 pub mod driver;
 mod engine;
 pub mod phone;

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     NotRegistered,
     /// No call with that id (or none fits the request).
     NoSuchCall,
+    /// The audio system (PulseAudio, WASAPI, CoreAudio) cannot be reached.
+    AudioUnavailable,
 
     // Local side.
     /// The answer would exceed the frame cap.

@@ -24,6 +24,7 @@ pub const HOLD_CALL: &str = "holdCall";
 pub const RESUME_CALL: &str = "resumeCall";
 pub const TRANSFER_CALL: &str = "transferCall";
 pub const CONFIRM_TRANSFER: &str = "confirmTransfer";
+pub const LIST_DEVICES: &str = "listDevices";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -44,7 +45,21 @@ pub const ALL: &[&str] = &[
     RESUME_CALL,
     TRANSFER_CALL,
     CONFIRM_TRANSFER,
+    LIST_DEVICES,
 ];
+
+/// One audio device of `listDevices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioDevice {
+    /// Stable across restarts and re-plugs; what `audio.*` settings hold.
+    pub id: String,
+    pub name: String,
+    /// `input` or `output`.
+    pub direction: String,
+    /// The system's default device for its direction.
+    pub default: bool,
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -12,6 +12,7 @@ use rsip::prelude::*;
 use rsip::{Header, SipMessage};
 use tokio::net::UdpSocket;
 
+use super::media::{MediaControl, MediaHandle};
 use super::{Active, ActiveCall, MAX_CALL_HEADERS, MAX_CUSTOMER_INFO};
 
 /// The configured codecs as SDP codecs, most preferred first.
@@ -28,20 +29,20 @@ pub(super) fn audio_codecs(config: &Config) -> Vec<AudioCodec> {
             // Offered only by builds with the g729 feature (issue 4).
             Codec::G729 => None,
         })
+        // Only what the media engine can play and record is offered.
+        .filter(|c| super::media::SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(&c.name)))
         .collect()
 }
 
-/// Opens the call's RTP socket and describes our side of the stream.
+/// Opens the call's RTP socket, starts its media task and describes our
+/// side of the stream.
 pub(super) async fn local_media(
     local_ip: std::net::IpAddr,
     codecs: Vec<AudioCodec>,
-) -> Result<(LocalMedia, tokio::task::JoinHandle<()>), String> {
+    call_id: &str,
+) -> Result<(LocalMedia, MediaHandle), String> {
     let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
     let port = socket.local_addr().map_err(|e| e.to_string())?.port();
-    let rtp = tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while socket.recv(&mut buf).await.is_ok() {}
-    });
     let session_id =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
     let media = LocalMedia {
@@ -53,7 +54,29 @@ pub(super) async fn local_media(
         session_id,
         version: 1,
     };
-    Ok((media, rtp))
+    Ok((media, super::media::start(socket, call_id.to_owned())))
+}
+
+/// What the call's media task should do now, from its SDP and hold state.
+pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaControl {
+    let Some(n) = call.negotiated() else { return MediaControl::default() };
+    let remote = format!("{}:{}", n.remote_address, n.remote_port).parse().ok().or_else(|| {
+        n.remote_address.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, n.remote_port))
+    });
+    let (local_hold, _) = call.hold_state();
+    let sends = matches!(n.direction, Direction::SendRecv | Direction::SendOnly) && !local_hold;
+    let receives = matches!(n.direction, Direction::SendRecv | Direction::RecvOnly);
+    let live = matches!(call.state(), CallState::Confirmed | CallState::Answering);
+    MediaControl {
+        remote: if live && n.remote_port != 0 { remote } else { None },
+        payload_type: n.codec.payload_type,
+        codec: n.codec.name.clone(),
+        send: sends,
+        receive: receives,
+        muted,
+        speaker: config.audio.speaker.clone(),
+        microphone: config.audio.microphone.clone(),
+    }
 }
 
 /// `sip:…` as given, or a user / number in the account's domain.
@@ -72,7 +95,7 @@ pub(super) async fn dial(
     headers: &[(String, String)],
 ) -> Result<(), String> {
     let uri = target_uri(target, &a.primary.endpoint.domain);
-    let (media, rtp) = local_media(a.primary.local_ip, audio_codecs(&a.config)).await?;
+    let (media, rtp) = local_media(a.primary.local_ip, audio_codecs(&a.config), call_id).await?;
     let mut all_headers: Vec<(String, String)> =
         a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     all_headers.extend(headers.iter().cloned());
@@ -83,7 +106,7 @@ pub(super) async fn dial(
             Ok(())
         }
         Err(e) => {
-            rtp.abort();
+            drop(rtp);
             Err(e.to_string())
         }
     }
@@ -162,7 +185,9 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
         let b = a.binding(via_backup);
         (b.local_ip, b.endpoint.clone())
     };
-    let (media, rtp) = match local_media(local_ip, audio_codecs(&a.config)).await {
+    let mut ids = RandomIds;
+    let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
+    let (media, rtp) = match local_media(local_ip, audio_codecs(&a.config), &call_id).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take an inbound call");
@@ -173,8 +198,6 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
         0 => None,
         s => Some(Duration::from_secs(u64::from(s))),
     };
-    let mut ids = RandomIds;
-    let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
     let now = Instant::now();
     let calls = &a.config.calls;
     let auto_answer = if calls.auto_answer {
@@ -204,7 +227,7 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
             a.pending_incoming.push(info);
         }
         Err(resp) => {
-            rtp.abort();
+            drop(rtp);
             if resp.via_header().is_ok() {
                 let _ = a.binding(via_backup).link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
             }

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod calls;
 mod link;
+mod media;
 
 use calls::{dial, new_inbound_call, target_uri};
 use link::{Binding, Link, Received, bind, connect};
@@ -192,15 +193,8 @@ struct ActiveCall {
     via_backup: bool,
     /// `call-started` not yet reported (outbound).
     announce_started: bool,
-    /// Drains the call's RTP socket until the call is gone.
-    rtp: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ActiveCall {
-    fn drop(&mut self) {
-        // The RTP socket lives in this task; a dropped JoinHandle would only detach it.
-        self.rtp.abort();
-    }
+    /// The call's audio; ends with the call (its Drop stops the task).
+    rtp: media::MediaHandle,
 }
 
 impl Active {
@@ -722,7 +716,18 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
             }
         }
     }
-    // Finished calls go, their RTP task with them (Drop for ActiveCall).
+    // Each call's media follows its SDP and hold state.
+    for c in &mut a.calls {
+        let wanted = calls::media_control(&c.call, &a.config, false);
+        c.rtp.control.send_if_modified(|current| {
+            let changed = *current != wanted;
+            if changed {
+                *current = wanted.clone();
+            }
+            changed
+        });
+    }
+    // Finished calls go, their media task with them (Drop for MediaHandle).
     a.calls.retain(|c| !c.call.is_finished());
     a.stopping
         && matches!(a.primary.reg.state(), RegistrationState::Unregistered)

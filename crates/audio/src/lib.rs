@@ -1,0 +1,279 @@
+//! The agent's audio devices, through cpal: PulseAudio (or PipeWire's
+//! PulseAudio server) on Linux, WASAPI on Windows, CoreAudio on macOS.
+//!
+//! - Devices have stable ids (`pulseaudio:alsa_output.usb-…`): what the
+//!   settings store, so the agent's headset is found again after a reboot
+//!   or a re-plug.
+//! - A stream runs on the audio system's own thread. Its callback neither
+//!   blocks nor allocates: it moves samples through a lock-free
+//!   single-producer single-consumer ring ([`rtrb`]), filling with silence
+//!   when the ring runs dry (playback) or dropping when it is full (capture).
+//! - cpal streams may not leave the thread that built them; each stream
+//!   lives on a small thread of its own, ended by dropping its handle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+/// How long opening a stream may take before the device counts as unavailable.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("no audio system available: {0}")]
+    NoHost(String),
+    #[error("audio device {0:?} not found")]
+    NotFound(String),
+    #[error("audio device {device:?}: {message}")]
+    Device { device: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Stable across restarts and re-plugs: what settings store.
+    pub id: String,
+    /// For people: "Jabra Evolve2 65", "Test_Headset".
+    pub name: String,
+    pub direction: Direction,
+    pub is_default: bool,
+}
+
+/// The audio system: PulseAudio where it runs, otherwise the platform default.
+fn host() -> Result<cpal::Host, AudioError> {
+    #[cfg(target_os = "linux")]
+    if cpal::available_hosts().contains(&cpal::HostId::PulseAudio)
+        && let Ok(h) = cpal::host_from_id(cpal::HostId::PulseAudio)
+    {
+        return Ok(h);
+    }
+    Ok(cpal::default_host())
+}
+
+/// Every input and output device, defaults marked. PulseAudio's monitor
+/// sources (a copy of what a sink plays) are not microphones and are left out.
+pub fn list_devices() -> Result<Vec<DeviceInfo>, AudioError> {
+    let host = host()?;
+    let id_of = |d: &cpal::Device| d.id().map(|i| i.to_string()).ok();
+    let default_in = host.default_input_device().as_ref().and_then(id_of);
+    let default_out = host.default_output_device().as_ref().and_then(id_of);
+    let devices = host.devices().map_err(|e| AudioError::NoHost(e.to_string()))?;
+    let mut out = Vec::new();
+    for d in devices {
+        let Some(id) = id_of(&d) else { continue };
+        let name = d.description().map(|n| n.name().to_owned()).unwrap_or_else(|_| id.clone());
+        let direction = if d.supports_output() { Direction::Output } else { Direction::Input };
+        if direction == Direction::Input && id.ends_with(".monitor") {
+            continue;
+        }
+        let is_default = match direction {
+            Direction::Input => default_in.as_deref() == Some(&id),
+            Direction::Output => default_out.as_deref() == Some(&id),
+        };
+        out.push(DeviceInfo { id, name, direction, is_default });
+    }
+    Ok(out)
+}
+
+fn find(host: &cpal::Host, id: Option<&str>, direction: Direction) -> Result<cpal::Device, AudioError> {
+    let wanted = id.filter(|i| !i.is_empty());
+    match wanted {
+        None => match direction {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        }
+        .ok_or_else(|| AudioError::NotFound("default".into())),
+        Some(id) => {
+            let devices = host.devices().map_err(|e| AudioError::NoHost(e.to_string()))?;
+            for d in devices {
+                let matches = d.id().is_ok_and(|i| i.to_string() == id);
+                let right_way = match direction {
+                    Direction::Input => d.supports_input(),
+                    Direction::Output => d.supports_output(),
+                };
+                if matches && right_way {
+                    return Ok(d);
+                }
+            }
+            Err(AudioError::NotFound(id.to_owned()))
+        }
+    }
+}
+
+/// A running playback stream: push samples (mono, `rate` Hz) into `samples`.
+pub struct Playback {
+    pub samples: rtrb::Producer<i16>,
+    pub rate: u32,
+    /// The device id actually in use.
+    pub device: String,
+    failed: Arc<AtomicBool>,
+    _stop: mpsc::Sender<()>,
+}
+
+impl Playback {
+    /// The device went away or its stream broke (unplugged headset).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A running capture stream: mono samples at `rate` Hz arrive in `samples`.
+pub struct Capture {
+    pub samples: rtrb::Consumer<i16>,
+    pub rate: u32,
+    pub device: String,
+    failed: Arc<AtomicBool>,
+    _stop: mpsc::Sender<()>,
+}
+
+impl Capture {
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// Ring size: 500 ms at the stream rate, far more than the few frames in flight.
+fn ring_len(rate: u32) -> usize {
+    (rate / 2) as usize
+}
+
+/// Opens `device` (an id from [`list_devices`]; `None` = the default) for
+/// playback of mono audio at `rate` Hz.
+pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioError> {
+    let device = device.map(str::to_owned);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    std::thread::Builder::new()
+        .name("audio-out".into())
+        .spawn(move || {
+            let opened = (|| {
+                let host = host()?;
+                let d = find(&host, device.as_deref(), Direction::Output)?;
+                let name = d.id().map(|i| i.to_string()).unwrap_or_default();
+                let err = |e: cpal::Error| AudioError::Device { device: name.clone(), message: e.to_string() };
+                let channels = stream_channels(&d, Direction::Output);
+                let config = cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Default };
+                let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
+                let on_error = move |e: cpal::Error| {
+                    tracing::warn!(error = %e, "playback stream failed");
+                    flag.store(true, Ordering::Relaxed);
+                };
+                let ch = usize::from(channels);
+                let stream = d
+                    .build_output_stream::<i16, _, _>(
+                        config,
+                        move |data: &mut [i16], _| {
+                            for frame in data.chunks_mut(ch) {
+                                frame.fill(consumer.pop().unwrap_or(0));
+                            }
+                        },
+                        on_error,
+                        Some(OPEN_TIMEOUT),
+                    )
+                    .map_err(err)?;
+                stream.play().map_err(err)?;
+                Ok((stream, producer, name))
+            })();
+            match opened {
+                Ok((stream, producer, name)) => {
+                    let _ = ready_tx.send(Ok((producer, name)));
+                    // Runs until the handle is dropped.
+                    let _ = stop_rx.recv();
+                    drop(stream);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| AudioError::NoHost(e.to_string()))?;
+    let (samples, device) = ready_rx
+        .recv_timeout(OPEN_TIMEOUT * 2)
+        .map_err(|_| AudioError::NoHost("the audio system did not answer".into()))??;
+    Ok(Playback { samples, rate, device, failed, _stop: stop_tx })
+}
+
+/// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
+pub fn open_capture(device: Option<&str>, rate: u32) -> Result<Capture, AudioError> {
+    let device = device.map(str::to_owned);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    std::thread::Builder::new()
+        .name("audio-in".into())
+        .spawn(move || {
+            let opened = (|| {
+                let host = host()?;
+                let d = find(&host, device.as_deref(), Direction::Input)?;
+                let name = d.id().map(|i| i.to_string()).unwrap_or_default();
+                let err = |e: cpal::Error| AudioError::Device { device: name.clone(), message: e.to_string() };
+                let channels = stream_channels(&d, Direction::Input);
+                let config = cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Default };
+                let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
+                let on_error = move |e: cpal::Error| {
+                    tracing::warn!(error = %e, "capture stream failed");
+                    flag.store(true, Ordering::Relaxed);
+                };
+                let ch = usize::from(channels);
+                let stream = d
+                    .build_input_stream::<i16, _, _>(
+                        config,
+                        move |data: &[i16], _| {
+                            // The first channel is the microphone; a full ring drops (never blocks).
+                            for frame in data.chunks(ch) {
+                                let _ = producer.push(frame[0]);
+                            }
+                        },
+                        on_error,
+                        Some(OPEN_TIMEOUT),
+                    )
+                    .map_err(err)?;
+                stream.play().map_err(err)?;
+                Ok((stream, consumer, name))
+            })();
+            match opened {
+                Ok((stream, consumer, name)) => {
+                    let _ = ready_tx.send(Ok((consumer, name)));
+                    let _ = stop_rx.recv();
+                    drop(stream);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| AudioError::NoHost(e.to_string()))?;
+    let (samples, device) = ready_rx
+        .recv_timeout(OPEN_TIMEOUT * 2)
+        .map_err(|_| AudioError::NoHost("the audio system did not answer".into()))??;
+    Ok(Capture { samples, rate, device, failed, _stop: stop_tx })
+}
+
+/// Mono where the device takes it (PulseAudio mixes), else its own count.
+fn stream_channels(d: &cpal::Device, direction: Direction) -> u16 {
+    let configs: Vec<_> = match direction {
+        Direction::Input => d.supported_input_configs().map(|c| c.collect()).unwrap_or_default(),
+        Direction::Output => d.supported_output_configs().map(|c| c.collect()).unwrap_or_default(),
+    };
+    if configs.iter().any(|c| c.channels() == 1) { 1 } else { configs.first().map_or(2, |c| c.channels()) }
+}

@@ -1,0 +1,265 @@
+//! One call's audio: the RTP socket, the jitter buffer and codec, and the
+//! agent's microphone and speaker. A task per call; the phone steers it
+//! through a watch channel as the call's SDP and state change.
+//!
+//! - Receive: RTP is checked ([`agent_helper_media::rtp`]), counted, and
+//!   queued in the adaptive jitter buffer; the speaker's ring is kept about
+//!   [`PLAYOUT_FILL`] full from it, so the sound card's clock paces playout
+//!   (drift shows up as a fuller or emptier buffer, which trims or conceals).
+//! - Send: every 20 ms of microphone audio becomes one RTP packet, to the
+//!   address in the peer's SDP, or to where its RTP comes from once it does
+//!   (symmetric RTP / comedia, for peers behind NAT).
+//! - No audio device (none plugged, no sound server): the call still runs,
+//!   sending silence, and says so once in the log.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use agent_helper_media::g711::Law;
+use agent_helper_media::jitter::{JitterBuffer, Playout};
+use agent_helper_media::plc::Concealer;
+use agent_helper_media::quality::ReceiveCounters;
+use agent_helper_media::rtp::{self, Kind, RtpSender};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+/// The codecs the media engine plays and records today; only these are offered.
+pub(super) const SUPPORTED: &[&str] = &["PCMU", "PCMA"];
+
+/// How much audio the speaker's ring holds ahead of the sound card.
+const PLAYOUT_FILL: Duration = Duration::from_millis(60);
+const TICK: Duration = Duration::from_millis(10);
+const RATE: u32 = 8000;
+const FRAME: usize = 160;
+
+/// What the phone tells a call's media task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct MediaControl {
+    /// Where to send, and the payload type and name agreed in SDP.
+    pub remote: Option<SocketAddr>,
+    pub payload_type: u8,
+    pub codec: String,
+    /// We send audio (not on hold, not inactive).
+    pub send: bool,
+    /// We play what arrives.
+    pub receive: bool,
+    pub muted: bool,
+    pub speaker: Option<String>,
+    pub microphone: Option<String>,
+}
+
+pub(super) struct MediaHandle {
+    pub control: watch::Sender<MediaControl>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MediaHandle {
+    fn drop(&mut self) {
+        // The socket and the audio streams live in the task.
+        self.task.abort();
+    }
+}
+
+/// Starts the media task on `socket`; it idles until told where to send.
+pub(super) fn start(socket: UdpSocket, call_id: String) -> MediaHandle {
+    let (control, rx) = watch::channel(MediaControl::default());
+    let task = tokio::spawn(run(socket, rx, call_id));
+    MediaHandle { control, task }
+}
+
+struct Devices {
+    playback: Option<agent_helper_audio::Playback>,
+    capture: Option<agent_helper_audio::Capture>,
+    /// Failed to open: do not try again every tick.
+    tried: bool,
+}
+
+async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call_id: String) {
+    let mut ctl = control.borrow().clone();
+    let mut buf = vec![0u8; rtp::MAX_PACKET + 1];
+    let mut jitter = JitterBuffer::new(RATE, Duration::from_millis(20), Duration::from_millis(300));
+    let mut plc = Concealer::new(RATE);
+    let mut counters = ReceiveCounters::default();
+    let (mut dropped, mut other_pt) = (0u64, 0u64);
+    let ssrc = rand_u32();
+    let mut sender = RtpSender::new(ssrc, 0, rand_u32() as u16, rand_u32());
+    let mut learned: Option<SocketAddr> = None;
+    let mut devices = Devices { playback: None, capture: None, tried: false };
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_send = Instant::now();
+    let mut pcm = Vec::with_capacity(FRAME);
+    let mut payload = Vec::with_capacity(FRAME);
+    loop {
+        tokio::select! {
+            changed = control.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let next = control.borrow().clone();
+                if next.payload_type != ctl.payload_type || next.codec != ctl.codec {
+                    jitter = JitterBuffer::new(RATE, Duration::from_millis(20), Duration::from_millis(300));
+                    sender.payload_type = next.payload_type;
+                }
+                if next.speaker != ctl.speaker || next.microphone != ctl.microphone {
+                    devices = Devices { playback: None, capture: None, tried: false };
+                }
+                ctl = next;
+            }
+            received = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = received else { continue };
+                let datagram = &buf[..n];
+                if rtp::classify(datagram) == Kind::Rtcp {
+                    continue;
+                }
+                match rtp::parse(datagram) {
+                    Ok(p) if p.payload_type == ctl.payload_type && law(&ctl.codec).is_some() => {
+                        counters.packet(p.sequence);
+                        learned = Some(from);
+                        jitter.push(Instant::now(), p.timestamp, p.payload.len() as u32, p.payload.to_vec());
+                    }
+                    // telephone-event and comfort noise are not audio frames.
+                    Ok(_) => other_pt += 1,
+                    Err(_) => dropped += 1,
+                }
+            }
+            _ = tick.tick() => {
+                let Some(law) = law(&ctl.codec) else { continue };
+                if ctl.remote.is_none() {
+                    continue;
+                }
+                if !devices.tried {
+                    devices.tried = true;
+                    open_devices(&mut devices, &ctl, &call_id).await;
+                    last_send = Instant::now();
+                }
+                let now = Instant::now();
+                // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
+                let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(RATE)) as usize;
+                match &mut devices.playback {
+                    Some(p) => {
+                        while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= FRAME {
+                            next_frame(&mut jitter, &mut plc, law, now, &mut pcm);
+                            if !ctl.receive {
+                                pcm.iter_mut().for_each(|s| *s = 0);
+                            }
+                            for s in &pcm {
+                                let _ = p.samples.push(*s);
+                            }
+                        }
+                    }
+                    // No speaker: still consume at the stream's pace, so stats stay right.
+                    None => {
+                        while jitter.depth() > PLAYOUT_FILL {
+                            next_frame(&mut jitter, &mut plc, law, now, &mut pcm);
+                        }
+                    }
+                }
+                // Microphone: every 20 ms of it becomes a packet.
+                let dest = learned.or(ctl.remote);
+                let mut frames: Vec<Vec<i16>> = Vec::new();
+                match &mut devices.capture {
+                    Some(c) => {
+                        while c.samples.slots() >= FRAME {
+                            let Ok(chunk) = c.samples.read_chunk(FRAME) else { break };
+                            frames.push(chunk.into_iter().collect());
+                        }
+                    }
+                    None => {
+                        while now.duration_since(last_send) >= Duration::from_millis(20) {
+                            last_send += Duration::from_millis(20);
+                            frames.push(vec![0; FRAME]);
+                        }
+                    }
+                }
+                for mut frame in frames {
+                    if !ctl.send {
+                        sender.skip(FRAME as u32);
+                        continue;
+                    }
+                    if ctl.muted {
+                        frame.iter_mut().for_each(|s| *s = 0);
+                    }
+                    payload.clear();
+                    law.encode(&frame, &mut payload);
+                    let packet = sender.packet(&payload, FRAME as u32, false);
+                    if let Some(d) = dest {
+                        let _ = socket.send_to(&packet, d).await;
+                    }
+                }
+            }
+        }
+    }
+    let stats = jitter.stats();
+    tracing::info!(
+        call_id,
+        received = counters.received(),
+        lost = counters.lost(),
+        concealed = stats.concealed,
+        late = stats.late,
+        duplicates = stats.duplicates,
+        malformed = dropped,
+        other_payload = other_pt,
+        sent = sender.packets_sent,
+        "call media summary"
+    );
+}
+
+fn law(codec: &str) -> Option<Law> {
+    match codec.to_ascii_uppercase().as_str() {
+        "PCMU" => Some(Law::Ulaw),
+        "PCMA" => Some(Law::Alaw),
+        _ => None,
+    }
+}
+
+/// The next 20 ms for the speaker: a received frame, or concealment.
+fn next_frame(jitter: &mut JitterBuffer, plc: &mut Concealer, law: Law, now: Instant, pcm: &mut Vec<i16>) {
+    pcm.clear();
+    match jitter.pop(now) {
+        Playout::Frame { payload, .. } => {
+            law.decode(&payload, pcm);
+            pcm.resize(FRAME, 0);
+            plc.good(pcm);
+        }
+        Playout::Missing { .. } => {
+            pcm.resize(FRAME, 0);
+            plc.conceal(pcm);
+        }
+        Playout::Waiting => pcm.resize(FRAME, 0),
+    }
+}
+
+/// Opens the speaker and microphone (blocking calls into the audio system,
+/// off the runtime's threads).
+async fn open_devices(devices: &mut Devices, ctl: &MediaControl, call_id: &str) {
+    let (speaker, microphone) = (ctl.speaker.clone(), ctl.microphone.clone());
+    let opened = tokio::task::spawn_blocking(move || {
+        (
+            agent_helper_audio::open_playback(speaker.as_deref(), RATE),
+            agent_helper_audio::open_capture(microphone.as_deref(), RATE),
+        )
+    })
+    .await;
+    let Ok((playback, capture)) = opened else { return };
+    match playback {
+        Ok(p) => {
+            tracing::info!(call_id, device = %p.device, "speaker open");
+            devices.playback = Some(p);
+        }
+        Err(e) => tracing::warn!(call_id, error = %e, "no speaker for this call; its audio is not played"),
+    }
+    match capture {
+        Ok(c) => {
+            tracing::info!(call_id, device = %c.device, "microphone open");
+            devices.capture = Some(c);
+        }
+        Err(e) => tracing::warn!(call_id, error = %e, "no microphone for this call; silence is sent"),
+    }
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b)
+}

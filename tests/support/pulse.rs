@@ -1,0 +1,157 @@
+//! A private PulseAudio server with null sinks: real audio devices without
+//! hardware. `headset`, `ringer` and `speaker2` are outputs (what they play
+//! is recorded from their `.monitor`); `headset_mic` is a microphone fed by
+//! whatever is played into the `micfeed` sink. Loading and unloading a sink
+//! is a real plug and unplug.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Pulse {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `unix:/…/native`, for PULSE_SERVER.
+    pub server: String,
+}
+
+impl Pulse {
+    pub fn start() -> Pulse {
+        assert!(
+            Command::new("pulseaudio").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
+            "pulseaudio is not installed: run the suite through scripts/test.sh"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("native");
+        let config = format!(
+            "load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n\
+             load-module module-null-sink sink_name=headset sink_properties=device.description=Test_Headset\n\
+             load-module module-null-sink sink_name=ringer sink_properties=device.description=Test_Ringer\n\
+             load-module module-null-sink sink_name=speaker2 sink_properties=device.description=Test_Speaker2\n\
+             load-module module-null-sink sink_name=micfeed sink_properties=device.description=Mic_Feed\n\
+             load-module module-remap-source master=micfeed.monitor source_name=headset_mic source_properties=device.description=Test_Headset_Mic\n\
+             set-default-sink headset\n\
+             set-default-source headset_mic\n",
+            socket = socket.display()
+        );
+        std::fs::write(dir.path().join("pulse.pa"), config).unwrap();
+        let runtime = dir.path().join("runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        let child = Command::new("pulseaudio")
+            .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--system=no"])
+            .arg("-F")
+            .arg(dir.path().join("pulse.pa"))
+            .arg(format!("--log-target=file:{}", dir.path().join("pulse.log").display()))
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pulseaudio");
+        let pulse = Pulse { child, server: format!("unix:{}", socket.display()), dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !pulse.pactl(&["info"]).0 {
+            assert!(Instant::now() < deadline, "pulseaudio did not start: {}", pulse.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pulse
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pulse.log")).unwrap_or_default()
+    }
+
+    /// Runs pactl against this server: (success, stdout).
+    pub fn pactl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("pactl").args(args).env("PULSE_SERVER", &self.server).output().expect("pactl");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Loads a null sink (a device plugged in); returns its module index.
+    pub fn plug_sink(&self, name: &str) -> String {
+        let (ok, index) = self.pactl(&[
+            "load-module",
+            "module-null-sink",
+            &format!("sink_name={name}"),
+            &format!("sink_properties=device.description={name}"),
+        ]);
+        assert!(ok, "load-module failed");
+        index.trim().to_owned()
+    }
+
+    pub fn unplug(&self, module: &str) {
+        assert!(self.pactl(&["unload-module", module]).0, "unload-module {module} failed");
+    }
+
+    /// Records `source` (e.g. `headset.monitor`) to a WAV at `rate` Hz mono
+    /// until the returned recorder is stopped.
+    pub fn record(&self, source: &str, rate: u32, to: &Path) -> Recorder {
+        let child = Command::new("parecord")
+            .args(["-d", source, "--rate", &rate.to_string(), "--channels=1", "--format=s16le", "--file-format=wav"])
+            .arg(to)
+            .env("PULSE_SERVER", &self.server)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("parecord");
+        Recorder { child, path: to.to_owned() }
+    }
+
+    /// Plays a WAV into `sink` (e.g. `micfeed`, which feeds `headset_mic`).
+    pub fn play(&self, file: &Path, sink: &str) -> Child {
+        Command::new("paplay")
+            .args(["-d", sink])
+            .arg(file)
+            .env("PULSE_SERVER", &self.server)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("paplay")
+    }
+}
+
+pub struct Recorder {
+    child: Child,
+    pub path: PathBuf,
+}
+
+impl Recorder {
+    /// Stops recording (SIGINT lets parecord finish the WAV header).
+    pub fn stop(mut self) -> PathBuf {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let _ = self.child.wait();
+        self.path.clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Root-mean-square level of a 16-bit mono WAV's samples (0 = silence).
+pub fn wav_rms(path: &Path) -> f64 {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    // Skip the RIFF header up to the "data" chunk.
+    let Some(pos) = bytes.windows(4).position(|w| w == b"data") else { return 0.0 };
+    let data = &bytes[(pos + 8).min(bytes.len())..];
+    let samples: Vec<f64> = data.chunks_exact(2).map(|c| f64::from(i16::from_le_bytes([c[0], c[1]]))).collect();
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|s| s * s).sum::<f64>() / samples.len() as f64).sqrt()
+}
