@@ -5,8 +5,12 @@
 #   scripts/system-deps.sh test   plus the test rigs (Secret Service, D-Bus, secret-tool)
 set -euo pipefail
 
-run_pkgs=(ca-certificates pkg-config gcc libc6-dev)
-test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 passwd util-linux openssl kamailio kamailio-tls-modules baresip sip-tester)
+# libasound2-dev: cpal links ALSA on Linux (PulseAudio is spoken natively).
+run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev)
+# Audio rig: a private PulseAudio server with null sinks, speech from
+# espeak-ng resampled by sox, PESQ scoring in Python.
+test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio
+  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils espeak-ng sox)
 
 pkgs=("${run_pkgs[@]}")
 [[ "${1:-run}" == test ]] && pkgs+=("${test_pkgs[@]}")
@@ -21,6 +25,13 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# PESQ (ITU-T P.862) for the voice-quality tests, into whichever python3 the tests run.
+if [[ "${1:-run}" == test ]] && ! python3 -c "import pesq, numpy, scipy, soundfile" 2>/dev/null; then
+  echo "installing Python packages: numpy scipy soundfile pesq"
+  python3 -m pip install -q numpy scipy soundfile pesq 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages numpy scipy soundfile pesq
 fi
 
 if ! command -v cargo >/dev/null; then

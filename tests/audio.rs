@@ -56,3 +56,62 @@ fn without_an_audio_system_list_devices_is_a_clear_error() {
         None => assert!(out["result"]["devices"].is_array(), "{out}"),
     }
 }
+
+const PASSWORD: &str = "kam-secret-7";
+
+/// A helper registered with `k` as agent1, its audio on the rig's headset.
+fn registered_with_pulse(
+    pulse: &Pulse,
+    k: &support::kamailio::Kamailio,
+    dir: &std::path::Path,
+    codec: &str,
+) -> (Helper, Conn) {
+    let config = format!(
+        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"{codec}\"]\n\
+         [audio]\nspeaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n",
+        k.port
+    );
+    let helper = helper_with_pulse(pulse, dir, &config);
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    while conn.event("registration-changed")["state"] != "registered" {}
+    (helper, conn)
+}
+
+/// Speech both ways through kamailio between the helper (on PulseAudio
+/// devices) and baresip, scored with PESQ against what was sent.
+fn speech_both_ways(codec: &str) -> (f64, f64) {
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let speech = support::speech::Speech::make();
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), codec);
+    let mut bob = support::baresip::Baresip::start_with_source("bob", k.port, PASSWORD, true, Some(&speech.padded8));
+
+    // What the helper plays on the headset is recorded from its monitor.
+    let played = dir.path().join("played.wav");
+    let recorder = pulse.record("headset.monitor", 8000, &played);
+    conn.request("call", json!({"target": "bob"}));
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    // The agent speaks into the microphone's feed; bob's speech (from 1 s
+    // after his answer) is over by the time the agent's (2.5 s longer) is.
+    let mut talk = pulse.play(&speech.spoken8, "micfeed");
+    wait_until("the agent finished speaking", || talk.try_wait().ok().flatten().is_some());
+    conn.request("endCall", json!({}));
+    conn.event("call-ended");
+    bob.wait_event("CALL_CLOSED");
+    let played = recorder.stop();
+
+    let helper_heard = support::speech::pesq(&speech.reference8, &played, "nb");
+    let bob_heard = support::speech::pesq(&speech.reference8, &bob.heard(), "nb");
+    eprintln!("{codec}: PESQ-NB helper heard {helper_heard:.3}, baresip heard {bob_heard:.3}");
+    (helper_heard, bob_heard)
+}
+
+#[test]
+fn g711_speech_both_ways_scores_at_least_3_9_pesq() {
+    let (helper_heard, bob_heard) = speech_both_ways("pcmu");
+    assert!(helper_heard >= 3.9, "helper heard baresip at PESQ {helper_heard:.3}");
+    assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ {bob_heard:.3}");
+}

@@ -33,29 +33,64 @@ fn free_port() -> u16 {
 impl Baresip {
     /// Starts baresip as `user`, registered with kamailio on `kamailio_port`.
     pub fn start(user: &str, kamailio_port: u16, password: &str, auto_answer: bool) -> Baresip {
+        Self::start_with_source(user, kamailio_port, password, auto_answer, None)
+    }
+
+    /// As [`Baresip::start`], sending `source` (an 8 kHz mono WAV) as its
+    /// microphone instead of a tone. What it hears goes to [`Baresip::heard`].
+    pub fn start_with_source(
+        user: &str,
+        kamailio_port: u16,
+        password: &str,
+        auto_answer: bool,
+        source: Option<&std::path::Path>,
+    ) -> Baresip {
         // Ports are picked free but can be taken by a parallel test before baresip
         // binds them; then baresip exits at once and we try again with new ones.
         for _ in 0..4 {
-            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer) {
+            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer, source) {
                 return b;
             }
         }
         panic!("baresip {user} did not start (4 attempts)");
     }
 
-    fn try_start(user: &str, kamailio_port: u16, password: &str, auto_answer: bool) -> Option<Baresip> {
+    /// The WAV baresip's sndfile module wrote what it decoded into (complete
+    /// once the call ended).
+    pub fn heard(&self) -> std::path::PathBuf {
+        std::fs::read_dir(self._dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| {
+                panic!("baresip wrote no decoded audio: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
+            })
+    }
+
+    fn try_start(
+        user: &str,
+        kamailio_port: u16,
+        password: &str,
+        auto_answer: bool,
+        source: Option<&std::path::Path>,
+    ) -> Option<Baresip> {
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_port();
         let ctrl_port = free_port();
         let rtp = 20000 + (sip_port % 20000);
         let tone = dir.path().join("tone8k.wav");
-        // baresip hangs up when its source file ends: longer than any test call.
-        write_tone_wav(&tone, 8000, 440.0, 30.0);
+        match source {
+            Some(s) => {
+                std::fs::copy(s, &tone).unwrap();
+            }
+            // baresip hangs up when its source file ends: longer than any test call.
+            None => write_tone_wav(&tone, 8000, 440.0, 30.0),
+        }
         std::fs::write(
             dir.path().join("config"),
             format!(
                 "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nsnd_path {d}\n\
                  module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n",
                 rtp + 100,
                 d = dir.path().display()

@@ -8,6 +8,7 @@ pub mod baresip;
 pub mod kamailio;
 pub mod pulse;
 pub mod sipp;
+pub mod speech;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

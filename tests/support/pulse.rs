@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 pub struct Pulse {
     child: Child,
+    /// Silence streamed into every sink at low latency, as real devices
+    /// work: null sinks otherwise run in two-second blocks, and a recording
+    /// from their monitor (or the microphone fed by `micfeed`) would start
+    /// seconds late.
+    feeds: Vec<Child>,
     dir: tempfile::TempDir,
     /// `unix:/…/native`, for PULSE_SERVER.
     pub server: String,
@@ -50,11 +55,25 @@ impl Pulse {
             .stderr(Stdio::null())
             .spawn()
             .expect("start pulseaudio");
-        let pulse = Pulse { child, server: format!("unix:{}", socket.display()), dir };
+        let mut pulse = Pulse { child, feeds: Vec::new(), server: format!("unix:{}", socket.display()), dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !pulse.pactl(&["info"]).0 {
             assert!(Instant::now() < deadline, "pulseaudio did not start: {}", pulse.log());
             std::thread::sleep(Duration::from_millis(50));
+        }
+        for sink in ["micfeed", "headset", "ringer", "speaker2"] {
+            let zeros = std::fs::File::open("/dev/zero").unwrap();
+            pulse.feeds.push(
+                Command::new("pacat")
+                    .args(["--playback", "-d", sink, "--latency-msec=10", "--raw", "--format=s16le", "--rate=8000"])
+                    .arg("--channels=1")
+                    .env("PULSE_SERVER", &pulse.server)
+                    .stdin(zeros)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("pacat"),
+            );
         }
         pulse
     }
@@ -97,13 +116,19 @@ impl Pulse {
             .stderr(Stdio::null())
             .spawn()
             .expect("parecord");
-        Recorder { child, path: to.to_owned() }
+        let recorder = Recorder { child, path: to.to_owned() };
+        // parecord takes a moment to connect: wait until audio (the sinks'
+        // silence feed) is being written, so nothing after this is missed.
+        crate::support::wait_until("parecord records", || {
+            std::fs::metadata(to).map(|m| m.len()).unwrap_or(0) > 44 + 1600
+        });
+        recorder
     }
 
     /// Plays a WAV into `sink` (e.g. `micfeed`, which feeds `headset_mic`).
     pub fn play(&self, file: &Path, sink: &str) -> Child {
         Command::new("paplay")
-            .args(["-d", sink])
+            .args(["-d", sink, "--latency-msec=20"])
             .arg(file)
             .env("PULSE_SERVER", &self.server)
             .stdin(Stdio::null())
@@ -138,6 +163,10 @@ impl Drop for Recorder {
 
 impl Drop for Pulse {
     fn drop(&mut self) {
+        for f in &mut self.feeds {
+            let _ = f.kill();
+            let _ = f.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -171,8 +171,11 @@ pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioE
                 let name = d.id().map(|i| i.to_string()).unwrap_or_default();
                 let err = |e: cpal::Error| AudioError::Device { device: name.clone(), message: e.to_string() };
                 let channels = stream_channels(&d, Direction::Output);
-                let config = cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Default };
                 let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
+                // 20 ms periods keep the speaker's latency low (PulseAudio
+                // buffers two seconds by default).
+                let config =
+                    cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
                 let on_error = move |e: cpal::Error| {
                     tracing::warn!(error = %e, "playback stream failed");
                     flag.store(true, Ordering::Relaxed);
@@ -228,7 +231,10 @@ pub fn open_capture(device: Option<&str>, rate: u32) -> Result<Capture, AudioErr
                 let name = d.id().map(|i| i.to_string()).unwrap_or_default();
                 let err = |e: cpal::Error| AudioError::Device { device: name.clone(), message: e.to_string() };
                 let channels = stream_channels(&d, Direction::Input);
-                let config = cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Default };
+                // 20 ms fragments: PulseAudio's default would hand the
+                // microphone over in blocks of up to two seconds.
+                let config =
+                    cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
                 let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
                 let on_error = move |e: cpal::Error| {
                     tracing::warn!(error = %e, "capture stream failed");

@@ -59,7 +59,14 @@ pub(super) async fn local_media(
 
 /// What the call's media task should do now, from its SDP and hold state.
 pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaControl {
-    let Some(n) = call.negotiated() else { return MediaControl::default() };
+    let wanted = !matches!(call.state(), CallState::Ended | CallState::Ending);
+    let devices = MediaControl {
+        speaker: config.audio.speaker.clone(),
+        microphone: config.audio.microphone.clone(),
+        wanted,
+        ..MediaControl::default()
+    };
+    let Some(n) = call.negotiated() else { return devices };
     let remote = format!("{}:{}", n.remote_address, n.remote_port).parse().ok().or_else(|| {
         n.remote_address.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, n.remote_port))
     });
@@ -74,8 +81,7 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
         send: sends,
         receive: receives,
         muted,
-        speaker: config.audio.speaker.clone(),
-        microphone: config.audio.microphone.clone(),
+        ..devices
     }
 }
 

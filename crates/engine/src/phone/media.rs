@@ -46,31 +46,27 @@ pub(super) struct MediaControl {
     pub muted: bool,
     pub speaker: Option<String>,
     pub microphone: Option<String>,
+    /// The call may still need audio (not ended): devices may open.
+    pub wanted: bool,
 }
 
+/// Dropping it ends the task (its control channel closes): the socket and
+/// the audio streams go with it, after the call's summary line.
 pub(super) struct MediaHandle {
     pub control: watch::Sender<MediaControl>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MediaHandle {
-    fn drop(&mut self) {
-        // The socket and the audio streams live in the task.
-        self.task.abort();
-    }
 }
 
 /// Starts the media task on `socket`; it idles until told where to send.
 pub(super) fn start(socket: UdpSocket, call_id: String) -> MediaHandle {
     let (control, rx) = watch::channel(MediaControl::default());
-    let task = tokio::spawn(run(socket, rx, call_id));
-    MediaHandle { control, task }
+    tokio::spawn(run(socket, rx, call_id));
+    MediaHandle { control }
 }
 
 struct Devices {
     playback: Option<agent_helper_audio::Playback>,
     capture: Option<agent_helper_audio::Capture>,
-    /// Failed to open: do not try again every tick.
+    /// Opened (or failed to) once: not again every tick.
     tried: bool,
 }
 
@@ -85,6 +81,7 @@ async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call
     let mut sender = RtpSender::new(ssrc, 0, rand_u32() as u16, rand_u32());
     let mut learned: Option<SocketAddr> = None;
     let mut devices = Devices { playback: None, capture: None, tried: false };
+    let mut opening: Option<Opening> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
@@ -103,6 +100,7 @@ async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call
                 }
                 if next.speaker != ctl.speaker || next.microphone != ctl.microphone {
                     devices = Devices { playback: None, capture: None, tried: false };
+                    opening = None;
                 }
                 ctl = next;
             }
@@ -124,14 +122,19 @@ async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call
                 }
             }
             _ = tick.tick() => {
+                // The devices open as soon as the call exists (they take a
+                // moment), so audio flows from the first packet after the answer.
+                if !devices.tried && ctl.wanted {
+                    devices.tried = true;
+                    opening = Some(open_devices(&ctl));
+                }
+                if let Some(o) = &mut opening {
+                    o.collect(&mut devices, &call_id).await;
+                }
                 let Some(law) = law(&ctl.codec) else { continue };
                 if ctl.remote.is_none() {
-                    continue;
-                }
-                if !devices.tried {
-                    devices.tried = true;
-                    open_devices(&mut devices, &ctl, &call_id).await;
                     last_send = Instant::now();
+                    continue;
                 }
                 let now = Instant::now();
                 // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
@@ -230,31 +233,54 @@ fn next_frame(jitter: &mut JitterBuffer, plc: &mut Concealer, law: Law, now: Ins
     }
 }
 
-/// Opens the speaker and microphone (blocking calls into the audio system,
-/// off the runtime's threads).
-async fn open_devices(devices: &mut Devices, ctl: &MediaControl, call_id: &str) {
+/// Starts opening the speaker and microphone, each on a blocking thread
+/// (calls into the audio system block); the loop picks them up when ready.
+fn open_devices(ctl: &MediaControl) -> Opening {
     let (speaker, microphone) = (ctl.speaker.clone(), ctl.microphone.clone());
-    let opened = tokio::task::spawn_blocking(move || {
-        (
-            agent_helper_audio::open_playback(speaker.as_deref(), RATE),
-            agent_helper_audio::open_capture(microphone.as_deref(), RATE),
-        )
-    })
-    .await;
-    let Ok((playback, capture)) = opened else { return };
-    match playback {
-        Ok(p) => {
-            tracing::info!(call_id, device = %p.device, "speaker open");
-            devices.playback = Some(p);
-        }
-        Err(e) => tracing::warn!(call_id, error = %e, "no speaker for this call; its audio is not played"),
+    Opening {
+        playback: Some(tokio::task::spawn_blocking(move || {
+            agent_helper_audio::open_playback(speaker.as_deref(), RATE)
+        })),
+        capture: Some(tokio::task::spawn_blocking(move || {
+            agent_helper_audio::open_capture(microphone.as_deref(), RATE)
+        })),
+        since: Instant::now(),
     }
-    match capture {
-        Ok(c) => {
-            tracing::info!(call_id, device = %c.device, "microphone open");
-            devices.capture = Some(c);
+}
+
+struct Opening {
+    playback: Option<tokio::task::JoinHandle<Result<agent_helper_audio::Playback, agent_helper_audio::AudioError>>>,
+    capture: Option<tokio::task::JoinHandle<Result<agent_helper_audio::Capture, agent_helper_audio::AudioError>>>,
+    since: Instant,
+}
+
+impl Opening {
+    /// Moves devices that finished opening into `devices`.
+    async fn collect(&mut self, devices: &mut Devices, call_id: &str) {
+        if self.playback.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.playback.take()
+        {
+            match h.await {
+                Ok(Ok(p)) => {
+                    tracing::info!(call_id, device = %p.device, ms = self.since.elapsed().as_millis() as u64, "speaker open");
+                    devices.playback = Some(p);
+                }
+                Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no speaker for this call; its audio is not played"),
+                Err(_) => {}
+            }
         }
-        Err(e) => tracing::warn!(call_id, error = %e, "no microphone for this call; silence is sent"),
+        if self.capture.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.capture.take()
+        {
+            match h.await {
+                Ok(Ok(c)) => {
+                    tracing::info!(call_id, device = %c.device, ms = self.since.elapsed().as_millis() as u64, "microphone open");
+                    devices.capture = Some(c);
+                }
+                Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no microphone for this call; silence is sent"),
+                Err(_) => {}
+            }
+        }
     }
 }
 

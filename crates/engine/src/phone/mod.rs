@@ -5,9 +5,10 @@
 //! - `mod.rs`: commands in, events out, the loop, routing of incoming messages,
 //!   failover across `sip.servers` (priority or random order).
 //! - [`link`]: UDP, TCP and TLS ("secure phone": rustls, the system roots plus
-//!   `sip.tls_ca_file`, the server's name or IP checked against its certificate).
-//! - [`calls`]: our side of the media (an RTP socket per call, kept open and
-//!   drained until issue 4 brings audio), dialling, taking an inbound INVITE.
+//!   `sip.tls_ca_file`, the server's name or IP checked against its certificate);
+//!   a [`link::Binding`] per server (the active one and `sip.backup_server`).
+//! - [`calls`]: our side of the SDP, dialling, taking an inbound INVITE.
+//! - [`media`]: a task per call playing and recording its audio.
 //!
 //! Requests that belong to nothing are answered statelessly: OPTIONS 200,
 //! BYE/CANCEL 481, others 501; requests that fail the RFC 3261 §8.2 checks get
