@@ -115,3 +115,88 @@ fn g711_speech_both_ways_scores_at_least_3_9_pesq() {
     assert!(helper_heard >= 3.9, "helper heard baresip at PESQ {helper_heard:.3}");
     assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ {bob_heard:.3}");
 }
+
+/// A helper whose speaker is the headset, with `extra` config, and a baresip
+/// caller `bob`, both registered with a fresh kamailio.
+fn ringing_rig(pulse: &Pulse, extra: &str) -> (support::kamailio::Kamailio, Helper, Conn, tempfile::TempDir) {
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"pcmu\"]\n\
+         [audio]\nspeaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n{extra}",
+        k.port
+    );
+    let helper = helper_with_pulse(pulse, dir.path(), &config);
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    while conn.event("registration-changed")["state"] != "registered" {}
+    (k, helper, conn, dir)
+}
+
+/// Rings the helper from baresip and returns the RMS level each sink's
+/// monitor recorded while it rang (until `loud` showed the tone).
+fn ring_levels(pulse: &Pulse, extra: &str, loud: &str, sinks: &[&str]) -> Vec<f64> {
+    let (k, _helper, mut conn, dir) = ringing_rig(pulse, extra);
+    let recorders: Vec<_> = sinks
+        .iter()
+        .map(|s| pulse.record(&format!("{s}.monitor"), 8000, &dir.path().join(format!("{s}.wav"))))
+        .collect();
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, false);
+    bob.command("dial", "sip:agent1@127.0.0.1");
+    conn.event("call-incoming");
+    let loud_file = dir.path().join(format!("{loud}.wav"));
+    wait_until("the ring tone", || support::pulse::wav_rms(&loud_file) > 500.0);
+    conn.request("rejectCall", json!({}));
+    conn.event("call-ended");
+    recorders.into_iter().map(|r| support::pulse::wav_rms(&r.stop())).collect()
+}
+
+#[test]
+fn an_inbound_call_rings_on_the_ringer_and_not_on_the_headset() {
+    let pulse = Pulse::start();
+    let levels = ring_levels(&pulse, "ringer = [\"pulseaudio:ringer\"]\n", "ringer", &["ringer", "headset"]);
+    assert!(levels[0] > 500.0, "ring tone energy on the ringer: {levels:?}");
+    assert!(levels[1] < 5.0, "nothing on the headset: {levels:?}");
+}
+
+#[test]
+fn ring_on_all_devices_rings_every_output() {
+    let pulse = Pulse::start();
+    let sinks = ["headset", "ringer", "speaker2"];
+    let (k, _helper, mut conn, dir) = ringing_rig(&pulse, "ring_on_all_devices = true\n");
+    let recorders: Vec<_> = sinks
+        .iter()
+        .map(|s| pulse.record(&format!("{s}.monitor"), 8000, &dir.path().join(format!("{s}.wav"))))
+        .collect();
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, false);
+    bob.command("dial", "sip:agent1@127.0.0.1");
+    conn.event("call-incoming");
+    wait_until("the ring tone on every sink", || {
+        sinks.iter().all(|s| support::pulse::wav_rms(&dir.path().join(format!("{s}.wav"))) > 500.0)
+    });
+    conn.request("rejectCall", json!({}));
+    conn.event("call-ended");
+    drop(recorders);
+}
+
+#[test]
+fn plugging_and_unplugging_a_device_sends_devices_changed() {
+    let pulse = Pulse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let helper = helper_with_pulse(&pulse, dir.path(), "");
+    let mut conn = helper.connect();
+    // The watcher compares lists: the first one is its baseline.
+    conn.request("listDevices", json!({}));
+    let module = pulse.plug_sink("usb_headset");
+    let changed = conn.event("devices-changed");
+    let has =
+        |v: &serde_json::Value| v["devices"].as_array().unwrap().iter().any(|d| d["id"] == "pulseaudio:usb_headset");
+    assert!(has(&changed), "{changed}");
+    pulse.unplug(&module);
+    loop {
+        let changed = conn.event("devices-changed");
+        if !has(&changed) {
+            break;
+        }
+    }
+}

@@ -67,6 +67,20 @@ fn host() -> Result<cpal::Host, AudioError> {
     Ok(cpal::default_host())
 }
 
+/// Whether listing devices is cheap enough to repeat every second or two
+/// (to notice plug and unplug): a sound server answers from its tables, but
+/// bare ALSA probes every card.
+pub fn can_watch() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        cpal::available_hosts().contains(&cpal::HostId::PulseAudio)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
+    }
+}
+
 /// Every input and output device, defaults marked. PulseAudio's monitor
 /// sources (a copy of what a sink plays) are not microphones and are left out.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, AudioError> {

@@ -3,7 +3,7 @@
 use agent_helper_protocol::methods::AudioDevice;
 
 /// Asks the audio system; blocks (run it on a blocking thread).
-pub(crate) fn list() -> Result<Vec<AudioDevice>, String> {
+pub fn list() -> Result<Vec<AudioDevice>, String> {
     let devices = agent_helper_audio::list_devices().map_err(|e| e.to_string())?;
     Ok(devices
         .into_iter()

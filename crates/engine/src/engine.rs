@@ -502,6 +502,10 @@ impl Engine {
                 }
             }
             PhoneEvent::Call { call_id, update } => return self.on_call_update(call_id, update),
+            PhoneEvent::DevicesChanged { devices } => {
+                self.emit(ev::DEVICES_CHANGED, json!({ "devices": devices }));
+                return;
+            }
             PhoneEvent::BackupRegistration { state, server } => {
                 let mut next = was.clone();
                 next.backup = Some(m::BackupRegistrationStatus { server, state: state_name(&state).into() });

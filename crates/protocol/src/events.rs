@@ -37,6 +37,9 @@ pub const CALL_TRANSFER_CANCEL: &str = "call-transfer-cancel";
 /// The other party transferred us: `{"callId","newCallId","target"}`; the new
 /// call follows with its own `call-*` events.
 pub const CALL_TRANSFERRED: &str = "call-transferred";
+/// An audio device was plugged or unplugged, or the default changed:
+/// `{"devices":[…]}` as `listDevices` answers.
+pub const DEVICES_CHANGED: &str = "devices-changed";
 
 /// Events this helper emits, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -58,6 +61,7 @@ pub const ALL: &[&str] = &[
     CALL_TRANSFER_SUCCESS,
     CALL_TRANSFER_CANCEL,
     CALL_TRANSFERRED,
+    DEVICES_CHANGED,
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.

@@ -185,6 +185,7 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
         consultations: Vec::new(),
         needs_failover: false,
         password: t.password.clone(),
+        ringer: None,
     })
 }
 

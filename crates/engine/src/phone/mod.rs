@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 mod calls;
 mod link;
 mod media;
+mod ringer;
 
 use calls::{dial, new_inbound_call, target_uri};
 use link::{Binding, Link, Received, bind, connect};
@@ -103,6 +104,10 @@ pub enum PhoneEvent {
         state: RegistrationState,
         server: String,
     },
+    /// The audio devices changed (plugged, unplugged, a new default).
+    DevicesChanged {
+        devices: Vec<agent_helper_protocol::methods::AudioDevice>,
+    },
     /// The server could not be reached at all (DNS, connection refused).
     Unreachable {
         server: String,
@@ -158,8 +163,36 @@ pub enum CallUpdate {
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
     let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(watch_devices(events.clone()));
     tokio::spawn(run(rx, events));
     tx
+}
+
+/// How often the device list is compared (plug and unplug show within this).
+const DEVICE_POLL: Duration = Duration::from_millis(1500);
+
+/// Notices plugged and unplugged audio devices by comparing the list (cpal
+/// has no device events); only where listing is cheap (a sound server).
+async fn watch_devices(events: mpsc::Sender<PhoneEvent>) {
+    let watchable = tokio::task::spawn_blocking(agent_helper_audio::can_watch).await.unwrap_or(false);
+    if !watchable {
+        tracing::info!("no sound server: audio devices are not watched for changes");
+        return;
+    }
+    let mut last: Option<Vec<agent_helper_protocol::methods::AudioDevice>> = None;
+    let mut tick = tokio::time::interval(DEVICE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(Ok(now)) = tokio::task::spawn_blocking(crate::devices::list).await else { continue };
+        if last.as_ref().is_some_and(|l| *l != now) {
+            tracing::info!(devices = now.len(), "audio devices changed");
+            if events.send(PhoneEvent::DevicesChanged { devices: now.clone() }).await.is_err() {
+                return;
+            }
+        }
+        last = Some(now);
+    }
 }
 
 struct Active {
@@ -185,6 +218,8 @@ struct Active {
     needs_failover: bool,
     /// For INVITEs the proxy challenges.
     password: Password,
+    /// Rings while an inbound call waits for an answer.
+    ringer: Option<ringer::Ringer>,
 }
 
 struct ActiveCall {
@@ -727,6 +762,13 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
             }
             changed
         });
+    }
+    // Ring while an inbound call waits; stop when none does.
+    let ringing = a.calls.iter().any(|c| c.call.state() == CallState::Incoming);
+    if ringing && a.ringer.is_none() {
+        a.ringer = Some(ringer::start(&a.config));
+    } else if !ringing {
+        a.ringer = None;
     }
     // Finished calls go, their media task with them (Drop for MediaHandle).
     a.calls.retain(|c| !c.call.is_finished());
