@@ -200,3 +200,47 @@ fn plugging_and_unplugging_a_device_sends_devices_changed() {
         }
     }
 }
+
+#[test]
+fn a_muted_call_sends_silence_and_unmuting_brings_the_microphone_back() {
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), "pcmu");
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
+    let tone = dir.path().join("tone.wav");
+    assert!(
+        std::process::Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(&tone)
+            .args(["synth", "1.5", "sine", "440"])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+
+    let call_id = conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    let out = conn.request("muteCall", json!({}));
+    assert_eq!(out["result"], json!({"callId": call_id, "muted": true}));
+    assert_eq!(conn.event("call-muted")["callId"], call_id.as_str());
+    assert_eq!(conn.request("getStatus", json!({}))["result"]["calls"][0]["muted"], true);
+    // The agent talks while muted …
+    let mut talk = pulse.play(&tone, "micfeed");
+    wait_until("the muted tone played", || talk.try_wait().ok().flatten().is_some());
+    conn.request("unmuteCall", json!({}));
+    conn.event("call-unmuted");
+    // … and again after unmuting.
+    let mut talk = pulse.play(&tone, "micfeed");
+    wait_until("the unmuted tone played", || talk.try_wait().ok().flatten().is_some());
+    conn.request("endCall", json!({}));
+    bob.wait_event("CALL_CLOSED");
+
+    let heard = bob.heard();
+    let muted = support::pulse::wav_rms_between(&heard, 0.0, 1.5);
+    let total = support::pulse::wav_rms(&heard);
+    assert!(muted < 5.0, "silence while muted (rms {muted:.1})");
+    assert!(total > 500.0, "the tone after unmuting (rms {total:.1})");
+    let bad = conn.request("muteCall", json!({"callId": "o-999"}));
+    assert_eq!(bad["error"]["code"], "no-such-call", "{bad}");
+}

@@ -168,6 +168,8 @@ impl Engine {
             m::RESUME_CALL => self.hold_call(m::RESUME_CALL, params, false),
             m::TRANSFER_CALL => self.transfer_call(params),
             m::CONFIRM_TRANSFER => self.confirm_transfer(params),
+            m::MUTE_CALL => self.mute_call(m::MUTE_CALL, params, true),
+            m::UNMUTE_CALL => self.mute_call(m::UNMUTE_CALL, params, false),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
                 format!("unknown method {other:?}; `hello` lists the methods this helper offers"),
@@ -576,6 +578,7 @@ impl Engine {
             remote: target.to_owned(),
             codec: None,
             hold: None,
+            muted: false,
         });
         self.phone.push_back(PhoneCommand::Dial {
             call_id: call_id.clone(),
@@ -686,6 +689,7 @@ impl Engine {
             remote: target.to_owned(),
             codec: None,
             hold: None,
+            muted: false,
         });
         self.consultations.push((call_id.clone(), consult_call_id.clone()));
         self.phone.push_back(PhoneCommand::Consult {
@@ -730,6 +734,22 @@ impl Engine {
             consult_call_id: consult_call_id.clone(),
         });
         Ok(json!({ "callId": call_id, "consultCallId": consult_call_id }))
+    }
+
+    /// Mutes or unmutes the agent's microphone on a call: the call goes on
+    /// sending (silence), so the far end sees no change in the stream.
+    fn mute_call(&mut self, method: &str, params: Value, muted: bool) -> Result<Value, ApiError> {
+        let p: m::CallIdParams = m::parse_params(method, params)?;
+        let call_id = self.pick_call(method, p.call_id, "")?;
+        let Some(call) = self.calls.iter_mut().find(|c| c.call_id == call_id) else {
+            return Err(ApiError::new(ErrorCode::NoSuchCall, format!("{method}: no call {call_id}")));
+        };
+        if call.muted != muted {
+            call.muted = muted;
+            self.phone.push_back(PhoneCommand::Mute { call_id: call_id.clone(), muted });
+            self.emit(if muted { ev::CALL_MUTED } else { ev::CALL_UNMUTED }, json!({ "callId": call_id }));
+        }
+        Ok(json!({ "callId": call_id, "muted": muted }))
     }
 
     fn send_dtmf(&mut self, params: Value) -> Result<Value, ApiError> {
@@ -780,6 +800,7 @@ impl Engine {
                     remote: info.from.clone(),
                     codec: None,
                     hold: None,
+                    muted: false,
                 });
                 self.emit(ev::CALL_INCOMING, *info);
             }
@@ -836,6 +857,7 @@ impl Engine {
                     remote: target.clone(),
                     codec: None,
                     hold: None,
+                    muted: false,
                 });
                 self.emit(
                     ev::CALL_TRANSFERRED,

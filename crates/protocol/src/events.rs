@@ -28,6 +28,9 @@ pub const CALL_DTMF: &str = "call-dtmf";
 /// `{"callId","by":"local"|"remote"}`; for `local`, `peerDirection` is what the peer answered.
 pub const CALL_HELD: &str = "call-held";
 pub const CALL_RESUMED: &str = "call-resumed";
+/// The agent's microphone is muted on a call: `{"callId"}`.
+pub const CALL_MUTED: &str = "call-muted";
+pub const CALL_UNMUTED: &str = "call-unmuted";
 /// The other party accepted our transfer request and is calling the target.
 pub const CALL_TRANSFER_STARTED: &str = "call-transfer-started";
 /// The target answered; our call ends (`call-ended{reason:"transferred"}`).
@@ -57,6 +60,8 @@ pub const ALL: &[&str] = &[
     CALL_DTMF,
     CALL_HELD,
     CALL_RESUMED,
+    CALL_MUTED,
+    CALL_UNMUTED,
     CALL_TRANSFER_STARTED,
     CALL_TRANSFER_SUCCESS,
     CALL_TRANSFER_CANCEL,

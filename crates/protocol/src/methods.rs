@@ -25,6 +25,8 @@ pub const RESUME_CALL: &str = "resumeCall";
 pub const TRANSFER_CALL: &str = "transferCall";
 pub const CONFIRM_TRANSFER: &str = "confirmTransfer";
 pub const LIST_DEVICES: &str = "listDevices";
+pub const MUTE_CALL: &str = "muteCall";
+pub const UNMUTE_CALL: &str = "unmuteCall";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -46,6 +48,8 @@ pub const ALL: &[&str] = &[
     TRANSFER_CALL,
     CONFIRM_TRANSFER,
     LIST_DEVICES,
+    MUTE_CALL,
+    UNMUTE_CALL,
 ];
 
 /// One audio device of `listDevices`.
@@ -136,6 +140,9 @@ pub struct CallStatus {
     /// Who holds the call: `local`, `remote` or `both`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<String>,
+    /// The agent's microphone is muted on this call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -108,7 +108,14 @@ pub(super) async fn dial(
     match Call::outgoing(Instant::now(), a.primary.endpoint.clone(), &uri, &all_headers, media, Box::new(RandomIds)) {
         Ok(call) => {
             let call = call.with_password(a.password.expose());
-            a.calls.push(ActiveCall { id: call_id.to_owned(), call, via_backup: false, announce_started: true, rtp });
+            a.calls.push(ActiveCall {
+                id: call_id.to_owned(),
+                call,
+                via_backup: false,
+                muted: false,
+                announce_started: true,
+                rtp,
+            });
             Ok(())
         }
         Err(e) => {
@@ -228,7 +235,7 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
             }
             let mut info = incoming_info(&call_id, &call, &a.config.sip.call_id_header);
             info.replaces_call_id = replaced;
-            a.calls.push(ActiveCall { id: call_id, call, via_backup, announce_started: false, rtp });
+            a.calls.push(ActiveCall { id: call_id, call, via_backup, muted: false, announce_started: false, rtp });
             // Queued for flush(): the event follows the 100/180 on the wire.
             a.pending_incoming.push(info);
         }

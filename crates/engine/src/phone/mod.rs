@@ -78,6 +78,11 @@ pub enum PhoneCommand {
         call_id: String,
         target: String,
     },
+    /// The agent's microphone on a call: muted (silence is sent) or not.
+    Mute {
+        call_id: String,
+        muted: bool,
+    },
     /// Consulted transfer, first step: hold `call_id`, call `target` as `consult_call_id`.
     Consult {
         call_id: String,
@@ -227,6 +232,8 @@ struct ActiveCall {
     call: Call,
     /// It came in through the backup server; everything for it goes back there.
     via_backup: bool,
+    /// The agent's microphone is muted (silence is sent).
+    muted: bool,
     /// `call-started` not yet reported (outbound).
     announce_started: bool,
     /// The call's audio; ends with the call (its Drop stops the task).
@@ -329,6 +336,16 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     let domain = active.as_ref().map(|a| a.primary.endpoint.domain.clone()).unwrap_or_default();
                     let uri = target_uri(&to, &domain);
                     with_call(&mut active, &events, &call_id, |c, now| c.transfer(now, &uri).map_err(|e| e.to_string())).await
+                }
+                Some(PhoneCommand::Mute { call_id, muted }) => {
+                    if let Some(a) = active.as_mut() {
+                        if let Some(c) = a.calls.iter_mut().find(|c| c.id == call_id) {
+                            c.muted = muted;
+                        }
+                        if flush(a, &events).await {
+                            active = None;
+                        }
+                    }
                 }
                 Some(PhoneCommand::Consult { call_id, consult_call_id, target: to }) => {
                     if let Some(a) = active.as_mut()
@@ -754,7 +771,7 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
     }
     // Each call's media follows its SDP and hold state.
     for c in &mut a.calls {
-        let wanted = calls::media_control(&c.call, &a.config, false);
+        let wanted = calls::media_control(&c.call, &a.config, c.muted);
         c.rtp.control.send_if_modified(|current| {
             let changed = *current != wanted;
             if changed {
