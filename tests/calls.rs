@@ -148,7 +148,7 @@ fn auto_answer_from_config_answers_an_inbound_call_by_itself() {
 
 #[test]
 fn dtmf_sent_by_sip_info_reaches_baresip() {
-    let mut r = rig();
+    let mut r = rig_with("[dtmf]\nmode = \"info\"\n");
     let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
     let call_id = r.conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
     r.conn.event("call-confirmed");
@@ -457,4 +457,29 @@ fn consulted_transfer_of_baresip_to_a_second_baresip() {
     assert_eq!(gone[&a_carol]["reason"], "local-hangup", "the helper ends the consultation: {gone:?}");
     let closed = carol.wait_event("CALL_CLOSED");
     assert!(closed["peeruri"].as_str().unwrap().contains("agent1"), "carol's call with the helper ends: {closed}");
+}
+
+#[test]
+fn rfc_4733_digits_reach_baresip_and_baresip_digits_arrive_as_events() {
+    // dtmf.mode is "rfc4733" by default: telephone-events in the RTP stream.
+    let mut r = rig();
+    let mut bob = Baresip::start("bob", r.k.port, PASSWORD, true);
+    let call_id = r.conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
+    r.conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    let sent =
+        r.conn.request("sendDtmf", json!({"callId": call_id, "tones": "19#", "duration": 100, "interToneGap": 70}));
+    assert_eq!(sent["result"]["method"], "rfc4733", "{sent}");
+    let mut digits = String::new();
+    while digits.len() < 3 {
+        digits.push_str(bob.wait_event("CALL_DTMF_START")["param"].as_str().unwrap());
+    }
+    assert_eq!(digits, "19#");
+
+    // baresip sends RFC 4733 too (its `sndcode` command); each digit arrives once.
+    for d in ["5", "*"] {
+        bob.command("sndcode", d);
+        let got = r.conn.event("call-dtmf");
+        assert_eq!((got["digit"].as_str(), got["method"].as_str()), (Some(d), Some("rfc4733")), "{got}");
+    }
 }

@@ -775,14 +775,16 @@ impl Engine {
         if self.calls.iter().any(|c| c.call_id == call_id && c.state != "connected") {
             return Err(bad(format!("call {call_id} is not connected")));
         }
-        // RFC 4733 needs the media stream (issue 4); until then both modes use SIP INFO.
+        let rfc4733 = dtmf.mode == agent_helper_config::DtmfMode::Rfc4733;
         self.phone.push_back(PhoneCommand::Dtmf {
             call_id: call_id.clone(),
             tones,
             duration: std::time::Duration::from_millis(u64::from(duration)),
             gap: std::time::Duration::from_millis(u64::from(gap)),
+            rfc4733,
         });
-        Ok(json!({ "callId": call_id, "method": "info" }))
+        // RFC 4733 needs the peer's telephone-event; without it the phone falls back to INFO.
+        Ok(json!({ "callId": call_id, "method": if rfc4733 { "rfc4733" } else { "info" } }))
     }
 
     fn on_call_update(&mut self, call_id: String, update: CallUpdate) {
@@ -869,8 +871,8 @@ impl Engine {
             CallUpdate::TransferFailed { code } => {
                 self.emit(ev::CALL_TRANSFER_CANCEL, json!({ "callId": call_id, "sipCode": code }));
             }
-            CallUpdate::Dtmf { digit } => {
-                self.emit(ev::CALL_DTMF, json!({ "callId": call_id, "digit": digit.to_string(), "method": "info" }));
+            CallUpdate::Dtmf { digit, method } => {
+                self.emit(ev::CALL_DTMF, json!({ "callId": call_id, "digit": digit.to_string(), "method": method }));
             }
             CallUpdate::Ended { reason, sip_code, message } => {
                 self.calls.retain(|c| c.call_id != call_id);

@@ -139,6 +139,28 @@ impl RtpSender {
         packet.marshal().map(|b| b.to_vec()).unwrap_or_default()
     }
 
+    /// A packet of another payload type that keeps `timestamp` (a
+    /// telephone-event repeats its start time); the sequence advances, the
+    /// stream's clock does not.
+    pub fn packet_at(&mut self, payload_type: u8, timestamp: u32, payload: &[u8], marker: bool) -> Vec<u8> {
+        let packet = rtc_rtp::Packet {
+            header: rtc_rtp::header::Header {
+                version: 2,
+                marker,
+                payload_type,
+                sequence_number: self.sequence,
+                timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::copy_from_slice(payload),
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.packets_sent += 1;
+        self.octets_sent += payload.len() as u64;
+        packet.marshal().map(|b| b.to_vec()).unwrap_or_default()
+    }
+
     /// Advances the clock without sending (silence suppressed, or on hold).
     pub fn skip(&mut self, samples: u32) {
         self.timestamp = self.timestamp.wrapping_add(samples);

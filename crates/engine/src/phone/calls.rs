@@ -40,6 +40,7 @@ pub(super) async fn local_media(
     local_ip: std::net::IpAddr,
     codecs: Vec<AudioCodec>,
     call_id: &str,
+    media_events: tokio::sync::mpsc::Sender<super::media::MediaEvent>,
 ) -> Result<(LocalMedia, MediaHandle), String> {
     let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
     let port = socket.local_addr().map_err(|e| e.to_string())?.port();
@@ -54,7 +55,7 @@ pub(super) async fn local_media(
         session_id,
         version: 1,
     };
-    Ok((media, super::media::start(socket, call_id.to_owned())))
+    Ok((media, super::media::start(socket, call_id.to_owned(), media_events)))
 }
 
 /// What the call's media task should do now, from its SDP and hold state.
@@ -77,6 +78,7 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
     MediaControl {
         remote: if live && n.remote_port != 0 { remote } else { None },
         payload_type: n.codec.payload_type,
+        telephone_event: n.telephone_event,
         codec: n.codec.name.clone(),
         send: sends,
         receive: receives,
@@ -101,7 +103,8 @@ pub(super) async fn dial(
     headers: &[(String, String)],
 ) -> Result<(), String> {
     let uri = target_uri(target, &a.primary.endpoint.domain);
-    let (media, rtp) = local_media(a.primary.local_ip, audio_codecs(&a.config), call_id).await?;
+    let (media, rtp) =
+        local_media(a.primary.local_ip, audio_codecs(&a.config), call_id, a.media_events.clone()).await?;
     let mut all_headers: Vec<(String, String)> =
         a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     all_headers.extend(headers.iter().cloned());
@@ -200,7 +203,7 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
     };
     let mut ids = RandomIds;
     let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
-    let (media, rtp) = match local_media(local_ip, audio_codecs(&a.config), &call_id).await {
+    let (media, rtp) = match local_media(local_ip, audio_codecs(&a.config), &call_id, a.media_events.clone()).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take an inbound call");

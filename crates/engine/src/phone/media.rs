@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use agent_helper_media::dtmf::{EventSender, TelephoneEvent, digit_of};
 use agent_helper_media::g711::Law;
 use agent_helper_media::jitter::{JitterBuffer, Playout};
 use agent_helper_media::plc::Concealer;
@@ -39,6 +40,8 @@ pub(super) struct MediaControl {
     pub remote: Option<SocketAddr>,
     pub payload_type: u8,
     pub codec: String,
+    /// The peer's telephone-event payload type (RFC 4733), if it takes them.
+    pub telephone_event: Option<u8>,
     /// We send audio (not on hold, not inactive).
     pub send: bool,
     /// We play what arrives.
@@ -54,13 +57,42 @@ pub(super) struct MediaControl {
 /// the audio streams go with it, after the call's summary line.
 pub(super) struct MediaHandle {
     pub control: watch::Sender<MediaControl>,
+    /// Digits to send as RFC 4733 telephone-events.
+    pub dtmf: tokio::sync::mpsc::Sender<Tones>,
+}
+
+/// Digits to send in the media stream (`,` is a 2 s pause).
+pub(super) struct Tones {
+    pub tones: String,
+    pub duration: Duration,
+    pub gap: Duration,
+}
+
+/// What a media task tells the phone.
+pub(super) enum MediaEvent {
+    /// An RFC 4733 digit arrived (reported once, at its start).
+    Dtmf { call_id: String, digit: char },
 }
 
 /// Starts the media task on `socket`; it idles until told where to send.
-pub(super) fn start(socket: UdpSocket, call_id: String) -> MediaHandle {
+pub(super) fn start(socket: UdpSocket, call_id: String, events: tokio::sync::mpsc::Sender<MediaEvent>) -> MediaHandle {
     let (control, rx) = watch::channel(MediaControl::default());
-    tokio::spawn(run(socket, rx, call_id));
-    MediaHandle { control }
+    let (dtmf, dtmf_rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(run(socket, rx, dtmf_rx, events, call_id));
+    MediaHandle { control, dtmf }
+}
+
+/// Digits being sent: the queue, the one on the wire (with its start
+/// timestamp) and the gap before the next.
+#[derive(Default)]
+struct Dtmf {
+    queue: std::collections::VecDeque<char>,
+    length: u32,
+    gap_frames: u32,
+    gap_after: u32,
+    current: Option<(EventSender, u32)>,
+    /// The start timestamp of the last event received (each is reported once).
+    last_received: Option<u32>,
 }
 
 struct Devices {
@@ -70,7 +102,14 @@ struct Devices {
     tried: bool,
 }
 
-async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call_id: String) {
+async fn run(
+    socket: UdpSocket,
+    mut control: watch::Receiver<MediaControl>,
+    mut dtmf_in: tokio::sync::mpsc::Receiver<Tones>,
+    events: tokio::sync::mpsc::Sender<MediaEvent>,
+    call_id: String,
+) {
+    let mut dtmf = Dtmf::default();
     let mut ctl = control.borrow().clone();
     let mut buf = vec![0u8; rtp::MAX_PACKET + 1];
     let mut jitter = JitterBuffer::new(RATE, Duration::from_millis(20), Duration::from_millis(300));
@@ -104,6 +143,11 @@ async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call
                 }
                 ctl = next;
             }
+            Some(t) = dtmf_in.recv() => {
+                dtmf.queue.extend(t.tones.chars());
+                dtmf.length = (t.duration.as_millis() as u32) * RATE / 1000;
+                dtmf.gap_after = (t.gap.as_millis() as u32).div_ceil(20).max(1);
+            }
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = received else { continue };
                 let datagram = &buf[..n];
@@ -116,7 +160,17 @@ async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call
                         learned = Some(from);
                         jitter.push(Instant::now(), p.timestamp, p.payload.len() as u32, p.payload.to_vec());
                     }
-                    // telephone-event and comfort noise are not audio frames.
+                    Ok(p) if Some(p.payload_type) == ctl.telephone_event => {
+                        // Every packet of an event repeats its start timestamp: report it once.
+                        if let Some(ev) = TelephoneEvent::parse(&p.payload)
+                            && dtmf.last_received != Some(p.timestamp)
+                            && let Some(digit) = digit_of(ev.code)
+                        {
+                            dtmf.last_received = Some(p.timestamp);
+                            let _ = events.try_send(MediaEvent::Dtmf { call_id: call_id.clone(), digit });
+                        }
+                    }
+                    // Comfort noise and unknown payload types are not audio frames.
                     Ok(_) => other_pt += 1,
                     Err(_) => dropped += 1,
                 }
@@ -180,6 +234,13 @@ async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call
                         sender.skip(FRAME as u32);
                         continue;
                     }
+                    // A digit in progress replaces the audio of this frame.
+                    if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
+                        && let Some(packet) = dtmf.next_packet(&mut sender, pt)
+                    {
+                        let _ = socket.send_to(&packet, d).await;
+                        continue;
+                    }
                     if ctl.muted {
                         frame.iter_mut().for_each(|s| *s = 0);
                     }
@@ -206,6 +267,39 @@ async fn run(socket: UdpSocket, mut control: watch::Receiver<MediaControl>, call
         sent = sender.packets_sent,
         "call media summary"
     );
+}
+
+impl Dtmf {
+    /// The telephone-event packet for this 20 ms frame, if a digit is due.
+    fn next_packet(&mut self, sender: &mut RtpSender, pt: u8) -> Option<Vec<u8>> {
+        if self.current.is_none() {
+            if self.gap_frames > 0 {
+                self.gap_frames -= 1;
+                return None;
+            }
+            match self.queue.pop_front()? {
+                ',' => {
+                    self.gap_frames = 100; // 2 s
+                    return None;
+                }
+                digit => self.current = EventSender::new(digit, self.length).map(|e| (e, sender.timestamp())),
+            }
+        }
+        let (event, start) = self.current.as_mut()?;
+        let start = *start;
+        match event.next(FRAME as u32) {
+            Some(p) => {
+                let packet = sender.packet_at(pt, start, &p.payload, p.marker);
+                sender.skip(FRAME as u32);
+                Some(packet)
+            }
+            None => {
+                self.current = None;
+                self.gap_frames = self.gap_after;
+                None
+            }
+        }
+    }
 }
 
 fn law(codec: &str) -> Option<Law> {

@@ -69,6 +69,8 @@ pub enum PhoneCommand {
         tones: String,
         duration: Duration,
         gap: Duration,
+        /// In the media stream (RFC 4733) when the peer takes telephone-events.
+        rfc4733: bool,
     },
     Hold {
         call_id: String,
@@ -144,6 +146,8 @@ pub enum CallUpdate {
     },
     Dtmf {
         digit: char,
+        /// `info` or `rfc4733`.
+        method: &'static str,
     },
     /// Hold changed: `local` when we asked for it.
     Hold {
@@ -225,6 +229,8 @@ struct Active {
     password: Password,
     /// Rings while an inbound call waits for an answer.
     ringer: Option<ringer::Ringer>,
+    /// Given to each call's media task.
+    media_events: mpsc::Sender<media::MediaEvent>,
 }
 
 struct ActiveCall {
@@ -269,10 +275,17 @@ struct Target {
     order: Vec<usize>,
     /// Position in `order` of the server in use or to try next.
     next: usize,
+    /// Where call media tasks report to the phone.
+    media_events: mpsc::Sender<media::MediaEvent>,
 }
 
 impl Target {
-    fn new(username: String, password: Password, config: Box<Config>) -> Target {
+    fn new(
+        username: String,
+        password: Password,
+        config: Box<Config>,
+        media_events: mpsc::Sender<media::MediaEvent>,
+    ) -> Target {
         let mut order: Vec<usize> = (0..config.sip.servers.len()).collect();
         if config.sip.failover == agent_helper_config::FailoverMode::Random {
             let mut ids = RandomIds;
@@ -285,7 +298,7 @@ impl Target {
                 order.swap(i, (seed % (i as u64 + 1)) as usize);
             }
         }
-        Target { username, password, config, order, next: 0 }
+        Target { username, password, config, order, next: 0, media_events }
     }
 
     fn server(&self) -> Option<&agent_helper_config::SipServer> {
@@ -301,6 +314,8 @@ impl Target {
 }
 
 async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<PhoneEvent>) {
+    // What call media tasks report (DTMF they received).
+    let (media_events_tx, mut media_events) = mpsc::channel(64);
     let mut active: Option<Active> = None;
     let mut target: Option<Target> = None;
     let mut reconnect_at: Option<Instant> = None;
@@ -313,7 +328,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Register { username, password, config }) => {
                     active = None;
                     backoff = Duration::from_secs(u64::from(config.sip.reconnect_min));
-                    target = Some(Target::new(username, password, config));
+                    target = Some(Target::new(username, password, config, media_events_tx.clone()));
                     reconnect_at = Some(Instant::now());
                 }
                 Some(PhoneCommand::Dial { call_id, target: to, headers }) => {
@@ -388,8 +403,21 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Hold { call_id, hold }) => {
                     with_call(&mut active, &events, &call_id, |c, now| c.set_hold(now, hold).map_err(|e| e.to_string())).await
                 }
-                Some(PhoneCommand::Dtmf { call_id, tones, duration, gap }) => {
-                    with_call(&mut active, &events, &call_id, |c, now| c.send_dtmf_info(now, &tones, duration, gap).map_err(|e| e.to_string())).await
+                Some(PhoneCommand::Dtmf { call_id, tones, duration, gap, rfc4733 }) => {
+                    let in_media = rfc4733
+                        && active.as_ref().and_then(|a| a.calls.iter().find(|c| c.id == call_id)).is_some_and(|c| {
+                            c.call.negotiated().is_some_and(|n| n.telephone_event.is_some())
+                        });
+                    if in_media {
+                        if let Some(c) = active.as_ref().and_then(|a| a.calls.iter().find(|c| c.id == call_id)) {
+                            let _ = c.rtp.dtmf.try_send(media::Tones { tones, duration, gap });
+                        }
+                    } else {
+                        if rfc4733 {
+                            tracing::info!(call_id, "the peer takes no telephone-events: DTMF by SIP INFO");
+                        }
+                        with_call(&mut active, &events, &call_id, |c, now| c.send_dtmf_info(now, &tones, duration, gap).map_err(|e| e.to_string())).await
+                    }
                 }
                 Some(PhoneCommand::Unregister) => {
                     target = None;
@@ -419,6 +447,11 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     let _ = done.send(());
                     break;
                 }
+            },
+            Some(media::MediaEvent::Dtmf { call_id, digit }) = media_events.recv() => {
+                let update = CallUpdate::Dtmf { digit, method: "rfc4733" };
+                tracing::info!(call_id, ?update, "call");
+                let _ = events.send(PhoneEvent::Call { call_id, update }).await;
             },
             (via_backup, incoming) = async { active.as_mut().expect("guarded").recv().await }, if active.is_some() => {
                 let Some(a) = active.as_mut() else { continue };
@@ -683,7 +716,7 @@ async fn flush(a: &mut Active, events: &mpsc::Sender<PhoneEvent>) -> bool {
                     CallOutput::Event(CallEvent::Ended { reason, sip_code }) => {
                         CallUpdate::Ended { reason: reason.into(), sip_code, message: None }
                     }
-                    CallOutput::Event(CallEvent::Dtmf { digit }) => CallUpdate::Dtmf { digit },
+                    CallOutput::Event(CallEvent::Dtmf { digit }) => CallUpdate::Dtmf { digit, method: "info" },
                     CallOutput::Event(CallEvent::LocalHold { held, peer }) => {
                         CallUpdate::Hold { local: true, held, peer_direction: Some(format!("{peer:?}").to_lowercase()) }
                     }
