@@ -98,6 +98,13 @@ fn speech_both_ways(codec: &str) -> (f64, f64) {
     // after his answer) is over by the time the agent's (2.5 s longer) is.
     let mut talk = pulse.play(&speech.spoken8, "micfeed");
     wait_until("the agent finished speaking", || talk.try_wait().ok().flatten().is_some());
+    // Voice quality is reported while the call runs, and can be asked for.
+    let report = conn.event("quality-report");
+    assert!(report["packetsReceived"].as_u64().unwrap() > 100, "{report}");
+    let stats = conn.request("getCallStats", json!({}))["result"].clone();
+    assert_eq!(stats["packetsLost"], 0, "{stats}");
+    assert!(stats["mos"].as_f64().unwrap() > 4.0, "{stats}");
+    assert!(stats["packetsSent"].as_u64().unwrap() > 400, "{stats}");
     conn.request("endCall", json!({}));
     conn.event("call-ended");
     bob.wait_event("CALL_CLOSED");

@@ -83,6 +83,8 @@ pub struct Engine {
     connection_down: bool,
     /// Consulted transfers under way: (call to transfer, consultation call).
     consultations: Vec<(String, String)>,
+    /// The latest voice-quality report of each call.
+    call_stats: BTreeMap<String, m::CallStats>,
     phone: VecDeque<PhoneCommand>,
     /// Calls in progress, in the order they started.
     calls: Vec<m::CallStatus>,
@@ -111,6 +113,7 @@ impl Engine {
             registration: m::RegistrationStatus { state: "not-configured".into(), ..Default::default() },
             connection_down: false,
             consultations: Vec::new(),
+            call_stats: BTreeMap::new(),
             phone: VecDeque::new(),
             calls: Vec::new(),
             next_call: 1,
@@ -169,6 +172,7 @@ impl Engine {
             m::TRANSFER_CALL => self.transfer_call(params),
             m::CONFIRM_TRANSFER => self.confirm_transfer(params),
             m::MUTE_CALL => self.mute_call(m::MUTE_CALL, params, true),
+            m::GET_CALL_STATS => self.get_call_stats(params),
             m::UNMUTE_CALL => self.mute_call(m::UNMUTE_CALL, params, false),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
@@ -736,6 +740,18 @@ impl Engine {
         Ok(json!({ "callId": call_id, "consultCallId": consult_call_id }))
     }
 
+    /// The latest voice-quality figures of a call (zeros until its first report).
+    fn get_call_stats(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::CallIdParams = m::parse_params(m::GET_CALL_STATS, params)?;
+        let call_id = self.pick_call(m::GET_CALL_STATS, p.call_id, "")?;
+        if !self.calls.iter().any(|c| c.call_id == call_id) {
+            return Err(ApiError::new(ErrorCode::NoSuchCall, format!("getCallStats: no call {call_id}")));
+        }
+        let stats =
+            self.call_stats.get(&call_id).cloned().unwrap_or_else(|| m::CallStats { call_id, ..Default::default() });
+        to_value(stats)
+    }
+
     /// Mutes or unmutes the agent's microphone on a call: the call goes on
     /// sending (silence), so the far end sees no change in the stream.
     fn mute_call(&mut self, method: &str, params: Value, muted: bool) -> Result<Value, ApiError> {
@@ -871,11 +887,28 @@ impl Engine {
             CallUpdate::TransferFailed { code } => {
                 self.emit(ev::CALL_TRANSFER_CANCEL, json!({ "callId": call_id, "sipCode": code }));
             }
+            CallUpdate::Quality(stats) => {
+                if self.calls.iter().any(|c| c.call_id == call_id) {
+                    self.emit(ev::QUALITY_REPORT, &*stats);
+                    self.call_stats.insert(call_id, *stats);
+                }
+            }
             CallUpdate::Dtmf { digit, method } => {
                 self.emit(ev::CALL_DTMF, json!({ "callId": call_id, "digit": digit.to_string(), "method": method }));
             }
             CallUpdate::Ended { reason, sip_code, message } => {
                 self.calls.retain(|c| c.call_id != call_id);
+                if let Some(last) = self.call_stats.remove(&call_id) {
+                    tracing::info!(
+                        call_id,
+                        codec = %last.codec,
+                        received = last.packets_received,
+                        lost = last.packets_lost,
+                        jitter_ms = format!("{:.1}", last.jitter_ms),
+                        mos = last.mos,
+                        "call quality summary"
+                    );
+                }
                 self.consultations.retain(|(t, c)| *t != call_id && *c != call_id);
                 self.emit(ev::CALL_ENDED, ev::CallEnded { call_id, reason, sip_code, message });
             }

@@ -43,6 +43,8 @@ pub const CALL_TRANSFERRED: &str = "call-transferred";
 /// An audio device was plugged or unplugged, or the default changed:
 /// `{"devices":[…]}` as `listDevices` answers.
 pub const DEVICES_CHANGED: &str = "devices-changed";
+/// Voice quality of a call, every few seconds while it is up: `CallStats`.
+pub const QUALITY_REPORT: &str = "quality-report";
 
 /// Events this helper emits, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -67,6 +69,7 @@ pub const ALL: &[&str] = &[
     CALL_TRANSFER_CANCEL,
     CALL_TRANSFERRED,
     DEVICES_CHANGED,
+    QUALITY_REPORT,
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.

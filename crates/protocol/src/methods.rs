@@ -27,6 +27,7 @@ pub const CONFIRM_TRANSFER: &str = "confirmTransfer";
 pub const LIST_DEVICES: &str = "listDevices";
 pub const MUTE_CALL: &str = "muteCall";
 pub const UNMUTE_CALL: &str = "unmuteCall";
+pub const GET_CALL_STATS: &str = "getCallStats";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -50,7 +51,33 @@ pub const ALL: &[&str] = &[
     LIST_DEVICES,
     MUTE_CALL,
     UNMUTE_CALL,
+    GET_CALL_STATS,
 ];
+
+/// Voice quality of one call as received here (`getCallStats`, `quality-report`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStats {
+    pub call_id: String,
+    /// `PCMU/8000` …
+    pub codec: String,
+    pub packets_received: u64,
+    pub packets_lost: u64,
+    /// Lost in the last report interval, percent.
+    pub loss_percent: f64,
+    /// RFC 3550 interarrival jitter, ms.
+    pub jitter_ms: f64,
+    /// What the jitter buffer holds back, ms.
+    pub buffer_ms: f64,
+    /// Frames concealed (lost or late), late and duplicate packets.
+    pub concealed: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub packets_sent: u64,
+    /// ITU-T G.107 E-model rating and its mean opinion score.
+    pub r_factor: f64,
+    pub mos: f64,
+}
 
 /// One audio device of `listDevices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -72,7 +72,12 @@ pub(super) struct Tones {
 pub(super) enum MediaEvent {
     /// An RFC 4733 digit arrived (reported once, at its start).
     Dtmf { call_id: String, digit: char },
+    /// Voice quality every [`REPORT_EVERY`] while audio flows.
+    Quality(agent_helper_protocol::methods::CallStats),
 }
+
+/// How often a call's voice quality is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts the media task on `socket`; it idles until told where to send.
 pub(super) fn start(socket: UdpSocket, call_id: String, events: tokio::sync::mpsc::Sender<MediaEvent>) -> MediaHandle {
@@ -124,6 +129,7 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
+    let mut next_report = Instant::now() + REPORT_EVERY;
     let mut pcm = Vec::with_capacity(FRAME);
     let mut payload = Vec::with_capacity(FRAME);
     loop {
@@ -212,6 +218,11 @@ async fn run(
                         }
                     }
                 }
+                if now >= next_report {
+                    next_report = now + REPORT_EVERY;
+                    let stats = quality(&call_id, &ctl, &mut counters, &jitter, sender.packets_sent);
+                    let _ = events.try_send(MediaEvent::Quality(stats));
+                }
                 // Microphone: every 20 ms of it becomes a packet.
                 let dest = learned.or(ctl.remote);
                 let mut frames: Vec<Vec<i16>> = Vec::new();
@@ -267,6 +278,37 @@ async fn run(
         sent = sender.packets_sent,
         "call media summary"
     );
+}
+
+/// The call's voice quality now: counters, jitter, and the E-model with a
+/// delay of the jitter buffer plus a frame each way of packetisation.
+fn quality(
+    call_id: &str,
+    ctl: &MediaControl,
+    counters: &mut ReceiveCounters,
+    jitter: &JitterBuffer,
+    sent: u64,
+) -> agent_helper_protocol::methods::CallStats {
+    let (_, lost_ratio) = counters.fraction_lost_since_last();
+    let s = jitter.stats();
+    let buffer_ms = jitter.target().as_secs_f64() * 1000.0;
+    let loss_percent = lost_ratio * 100.0;
+    let r = agent_helper_media::quality::r_factor(&ctl.codec, buffer_ms + 40.0, loss_percent, 1.0);
+    agent_helper_protocol::methods::CallStats {
+        call_id: call_id.to_owned(),
+        codec: format!("{}/{RATE}", ctl.codec),
+        packets_received: counters.received(),
+        packets_lost: counters.lost(),
+        loss_percent,
+        jitter_ms: jitter.jitter() * 1000.0 / f64::from(RATE),
+        buffer_ms,
+        concealed: s.concealed,
+        late: s.late,
+        duplicates: s.duplicates,
+        packets_sent: sent,
+        r_factor: (r * 10.0).round() / 10.0,
+        mos: (agent_helper_media::quality::mos(r) * 100.0).round() / 100.0,
+    }
 }
 
 impl Dtmf {

@@ -149,6 +149,8 @@ pub enum CallUpdate {
         /// `info` or `rfc4733`.
         method: &'static str,
     },
+    /// Voice quality, every few seconds while audio flows.
+    Quality(Box<agent_helper_protocol::methods::CallStats>),
     /// Hold changed: `local` when we asked for it.
     Hold {
         local: bool,
@@ -448,10 +450,16 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     break;
                 }
             },
-            Some(media::MediaEvent::Dtmf { call_id, digit }) = media_events.recv() => {
-                let update = CallUpdate::Dtmf { digit, method: "rfc4733" };
-                tracing::info!(call_id, ?update, "call");
-                let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+            Some(event) = media_events.recv() => match event {
+                media::MediaEvent::Dtmf { call_id, digit } => {
+                    let update = CallUpdate::Dtmf { digit, method: "rfc4733" };
+                    tracing::info!(call_id, ?update, "call");
+                    let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+                }
+                media::MediaEvent::Quality(stats) => {
+                    let call_id = stats.call_id.clone();
+                    let _ = events.send(PhoneEvent::Call { call_id, update: CallUpdate::Quality(Box::new(stats)) }).await;
+                }
             },
             (via_backup, incoming) = async { active.as_mut().expect("guarded").recv().await }, if active.is_some() => {
                 let Some(a) = active.as_mut() else { continue };
