@@ -251,3 +251,46 @@ fn a_muted_call_sends_silence_and_unmuting_brings_the_microphone_back() {
     let bad = conn.request("muteCall", json!({"callId": "o-999"}));
     assert_eq!(bad["error"]["code"], "no-such-call", "{bad}");
 }
+
+#[test]
+fn unplugging_the_speaker_mid_call_moves_the_call_to_the_default_and_back() {
+    let pulse = Pulse::start();
+    let module = pulse.plug_sink("usb_headset");
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"pcmu\"]\n\
+         [audio]\nspeaker = \"pulseaudio:usb_headset\"\n",
+        k.port
+    );
+    let helper = helper_with_pulse(&pulse, dir.path(), &config);
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    while conn.event("registration-changed")["state"] != "registered" {}
+    // baresip sends a steady tone.
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
+    let default_out = dir.path().join("default.wav");
+    let recorder = pulse.record("headset.monitor", 8000, &default_out);
+    conn.request("call", json!({"target": "bob"}));
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+
+    pulse.unplug(&module);
+    let lost = conn.event("call-audio-device-changed");
+    assert_eq!((lost["reason"].as_str(), lost["direction"].as_str()), (Some("lost"), Some("output")), "{lost}");
+    assert_eq!(lost["device"], "pulseaudio:headset", "the system default took over: {lost}");
+    wait_until("the call's audio on the default speaker", || support::pulse::wav_rms(&default_out) > 300.0);
+    let status = conn.request("getStatus", json!({}));
+    assert_eq!(status["result"]["calls"][0]["state"], "connected", "the call goes on: {status}");
+
+    pulse.plug_sink("usb_headset");
+    let back = conn.event("call-audio-device-changed");
+    assert_eq!(
+        (back["reason"].as_str(), back["device"].as_str()),
+        (Some("restored"), Some("pulseaudio:usb_headset")),
+        "{back}"
+    );
+    conn.request("endCall", json!({}));
+    conn.event("call-ended");
+    drop(recorder);
+}

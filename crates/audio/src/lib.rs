@@ -146,6 +146,11 @@ impl Playback {
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
+
+    /// The caller saw the stream stop taking audio: treat it as failed.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A running capture stream: mono samples at `rate` Hz arrive in `samples`.

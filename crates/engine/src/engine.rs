@@ -887,6 +887,12 @@ impl Engine {
             CallUpdate::TransferFailed { code } => {
                 self.emit(ev::CALL_TRANSFER_CANCEL, json!({ "callId": call_id, "sipCode": code }));
             }
+            CallUpdate::AudioDevice { direction, device, reason } => {
+                self.emit(
+                    ev::CALL_AUDIO_DEVICE_CHANGED,
+                    json!({ "callId": call_id, "direction": direction, "device": device, "reason": reason }),
+                );
+            }
             CallUpdate::Quality(stats) => {
                 if self.calls.iter().any(|c| c.call_id == call_id) {
                     self.emit(ev::QUALITY_REPORT, &*stats);

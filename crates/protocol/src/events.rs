@@ -43,6 +43,10 @@ pub const CALL_TRANSFERRED: &str = "call-transferred";
 /// An audio device was plugged or unplugged, or the default changed:
 /// `{"devices":[…]}` as `listDevices` answers.
 pub const DEVICES_CHANGED: &str = "devices-changed";
+/// A call's speaker or microphone changed: `{"callId","direction":"output|input",
+/// "device","reason":"lost|restored"}` — `lost`: the device in use went away
+/// and the system default carries the call; `restored`: the chosen one is back.
+pub const CALL_AUDIO_DEVICE_CHANGED: &str = "call-audio-device-changed";
 /// Voice quality of a call, every few seconds while it is up: `CallStats`.
 pub const QUALITY_REPORT: &str = "quality-report";
 
@@ -70,6 +74,7 @@ pub const ALL: &[&str] = &[
     CALL_TRANSFERRED,
     DEVICES_CHANGED,
     QUALITY_REPORT,
+    CALL_AUDIO_DEVICE_CHANGED,
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.

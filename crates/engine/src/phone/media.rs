@@ -74,7 +74,16 @@ pub(super) enum MediaEvent {
     Dtmf { call_id: String, digit: char },
     /// Voice quality every [`REPORT_EVERY`] while audio flows.
     Quality(agent_helper_protocol::methods::CallStats),
+    /// The call's speaker or microphone changed: `lost` (it went away; the
+    /// system default took over) or `restored` (the chosen one is back).
+    DeviceChanged { call_id: String, direction: &'static str, device: String, reason: &'static str },
 }
+
+/// A speaker that takes no audio for this long counts as gone.
+const STALL: Duration = Duration::from_millis(800);
+
+/// How often a call on a fallback device looks for the chosen one again.
+const DEVICE_RECHECK: Duration = Duration::from_secs(2);
 
 /// How often a call's voice quality is reported.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -100,11 +109,19 @@ struct Dtmf {
     last_received: Option<u32>,
 }
 
+#[derive(Default)]
 struct Devices {
     playback: Option<agent_helper_audio::Playback>,
     capture: Option<agent_helper_audio::Capture>,
     /// Opened (or failed to) once: not again every tick.
     tried: bool,
+    /// Running on the system default because the chosen device went away.
+    speaker_fallback: bool,
+    mic_fallback: bool,
+    /// The speaker ring's fill after the last push, and since when it has
+    /// not gone down (the sound card stopped taking audio).
+    queued_after_push: usize,
+    stalled_since: Option<Instant>,
 }
 
 async fn run(
@@ -124,8 +141,10 @@ async fn run(
     let ssrc = rand_u32();
     let mut sender = RtpSender::new(ssrc, 0, rand_u32() as u16, rand_u32());
     let mut learned: Option<SocketAddr> = None;
-    let mut devices = Devices { playback: None, capture: None, tried: false };
+    let mut devices = Devices::default();
     let mut opening: Option<Opening> = None;
+    let mut recheck: Option<tokio::task::JoinHandle<Vec<String>>> = None;
+    let mut next_recheck = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
@@ -144,7 +163,7 @@ async fn run(
                     sender.payload_type = next.payload_type;
                 }
                 if next.speaker != ctl.speaker || next.microphone != ctl.microphone {
-                    devices = Devices { playback: None, capture: None, tried: false };
+                    devices = Devices::default();
                     opening = None;
                 }
                 ctl = next;
@@ -189,8 +208,9 @@ async fn run(
                     opening = Some(open_devices(&ctl));
                 }
                 if let Some(o) = &mut opening {
-                    o.collect(&mut devices, &call_id).await;
+                    o.collect(&mut devices, &call_id, &events).await;
                 }
+                follow_devices(&mut devices, &mut opening, &mut recheck, &mut next_recheck, &ctl, &call_id).await;
                 let Some(law) = law(&ctl.codec) else { continue };
                 if ctl.remote.is_none() {
                     last_send = Instant::now();
@@ -201,6 +221,17 @@ async fn run(
                 let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(RATE)) as usize;
                 match &mut devices.playback {
                     Some(p) => {
+                        // A sound card that stops taking samples is gone (an
+                        // unplugged device's stream may just stop, with no error).
+                        let queued = p.samples.buffer().capacity() - p.samples.slots();
+                        if queued >= devices.queued_after_push && queued > 0 {
+                            let since = *devices.stalled_since.get_or_insert(now);
+                            if now.duration_since(since) > STALL {
+                                p.mark_failed();
+                            }
+                        } else {
+                            devices.stalled_since = None;
+                        }
                         while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= FRAME {
                             next_frame(&mut jitter, &mut plc, law, now, &mut pcm);
                             if !ctl.receive {
@@ -210,6 +241,7 @@ async fn run(
                                 let _ = p.samples.push(*s);
                             }
                         }
+                        devices.queued_after_push = p.samples.buffer().capacity() - p.samples.slots();
                     }
                     // No speaker: still consume at the stream's pace, so stats stay right.
                     None => {
@@ -369,6 +401,80 @@ fn next_frame(jitter: &mut JitterBuffer, plc: &mut Concealer, law: Law, now: Ins
     }
 }
 
+/// Keeps the call on working devices: one that failed (unplugged) is
+/// replaced by the system default, and the chosen one is taken back when it
+/// reappears (looked for every [`DEVICE_RECHECK`]).
+async fn follow_devices(
+    devices: &mut Devices,
+    opening: &mut Option<Opening>,
+    recheck: &mut Option<tokio::task::JoinHandle<Vec<String>>>,
+    next_recheck: &mut Instant,
+    ctl: &MediaControl,
+    call_id: &str,
+) {
+    let o = opening.get_or_insert_with(|| Opening {
+        playback: None,
+        capture: None,
+        since: Instant::now(),
+        reasons: (None, None),
+        chosen: (false, false),
+    });
+    if o.playback.is_none() && devices.playback.as_ref().is_some_and(|p| p.failed()) {
+        let lost = devices.playback.take().map(|p| p.device).unwrap_or_default();
+        devices.stalled_since = None;
+        devices.queued_after_push = 0;
+        tracing::warn!(call_id, device = %lost, "speaker lost; the call goes on on the default output");
+        devices.speaker_fallback = true;
+        o.playback = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_playback(None, RATE)));
+        o.reasons.0 = Some("lost");
+        o.chosen.0 = false;
+    }
+    if o.capture.is_none() && devices.capture.as_ref().is_some_and(|c| c.failed()) {
+        let lost = devices.capture.take().map(|c| c.device).unwrap_or_default();
+        tracing::warn!(call_id, device = %lost, "microphone lost; the call goes on on the default input");
+        devices.mic_fallback = true;
+        o.capture = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_capture(None, RATE)));
+        o.reasons.1 = Some("lost");
+        o.chosen.1 = false;
+    }
+    if !(devices.speaker_fallback || devices.mic_fallback) {
+        return;
+    }
+    if recheck.is_none() && Instant::now() >= *next_recheck {
+        *next_recheck = Instant::now() + DEVICE_RECHECK;
+        *recheck = Some(tokio::task::spawn_blocking(|| {
+            agent_helper_audio::list_devices().map(|l| l.into_iter().map(|d| d.id).collect()).unwrap_or_default()
+        }));
+    }
+    if !recheck.as_ref().is_some_and(|h| h.is_finished()) {
+        return;
+    }
+    let Some(Ok(present)) = (match recheck.take() {
+        Some(h) => Some(h.await),
+        None => None,
+    }) else {
+        return;
+    };
+    if devices.speaker_fallback
+        && o.playback.is_none()
+        && let Some(id) = ctl.speaker.clone().filter(|id| present.contains(id))
+    {
+        devices.speaker_fallback = false;
+        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(Some(&id), RATE)));
+        o.reasons.0 = Some("restored");
+        o.chosen.0 = true;
+    }
+    if devices.mic_fallback
+        && o.capture.is_none()
+        && let Some(id) = ctl.microphone.clone().filter(|id| present.contains(id))
+    {
+        devices.mic_fallback = false;
+        o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(Some(&id), RATE)));
+        o.reasons.1 = Some("restored");
+        o.chosen.1 = true;
+    }
+}
+
 /// Starts opening the speaker and microphone, each on a blocking thread
 /// (calls into the audio system block); the loop picks them up when ready.
 fn open_devices(ctl: &MediaControl) -> Opening {
@@ -381,6 +487,8 @@ fn open_devices(ctl: &MediaControl) -> Opening {
             agent_helper_audio::open_capture(microphone.as_deref(), RATE)
         })),
         since: Instant::now(),
+        reasons: (None, None),
+        chosen: (ctl.speaker.is_some(), ctl.microphone.is_some()),
     }
 }
 
@@ -388,18 +496,42 @@ struct Opening {
     playback: Option<tokio::task::JoinHandle<Result<agent_helper_audio::Playback, agent_helper_audio::AudioError>>>,
     capture: Option<tokio::task::JoinHandle<Result<agent_helper_audio::Capture, agent_helper_audio::AudioError>>>,
     since: Instant,
+    /// Why the speaker / microphone is being (re)opened, told to the agent
+    /// once it is: `lost` or `restored`; `None` for the call's first open.
+    reasons: (Option<&'static str>, Option<&'static str>),
+    /// A chosen (configured) speaker / microphone is being opened, not the default.
+    chosen: (bool, bool),
 }
 
 impl Opening {
     /// Moves devices that finished opening into `devices`.
-    async fn collect(&mut self, devices: &mut Devices, call_id: &str) {
+    async fn collect(&mut self, devices: &mut Devices, call_id: &str, events: &tokio::sync::mpsc::Sender<MediaEvent>) {
+        let tell = |direction: &'static str, device: &str, reason: Option<&'static str>| {
+            if let Some(reason) = reason {
+                let device = device.to_owned();
+                let _ = events.try_send(MediaEvent::DeviceChanged {
+                    call_id: call_id.to_owned(),
+                    direction,
+                    device,
+                    reason,
+                });
+            }
+        };
         if self.playback.as_ref().is_some_and(|h| h.is_finished())
             && let Some(h) = self.playback.take()
         {
             match h.await {
                 Ok(Ok(p)) => {
                     tracing::info!(call_id, device = %p.device, ms = self.since.elapsed().as_millis() as u64, "speaker open");
+                    tell("output", &p.device, self.reasons.0.take());
                     devices.playback = Some(p);
+                }
+                // The chosen speaker is not there: the system default carries the call.
+                Ok(Err(e)) if self.chosen.0 && !devices.speaker_fallback => {
+                    tracing::warn!(call_id, error = %e, "chosen speaker missing; using the default output");
+                    devices.speaker_fallback = true;
+                    self.playback = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_playback(None, RATE)));
+                    self.reasons.0 = Some("lost");
                 }
                 Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no speaker for this call; its audio is not played"),
                 Err(_) => {}
@@ -411,7 +543,14 @@ impl Opening {
             match h.await {
                 Ok(Ok(c)) => {
                     tracing::info!(call_id, device = %c.device, ms = self.since.elapsed().as_millis() as u64, "microphone open");
+                    tell("input", &c.device, self.reasons.1.take());
                     devices.capture = Some(c);
+                }
+                Ok(Err(e)) if self.chosen.1 && !devices.mic_fallback => {
+                    tracing::warn!(call_id, error = %e, "chosen microphone missing; using the default input");
+                    devices.mic_fallback = true;
+                    self.capture = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_capture(None, RATE)));
+                    self.reasons.1 = Some("lost");
                 }
                 Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no microphone for this call; silence is sent"),
                 Err(_) => {}

@@ -151,6 +151,12 @@ pub enum CallUpdate {
     },
     /// Voice quality, every few seconds while audio flows.
     Quality(Box<agent_helper_protocol::methods::CallStats>),
+    /// The call's speaker or microphone changed (`lost` → default, `restored`).
+    AudioDevice {
+        direction: &'static str,
+        device: String,
+        reason: &'static str,
+    },
     /// Hold changed: `local` when we asked for it.
     Hold {
         local: bool,
@@ -453,6 +459,11 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
             Some(event) = media_events.recv() => match event {
                 media::MediaEvent::Dtmf { call_id, digit } => {
                     let update = CallUpdate::Dtmf { digit, method: "rfc4733" };
+                    tracing::info!(call_id, ?update, "call");
+                    let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+                }
+                media::MediaEvent::DeviceChanged { call_id, direction, device, reason } => {
+                    let update = CallUpdate::AudioDevice { direction, device, reason };
                     tracing::info!(call_id, ?update, "call");
                     let _ = events.send(PhoneEvent::Call { call_id, update }).await;
                 }
