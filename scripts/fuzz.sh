@@ -3,7 +3,7 @@
 # from the hand-written seeds in crates/sip/fuzz/seeds/. Not part of the test
 # command (it wants minutes per target); the deterministic mutation test
 # crates/sip/tests/hostile_input.rs runs in CI instead.
-#   scripts/fuzz.sh [TARGET …] [-t SECONDS]   targets: sip_message sdp framing challenge (default: all, 60 s each)
+#   scripts/fuzz.sh [TARGET …] [-t SECONDS]   targets: sip_message sdp framing challenge rtp (default: all, 60 s each)
 set -euo pipefail
 cd "$(dirname "$0")/../crates/sip/fuzz"
 secs=60
@@ -14,7 +14,7 @@ while (($#)); do
     *) targets+=("$1"); shift ;;
   esac
 done
-((${#targets[@]})) || targets=(sip_message sdp framing challenge)
+((${#targets[@]})) || targets=(sip_message sdp framing challenge rtp)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo-fuzz passes -Z flags (sanitizers); the only toolchain here is stable.
 export RUSTC_BOOTSTRAP=1

@@ -294,3 +294,30 @@ fn unplugging_the_speaker_mid_call_moves_the_call_to_the_default_and_back() {
     conn.event("call-ended");
     drop(recorder);
 }
+
+#[test]
+fn set_devices_moves_a_call_in_progress_and_is_stored_by_id() {
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), "pcmu");
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
+    let second = dir.path().join("speaker2.wav");
+    let recorder = pulse.record("speaker2.monitor", 8000, &second);
+    conn.request("call", json!({"target": "bob"}));
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+
+    let out = conn.request("setDevices", json!({"speaker": "pulseaudio:speaker2", "ringer": ["pulseaudio:ringer"]}));
+    assert_eq!(out["result"]["speaker"], "pulseaudio:speaker2", "{out}");
+    // baresip's tone now comes out of the second speaker.
+    wait_until("the call on the second speaker", || support::pulse::wav_rms(&second) > 300.0);
+    let config = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(config.contains("speaker = \"pulseaudio:speaker2\"") && config.contains("pulseaudio:ringer"), "{config}");
+    let bad = conn.request("setDevices", json!({"speaker": "a\u{7}b"}));
+    assert_eq!(bad["error"]["code"], "invalid-params", "{bad}");
+    let bad = conn.request("setDevices", json!({"headphones": "x"}));
+    assert_eq!(bad["error"]["code"], "invalid-params", "{bad}");
+    conn.request("endCall", json!({}));
+    drop(recorder);
+}

@@ -173,6 +173,7 @@ impl Engine {
             m::CONFIRM_TRANSFER => self.confirm_transfer(params),
             m::MUTE_CALL => self.mute_call(m::MUTE_CALL, params, true),
             m::GET_CALL_STATS => self.get_call_stats(params),
+            m::SET_DEVICES => self.set_devices(params),
             m::UNMUTE_CALL => self.mute_call(m::UNMUTE_CALL, params, false),
             other => Err(ApiError::new(
                 ErrorCode::UnknownMethod,
@@ -325,6 +326,8 @@ impl Engine {
         }
         if p.key.starts_with("sip.") {
             self.register();
+        } else if ["audio.", "calls.", "codecs.", "dtmf."].iter().any(|s| p.key.starts_with(s)) {
+            self.phone.push_back(PhoneCommand::Reconfigure(Box::new(self.config.effective.clone())));
         }
         self.emit(ev::CONFIG_CHANGED, ev::ConfigChanged { key: p.key.clone(), value: value.clone() });
         // Log file size and count are fixed when BPClient.log is opened.
@@ -738,6 +741,47 @@ impl Engine {
             consult_call_id: consult_call_id.clone(),
         });
         Ok(json!({ "callId": call_id, "consultCallId": consult_call_id }))
+    }
+
+    /// Chooses the audio devices, stored by stable id in config.toml (so a
+    /// headset unplugged now is used again when it is back); calls in
+    /// progress move to them at once.
+    fn set_devices(&mut self, params: Value) -> Result<Value, ApiError> {
+        let p: m::SetDevicesParams = m::parse_params(m::SET_DEVICES, params)?;
+        let bad = |m: String| ApiError::new(ErrorCode::InvalidParams, format!("setDevices: {m}"));
+        let valid = |id: &str| id.len() <= 512 && !id.chars().any(char::is_control);
+        let mut changes: Vec<(&str, Value)> = Vec::new();
+        for (key, value) in [("audio.microphone", &p.microphone), ("audio.speaker", &p.speaker)] {
+            if let Some(id) = value {
+                if !valid(id) {
+                    return Err(bad(format!("{key}: not a device id")));
+                }
+                changes.push((key, json!(id)));
+            }
+        }
+        if let Some(ringers) = &p.ringer {
+            if ringers.len() > 16 || !ringers.iter().all(|r| valid(r) && !r.is_empty()) {
+                return Err(bad("ringer: at most 16 device ids".into()));
+            }
+            changes.push(("audio.ringer", json!(ringers)));
+        }
+        if let Some(all) = p.ring_on_all_devices {
+            changes.push(("audio.ring_on_all_devices", json!(all)));
+        }
+        for (key, value) in &changes {
+            self.config = agent_helper_config::set_key(&self.config, key, value).map_err(config_error)?;
+            let value = self.effective_value(key);
+            self.emit(ev::CONFIG_CHANGED, ev::ConfigChanged { key: (*key).to_owned(), value });
+        }
+        tracing::info!(keys = ?changes.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "audio devices chosen");
+        self.phone.push_back(PhoneCommand::Reconfigure(Box::new(self.config.effective.clone())));
+        let audio = &self.config.effective.audio;
+        Ok(json!({
+            "microphone": audio.microphone.clone().unwrap_or_default(),
+            "speaker": audio.speaker.clone().unwrap_or_default(),
+            "ringer": audio.ringer,
+            "ringOnAllDevices": audio.ring_on_all_devices,
+        }))
     }
 
     /// The latest voice-quality figures of a call (zeros until its first report).

@@ -28,6 +28,7 @@ pub const LIST_DEVICES: &str = "listDevices";
 pub const MUTE_CALL: &str = "muteCall";
 pub const UNMUTE_CALL: &str = "unmuteCall";
 pub const GET_CALL_STATS: &str = "getCallStats";
+pub const SET_DEVICES: &str = "setDevices";
 
 /// Methods this helper answers, in the order `hello` lists them.
 pub const ALL: &[&str] = &[
@@ -52,7 +53,24 @@ pub const ALL: &[&str] = &[
     MUTE_CALL,
     UNMUTE_CALL,
     GET_CALL_STATS,
+    SET_DEVICES,
 ];
+
+/// `setDevices`: device ids from `listDevices`; `""` is the system default;
+/// absent keys stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetDevicesParams {
+    #[serde(default)]
+    pub microphone: Option<String>,
+    #[serde(default)]
+    pub speaker: Option<String>,
+    /// Devices that ring; empty = the speaker.
+    #[serde(default)]
+    pub ringer: Option<Vec<String>>,
+    #[serde(default)]
+    pub ring_on_all_devices: Option<bool>,
+}
 
 /// Voice quality of one call as received here (`getCallStats`, `quality-report`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

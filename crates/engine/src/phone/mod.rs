@@ -80,6 +80,9 @@ pub enum PhoneCommand {
         call_id: String,
         target: String,
     },
+    /// Settings that apply without registering again (audio devices, calls):
+    /// the next calls use them, and calls in progress move to new devices.
+    Reconfigure(Box<Config>),
     /// The agent's microphone on a call: muted (silence is sent) or not.
     Mute {
         call_id: String,
@@ -359,6 +362,17 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     let domain = active.as_ref().map(|a| a.primary.endpoint.domain.clone()).unwrap_or_default();
                     let uri = target_uri(&to, &domain);
                     with_call(&mut active, &events, &call_id, |c, now| c.transfer(now, &uri).map_err(|e| e.to_string())).await
+                }
+                Some(PhoneCommand::Reconfigure(config)) => {
+                    if let Some(t) = &mut target {
+                        t.config = config.clone();
+                    }
+                    if let Some(a) = active.as_mut() {
+                        a.config = config;
+                        if flush(a, &events).await {
+                            active = None;
+                        }
+                    }
                 }
                 Some(PhoneCommand::Mute { call_id, muted }) => {
                     if let Some(a) = active.as_mut() {

@@ -1,0 +1,24 @@
+//! One datagram on a call's media port: RTP/RTCP demultiplexing, RTP parsing
+//! with its length checks, telephone-events, and the jitter buffer fed with
+//! whatever timestamps and lengths the packet claims.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use agent_helper_media::dtmf::TelephoneEvent;
+use agent_helper_media::jitter::JitterBuffer;
+use agent_helper_media::rtp;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = rtp::classify(data);
+    let _ = TelephoneEvent::parse(data);
+    if let Ok(p) = rtp::parse(data) {
+        let now = Instant::now();
+        let mut jb = JitterBuffer::new(8000, Duration::from_millis(20), Duration::from_millis(300));
+        jb.push(now, p.timestamp, p.payload.len() as u32, p.payload.to_vec());
+        jb.push(now, p.timestamp.wrapping_add(160), 160, vec![0; 160]);
+        let _ = jb.pop(now + Duration::from_millis(400));
+        let _ = jb.peek_next();
+    }
+});
