@@ -59,16 +59,17 @@ fn without_an_audio_system_list_devices_is_a_clear_error() {
 
 const PASSWORD: &str = "kam-secret-7";
 
-/// A helper registered with `k` as agent1, its audio on the rig's headset.
-fn registered_with_pulse(
+/// A helper registered with `k` as agent1, offering `codec`; `audio` is the
+/// body of its `[audio]` section.
+fn registered(
     pulse: &Pulse,
     k: &support::kamailio::Kamailio,
     dir: &std::path::Path,
     codec: &str,
+    audio: &str,
 ) -> (Helper, Conn) {
     let config = format!(
-        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"{codec}\"]\n\
-         [audio]\nspeaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n",
+        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"{codec}\"]\n[audio]\n{audio}",
         k.port
     );
     let helper = helper_with_pulse(pulse, dir, &config);
@@ -77,6 +78,18 @@ fn registered_with_pulse(
     while conn.event("registration-changed")["state"] != "registered" {}
     (helper, conn)
 }
+
+/// The same with its audio on the rig's headset and microphone.
+fn registered_with_pulse(
+    pulse: &Pulse,
+    k: &support::kamailio::Kamailio,
+    dir: &std::path::Path,
+    codec: &str,
+) -> (Helper, Conn) {
+    registered(pulse, k, dir, codec, HEADSET)
+}
+
+const HEADSET: &str = "speaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
 
 /// Speech both ways through kamailio between the helper (on PulseAudio
 /// devices) and baresip, scored with PESQ against what was sent.
@@ -123,20 +136,12 @@ fn g711_speech_both_ways_scores_at_least_3_9_pesq() {
     assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ {bob_heard:.3}");
 }
 
-/// A helper whose speaker is the headset, with `extra` config, and a baresip
-/// caller `bob`, both registered with a fresh kamailio.
+/// A helper on the headset with `extra` in its `[audio]` section, registered
+/// with a fresh kamailio.
 fn ringing_rig(pulse: &Pulse, extra: &str) -> (support::kamailio::Kamailio, Helper, Conn, tempfile::TempDir) {
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"pcmu\"]\n\
-         [audio]\nspeaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n{extra}",
-        k.port
-    );
-    let helper = helper_with_pulse(pulse, dir.path(), &config);
-    let mut conn = helper.connect();
-    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
-    while conn.event("registration-changed")["state"] != "registered" {}
+    let (helper, conn) = registered(pulse, &k, dir.path(), "pcmu", &format!("{HEADSET}{extra}"));
     (k, helper, conn, dir)
 }
 
@@ -258,15 +263,7 @@ fn unplugging_the_speaker_mid_call_moves_the_call_to_the_default_and_back() {
     let module = pulse.plug_sink("usb_headset");
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"pcmu\"]\n\
-         [audio]\nspeaker = \"pulseaudio:usb_headset\"\n",
-        k.port
-    );
-    let helper = helper_with_pulse(&pulse, dir.path(), &config);
-    let mut conn = helper.connect();
-    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
-    while conn.event("registration-changed")["state"] != "registered" {}
+    let (_helper, mut conn) = registered(&pulse, &k, dir.path(), "pcmu", "speaker = \"pulseaudio:usb_headset\"\n");
     // baresip sends a steady tone.
     let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
     let default_out = dir.path().join("default.wav");

@@ -176,48 +176,94 @@ fn ring_len(rate: u32) -> usize {
 /// Opens `device` (an id from [`list_devices`]; `None` = the default) for
 /// playback of mono audio at `rate` Hz.
 pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioError> {
+    let (samples, device, failed, stop) = on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
+        let channels = stream_channels(d, Direction::Output);
+        let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
+        // 20 ms periods keep the speaker's latency low (PulseAudio buffers
+        // two seconds by default).
+        let config =
+            cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
+        let ch = usize::from(channels);
+        let stream = d.build_output_stream::<i16, _, _>(
+            config,
+            move |data: &mut [i16], _| {
+                for frame in data.chunks_mut(ch) {
+                    frame.fill(consumer.pop().unwrap_or(0));
+                }
+            },
+            move |e: cpal::Error| {
+                tracing::warn!(error = %e, "playback stream failed");
+                flag.store(true, Ordering::Relaxed);
+            },
+            Some(OPEN_TIMEOUT),
+        )?;
+        Ok((stream, producer))
+    })?;
+    Ok(Playback { samples, rate, device, failed, _stop: stop })
+}
+
+/// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
+pub fn open_capture(device: Option<&str>, rate: u32) -> Result<Capture, AudioError> {
+    let (samples, device, failed, stop) = on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
+        let channels = stream_channels(d, Direction::Input);
+        let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
+        // 20 ms fragments: PulseAudio's default would hand the microphone
+        // over in blocks of up to two seconds.
+        let config =
+            cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
+        let ch = usize::from(channels);
+        let stream = d.build_input_stream::<i16, _, _>(
+            config,
+            move |data: &[i16], _| {
+                // The first channel is the microphone; a full ring drops (never blocks).
+                for frame in data.chunks(ch) {
+                    let _ = producer.push(frame[0]);
+                }
+            },
+            move |e: cpal::Error| {
+                tracing::warn!(error = %e, "capture stream failed");
+                flag.store(true, Ordering::Relaxed);
+            },
+            Some(OPEN_TIMEOUT),
+        )?;
+        Ok((stream, consumer))
+    })?;
+    Ok(Capture { samples, rate, device, failed, _stop: stop })
+}
+
+/// What [`on_stream_thread`] hands back: the ring end, the device id in
+/// use, the failure flag and the stop channel (dropping it ends the stream).
+type Started<T> = (T, String, Arc<AtomicBool>, mpsc::Sender<()>);
+
+/// Builds and plays a stream on a thread of its own (cpal streams may not
+/// move between threads), which keeps it until the returned sender is
+/// dropped. `build` gets the device and the flag its error callback sets.
+fn on_stream_thread<T: Send + 'static>(
+    thread: &str,
+    device: Option<&str>,
+    direction: Direction,
+    build: impl FnOnce(&cpal::Device, Arc<AtomicBool>) -> Result<(cpal::Stream, T), cpal::Error> + Send + 'static,
+) -> Result<Started<T>, AudioError> {
     let device = device.map(str::to_owned);
     let (ready_tx, ready_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let failed = Arc::new(AtomicBool::new(false));
     let flag = failed.clone();
     std::thread::Builder::new()
-        .name("audio-out".into())
+        .name(thread.into())
         .spawn(move || {
             let opened = (|| {
                 let host = host()?;
-                let d = find(&host, device.as_deref(), Direction::Output)?;
+                let d = find(&host, device.as_deref(), direction)?;
                 let name = d.id().map(|i| i.to_string()).unwrap_or_default();
                 let err = |e: cpal::Error| AudioError::Device { device: name.clone(), message: e.to_string() };
-                let channels = stream_channels(&d, Direction::Output);
-                let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
-                // 20 ms periods keep the speaker's latency low (PulseAudio
-                // buffers two seconds by default).
-                let config =
-                    cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
-                let on_error = move |e: cpal::Error| {
-                    tracing::warn!(error = %e, "playback stream failed");
-                    flag.store(true, Ordering::Relaxed);
-                };
-                let ch = usize::from(channels);
-                let stream = d
-                    .build_output_stream::<i16, _, _>(
-                        config,
-                        move |data: &mut [i16], _| {
-                            for frame in data.chunks_mut(ch) {
-                                frame.fill(consumer.pop().unwrap_or(0));
-                            }
-                        },
-                        on_error,
-                        Some(OPEN_TIMEOUT),
-                    )
-                    .map_err(err)?;
+                let (stream, end) = build(&d, flag).map_err(err)?;
                 stream.play().map_err(err)?;
-                Ok((stream, producer, name))
+                Ok((stream, end, name))
             })();
             match opened {
-                Ok((stream, producer, name)) => {
-                    let _ = ready_tx.send(Ok((producer, name)));
+                Ok((stream, end, name)) => {
+                    let _ = ready_tx.send(Ok((end, name)));
                     // Runs until the handle is dropped.
                     let _ = stop_rx.recv();
                     drop(stream);
@@ -228,70 +274,10 @@ pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioE
             }
         })
         .map_err(|e| AudioError::NoHost(e.to_string()))?;
-    let (samples, device) = ready_rx
+    let (end, name) = ready_rx
         .recv_timeout(OPEN_TIMEOUT * 2)
         .map_err(|_| AudioError::NoHost("the audio system did not answer".into()))??;
-    Ok(Playback { samples, rate, device, failed, _stop: stop_tx })
-}
-
-/// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
-pub fn open_capture(device: Option<&str>, rate: u32) -> Result<Capture, AudioError> {
-    let device = device.map(str::to_owned);
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let failed = Arc::new(AtomicBool::new(false));
-    let flag = failed.clone();
-    std::thread::Builder::new()
-        .name("audio-in".into())
-        .spawn(move || {
-            let opened = (|| {
-                let host = host()?;
-                let d = find(&host, device.as_deref(), Direction::Input)?;
-                let name = d.id().map(|i| i.to_string()).unwrap_or_default();
-                let err = |e: cpal::Error| AudioError::Device { device: name.clone(), message: e.to_string() };
-                let channels = stream_channels(&d, Direction::Input);
-                // 20 ms fragments: PulseAudio's default would hand the
-                // microphone over in blocks of up to two seconds.
-                let config =
-                    cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
-                let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
-                let on_error = move |e: cpal::Error| {
-                    tracing::warn!(error = %e, "capture stream failed");
-                    flag.store(true, Ordering::Relaxed);
-                };
-                let ch = usize::from(channels);
-                let stream = d
-                    .build_input_stream::<i16, _, _>(
-                        config,
-                        move |data: &[i16], _| {
-                            // The first channel is the microphone; a full ring drops (never blocks).
-                            for frame in data.chunks(ch) {
-                                let _ = producer.push(frame[0]);
-                            }
-                        },
-                        on_error,
-                        Some(OPEN_TIMEOUT),
-                    )
-                    .map_err(err)?;
-                stream.play().map_err(err)?;
-                Ok((stream, consumer, name))
-            })();
-            match opened {
-                Ok((stream, consumer, name)) => {
-                    let _ = ready_tx.send(Ok((consumer, name)));
-                    let _ = stop_rx.recv();
-                    drop(stream);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            }
-        })
-        .map_err(|e| AudioError::NoHost(e.to_string()))?;
-    let (samples, device) = ready_rx
-        .recv_timeout(OPEN_TIMEOUT * 2)
-        .map_err(|_| AudioError::NoHost("the audio system did not answer".into()))??;
-    Ok(Capture { samples, rate, device, failed, _stop: stop_tx })
+    Ok((end, name, failed, stop_tx))
 }
 
 /// Mono where the device takes it (PulseAudio mixes), else its own count.

@@ -578,15 +578,7 @@ impl Engine {
         let call_id = format!("o-{}", self.next_call);
         self.next_call += 1;
         tracing::info!(call_id, target, "call");
-        self.calls.push(m::CallStatus {
-            call_id: call_id.clone(),
-            direction: "outbound".into(),
-            state: "calling".into(),
-            remote: target.to_owned(),
-            codec: None,
-            hold: None,
-            muted: false,
-        });
+        self.calls.push(m::CallStatus::new(call_id.clone(), "outbound", "calling", target.to_owned()));
         self.phone.push_back(PhoneCommand::Dial {
             call_id: call_id.clone(),
             target: target.to_owned(),
@@ -689,15 +681,7 @@ impl Engine {
         let consult_call_id = format!("o-{}", self.next_call);
         self.next_call += 1;
         tracing::info!(call_id, consult_call_id, target, "consulted transfer: consultation call");
-        self.calls.push(m::CallStatus {
-            call_id: consult_call_id.clone(),
-            direction: "outbound".into(),
-            state: "calling".into(),
-            remote: target.to_owned(),
-            codec: None,
-            hold: None,
-            muted: false,
-        });
+        self.calls.push(m::CallStatus::new(consult_call_id.clone(), "outbound", "calling", target.to_owned()));
         self.consultations.push((call_id.clone(), consult_call_id.clone()));
         self.phone.push_back(PhoneCommand::Consult {
             call_id: call_id.clone(),
@@ -855,15 +839,7 @@ impl Engine {
         };
         match update {
             CallUpdate::Incoming(info) => {
-                self.calls.push(m::CallStatus {
-                    call_id: call_id.clone(),
-                    direction: "inbound".into(),
-                    state: "incoming".into(),
-                    remote: info.from.clone(),
-                    codec: None,
-                    hold: None,
-                    muted: false,
-                });
+                self.calls.push(m::CallStatus::new(call_id.clone(), "inbound", "incoming", info.from.clone()));
                 self.emit(ev::CALL_INCOMING, *info);
             }
             CallUpdate::Started { remote } => {
@@ -912,15 +888,7 @@ impl Engine {
                 self.emit(ev::PHONE_ERROR, json!({ "error": "hold-failed", "message": format!("hold or resume refused with {code}"), "sipCode": code, "callId": call_id }));
             }
             CallUpdate::Transferred { new_call_id, target } => {
-                self.calls.push(m::CallStatus {
-                    call_id: new_call_id.clone(),
-                    direction: "outbound".into(),
-                    state: "calling".into(),
-                    remote: target.clone(),
-                    codec: None,
-                    hold: None,
-                    muted: false,
-                });
+                self.calls.push(m::CallStatus::new(new_call_id.clone(), "outbound", "calling", target.clone()));
                 self.emit(
                     ev::CALL_TRANSFERRED,
                     json!({ "callId": call_id, "newCallId": new_call_id, "target": target }),

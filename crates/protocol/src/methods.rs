@@ -190,6 +190,21 @@ pub struct CallStatus {
     pub muted: bool,
 }
 
+impl CallStatus {
+    /// A call just started: no codec yet, not held, not muted.
+    pub fn new(call_id: String, direction: &str, state: &str, remote: String) -> CallStatus {
+        CallStatus {
+            call_id,
+            direction: direction.into(),
+            state: state.into(),
+            remote,
+            codec: None,
+            hold: None,
+            muted: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HelloParams {

@@ -1504,14 +1504,22 @@ impl Call {
         let (seq, _) = message::cseq(&self.invite).unwrap_or((1, Method::Invite));
         let invite = self.invite.clone();
         let Some(invite) = self.with_credentials(&invite, r, seq + 1) else { return false };
+        let sent = self.send_new_invite(now, invite, seq + 1);
+        if sent {
+            self.auth_attempts += 1;
+        }
+        sent
+    }
+
+    /// Sends `invite` (CSeq `seq`) in place of the INVITE that was refused;
+    /// the old transaction keeps absorbing retransmissions of the refusal.
+    fn send_new_invite(&mut self, now: Instant, invite: Request, seq: u32) -> bool {
         let Ok(key) = TransactionKey::for_client(&invite) else { return false };
         let Ok(txn) = ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers) else {
             return false;
         };
-        self.auth_attempts += 1;
-        self.local_cseq = seq + 1;
+        self.local_cseq = seq;
         self.invite = invite;
-        // The old transaction keeps absorbing retransmissions of the challenge.
         if let Some(old) = self.invite_client.replace((key, txn)) {
             self.clients.push(old);
         }
@@ -1533,20 +1541,9 @@ impl Call {
         invite.headers.retain(|h| !matches!(h, Header::Other(n, _) if n.eq_ignore_ascii_case("session-expires") || n.eq_ignore_ascii_case("min-se") || n.eq_ignore_ascii_case("x")));
         invite.headers.push(Header::Other("Session-Expires".into(), min.to_string()));
         invite.headers.push(Header::Other("Min-SE".into(), min.to_string()));
-        let (Ok(key), Ok(txn)) = (
-            TransactionKey::for_client(&invite),
-            ClientTransaction::new(now, invite.clone(), self.ep.transport.reliable(), self.ep.timers),
-        ) else {
-            return false;
-        };
-        self.interval_raised = true;
-        self.local_cseq = seq + 1;
-        self.invite = invite;
-        if let Some(old) = self.invite_client.replace((key, txn)) {
-            self.clients.push(old);
-        }
-        self.drain(now);
-        true
+        let sent = self.send_new_invite(now, invite, seq + 1);
+        self.interval_raised |= sent;
+        sent
     }
 
     /// `request` with CSeq `seq` and a new branch: the same request as a new transaction.
