@@ -6,7 +6,8 @@
 set -euo pipefail
 
 # libasound2-dev: cpal links ALSA on Linux (PulseAudio is spoken natively).
-run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev)
+# cmake: the opus crate builds libopus from its bundled source.
+run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev cmake)
 # Audio rig: a private PulseAudio server with null sinks, speech from
 # espeak-ng resampled by sox, PESQ scoring in Python.
 test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio

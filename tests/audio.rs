@@ -94,22 +94,24 @@ const HEADSET: &str = "speaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaud
 /// Speech both ways through kamailio between the helper (on PulseAudio
 /// devices) and baresip, scored with PESQ against what was sent.
 fn speech_both_ways(codec: &str) -> (f64, f64) {
+    let wideband = codec == "opus";
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let speech = support::speech::Speech::make();
     let dir = tempfile::tempdir().unwrap();
     let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), codec);
-    let mut bob = support::baresip::Baresip::start_with_source("bob", k.port, PASSWORD, true, Some(&speech.padded8));
+    let source = if wideband { &speech.padded48s } else { &speech.padded8 };
+    let mut bob = support::baresip::Baresip::start_with_source("bob", k.port, PASSWORD, true, Some(source));
 
     // What the helper plays on the headset is recorded from its monitor.
     let played = dir.path().join("played.wav");
-    let recorder = pulse.record("headset.monitor", 8000, &played);
+    let recorder = pulse.record("headset.monitor", if wideband { 16000 } else { 8000 }, &played);
     conn.request("call", json!({"target": "bob"}));
     conn.event("call-confirmed");
     bob.wait_event("CALL_ESTABLISHED");
     // The agent speaks into the microphone's feed; bob's speech (from 1 s
     // after his answer) is over by the time the agent's (2.5 s longer) is.
-    let mut talk = pulse.play(&speech.spoken8, "micfeed");
+    let mut talk = pulse.play(if wideband { &speech.spoken16 } else { &speech.spoken8 }, "micfeed");
     wait_until("the agent finished speaking", || talk.try_wait().ok().flatten().is_some());
     // Voice quality is reported while the call runs, and can be asked for.
     let report = conn.event("quality-report");
@@ -123,10 +125,18 @@ fn speech_both_ways(codec: &str) -> (f64, f64) {
     bob.wait_event("CALL_CLOSED");
     let played = recorder.stop();
 
-    let helper_heard = support::speech::pesq(&speech.reference8, &played, "nb");
-    let bob_heard = support::speech::pesq(&speech.reference8, &bob.heard(), "nb");
-    eprintln!("{codec}: PESQ-NB helper heard {helper_heard:.3}, baresip heard {bob_heard:.3}");
+    let (reference, mode) = if wideband { (&speech.reference16, "wb") } else { (&speech.reference8, "nb") };
+    let helper_heard = support::speech::pesq(reference, &played, mode);
+    let bob_heard = support::speech::pesq(reference, &bob.heard(), mode);
+    eprintln!("{codec}: PESQ-{} helper heard {helper_heard:.3}, baresip heard {bob_heard:.3}", mode.to_uppercase());
     (helper_heard, bob_heard)
+}
+
+#[test]
+fn opus_speech_both_ways_scores_at_least_4_3_pesq_wb() {
+    let (helper_heard, bob_heard) = speech_both_ways("opus");
+    assert!(helper_heard >= 4.3, "helper heard baresip at PESQ-WB {helper_heard:.3}");
+    assert!(bob_heard >= 4.3, "baresip heard the helper at PESQ-WB {bob_heard:.3}");
 }
 
 #[test]

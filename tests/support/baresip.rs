@@ -90,7 +90,7 @@ impl Baresip {
             dir.path().join("config"),
             format!(
                 "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nsnd_path {d}\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nsnd_path {d}\nopus_inbandfec yes\n\
                  module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n",
                 rtp + 100,
                 d = dir.path().display()
@@ -102,7 +102,7 @@ impl Baresip {
             dir.path().join("accounts"),
             // Everything goes through kamailio, as with a phone's outbound proxy.
             format!(
-                "<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};outbound=\"sip:127.0.0.1:{kamailio_port};transport=udp\";regint=600;audio_codecs=PCMU,PCMA{answer}\n"
+                "<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};outbound=\"sip:127.0.0.1:{kamailio_port};transport=udp\";regint=600;audio_codecs=opus/48000/2,PCMU,PCMA{answer}\n"
             ),
         )
         .unwrap();

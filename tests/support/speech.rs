@@ -14,6 +14,11 @@ pub struct Speech {
     pub padded8: PathBuf,
     /// With 0.5 s before and 2 s after: for `paplay` into a microphone.
     pub spoken8: PathBuf,
+    /// Wideband: the 16 kHz reference, its spoken form, and 48 kHz stereo
+    /// with the padding (baresip's Opus source).
+    pub reference16: PathBuf,
+    pub spoken16: PathBuf,
+    pub padded48s: PathBuf,
 }
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. Contact center agents rely on clear audio \
@@ -40,7 +45,34 @@ impl Speech {
         sox(&[reference8.as_os_str(), padded8.as_os_str(), "pad".as_ref(), "1".as_ref(), "30".as_ref()]);
         let spoken8 = dir.path().join("speech8_spoken.wav");
         sox(&[reference8.as_os_str(), spoken8.as_os_str(), "pad".as_ref(), "0.5".as_ref(), "2".as_ref()]);
-        Speech { _dir: dir, reference8, padded8, spoken8 }
+        let reference16 = dir.path().join("speech16.wav");
+        sox(&[
+            raw.as_os_str(),
+            "-r".as_ref(),
+            "16000".as_ref(),
+            "-c".as_ref(),
+            "1".as_ref(),
+            "-b".as_ref(),
+            "16".as_ref(),
+            reference16.as_os_str(),
+        ]);
+        let spoken16 = dir.path().join("speech16_spoken.wav");
+        sox(&[reference16.as_os_str(), spoken16.as_os_str(), "pad".as_ref(), "0.5".as_ref(), "2".as_ref()]);
+        let padded48s = dir.path().join("speech48s_padded.wav");
+        sox(&[
+            raw.as_os_str(),
+            "-r".as_ref(),
+            "48000".as_ref(),
+            "-c".as_ref(),
+            "2".as_ref(),
+            "-b".as_ref(),
+            "16".as_ref(),
+            padded48s.as_os_str(),
+            "pad".as_ref(),
+            "1".as_ref(),
+            "30".as_ref(),
+        ]);
+        Speech { _dir: dir, reference8, padded8, spoken8, reference16, spoken16, padded48s }
     }
 
     /// Seconds of speech in the reference.

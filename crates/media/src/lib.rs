@@ -4,12 +4,14 @@
 //! sockets and the audio devices.
 //!
 //! - [`rtp`]: RTP packets from the network, checked and bounded before use.
+//! - [`codec`]: G.711 and Opus behind one face (frames in, payloads out, concealment).
 //! - [`g711`]: G.711 µ-law and A-law.
 //! - [`dtmf`]: RFC 4733 telephone-events, sent and read.
 //! - [`plc`]: loss concealment for codecs without their own (G.711 Appendix I style).
 //! - [`jitter`]: an adaptive jitter buffer: reordering, duplicates, late packets.
 //! - [`quality`]: RFC 3550 jitter and loss, and the ITU-T G.107 E-model (R, MOS).
 
+pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;

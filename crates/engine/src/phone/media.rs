@@ -15,23 +15,22 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use agent_helper_media::codec::Codec;
 use agent_helper_media::dtmf::{EventSender, TelephoneEvent, digit_of};
-use agent_helper_media::g711::Law;
 use agent_helper_media::jitter::{JitterBuffer, Playout};
-use agent_helper_media::plc::Concealer;
 use agent_helper_media::quality::ReceiveCounters;
 use agent_helper_media::rtp::{self, Kind, RtpSender};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 /// The codecs the media engine plays and records today; only these are offered.
-pub(super) const SUPPORTED: &[&str] = &["PCMU", "PCMA"];
+pub(super) const SUPPORTED: &[&str] = &["opus", "PCMU", "PCMA"];
 
 /// How much audio the speaker's ring holds ahead of the sound card.
 const PLAYOUT_FILL: Duration = Duration::from_millis(60);
 const TICK: Duration = Duration::from_millis(10);
-const RATE: u32 = 8000;
-const FRAME: usize = 160;
+/// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
+const EVENT_RATE: u32 = 8000;
 
 /// What the phone tells a call's media task.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,6 +114,8 @@ struct Devices {
     capture: Option<agent_helper_audio::Capture>,
     /// Opened (or failed to) once: not again every tick.
     tried: bool,
+    /// The sample rate they run at: the codec's.
+    rate: u32,
     /// Running on the system default because the chosen device went away.
     speaker_fallback: bool,
     mic_fallback: bool,
@@ -134,8 +135,8 @@ async fn run(
     let mut dtmf = Dtmf::default();
     let mut ctl = control.borrow().clone();
     let mut buf = vec![0u8; rtp::MAX_PACKET + 1];
-    let mut jitter = JitterBuffer::new(RATE, Duration::from_millis(20), Duration::from_millis(300));
-    let mut plc = Concealer::new(RATE);
+    let mut jitter = JitterBuffer::new(8000, Duration::from_millis(20), Duration::from_millis(300));
+    let mut codec: Option<Codec> = None;
     let mut counters = ReceiveCounters::default();
     let (mut dropped, mut other_pt) = (0u64, 0u64);
     let ssrc = rand_u32();
@@ -149,8 +150,8 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
     let mut next_report = Instant::now() + REPORT_EVERY;
-    let mut pcm = Vec::with_capacity(FRAME);
-    let mut payload = Vec::with_capacity(FRAME);
+    let mut pcm = Vec::with_capacity(960);
+    let mut payload = Vec::with_capacity(960);
     loop {
         tokio::select! {
             changed = control.changed() => {
@@ -159,8 +160,15 @@ async fn run(
                 }
                 let next = control.borrow().clone();
                 if next.payload_type != ctl.payload_type || next.codec != ctl.codec {
-                    jitter = JitterBuffer::new(RATE, Duration::from_millis(20), Duration::from_millis(300));
+                    codec = Codec::for_name(&next.codec).ok();
+                    let rate = codec.as_ref().map_or(8000, Codec::rate);
+                    jitter = JitterBuffer::new(rate, Duration::from_millis(20), Duration::from_millis(300));
                     sender.payload_type = next.payload_type;
+                    // Devices run at the codec's rate: a new rate opens them anew.
+                    if devices.tried && devices.rate != rate {
+                        devices = Devices::default();
+                        opening = None;
+                    }
                 }
                 if next.speaker != ctl.speaker || next.microphone != ctl.microphone {
                     devices = Devices::default();
@@ -170,7 +178,7 @@ async fn run(
             }
             Some(t) = dtmf_in.recv() => {
                 dtmf.queue.extend(t.tones.chars());
-                dtmf.length = (t.duration.as_millis() as u32) * RATE / 1000;
+                dtmf.length = (t.duration.as_millis() as u32) * EVENT_RATE / 1000;
                 dtmf.gap_after = (t.gap.as_millis() as u32).div_ceil(20).max(1);
             }
             received = socket.recv_from(&mut buf) => {
@@ -180,10 +188,11 @@ async fn run(
                     continue;
                 }
                 match rtp::parse(datagram) {
-                    Ok(p) if p.payload_type == ctl.payload_type && law(&ctl.codec).is_some() => {
+                    Ok(p) if p.payload_type == ctl.payload_type && codec.is_some() => {
                         counters.packet(p.sequence);
                         learned = Some(from);
-                        jitter.push(Instant::now(), p.timestamp, p.payload.len() as u32, p.payload.to_vec());
+                        let samples = codec.as_ref().and_then(|c| c.samples_in(&p.payload)).unwrap_or(0);
+                        jitter.push(Instant::now(), p.timestamp, samples, p.payload.to_vec());
                     }
                     Ok(p) if Some(p.payload_type) == ctl.telephone_event => {
                         // Every packet of an event repeats its start timestamp: report it once.
@@ -203,22 +212,24 @@ async fn run(
             _ = tick.tick() => {
                 // The devices open as soon as the call exists (they take a
                 // moment), so audio flows from the first packet after the answer.
+                let Some(c) = codec.as_mut() else { continue };
+                let (rate, frame) = (c.rate(), c.frame());
                 if !devices.tried && ctl.wanted {
                     devices.tried = true;
-                    opening = Some(open_devices(&ctl));
+                    devices.rate = rate;
+                    opening = Some(open_devices(&ctl, rate));
                 }
                 if let Some(o) = &mut opening {
                     o.collect(&mut devices, &call_id, &events).await;
                 }
                 follow_devices(&mut devices, &mut opening, &mut recheck, &mut next_recheck, &ctl, &call_id).await;
-                let Some(law) = law(&ctl.codec) else { continue };
                 if ctl.remote.is_none() {
                     last_send = Instant::now();
                     continue;
                 }
                 let now = Instant::now();
                 // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
-                let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(RATE)) as usize;
+                let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(rate)) as usize;
                 match &mut devices.playback {
                     Some(p) => {
                         // A sound card that stops taking samples is gone (an
@@ -232,8 +243,8 @@ async fn run(
                         } else {
                             devices.stalled_since = None;
                         }
-                        while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= FRAME {
-                            next_frame(&mut jitter, &mut plc, law, now, &mut pcm);
+                        while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= frame {
+                            next_frame(&mut jitter, c, frame, now, &mut pcm);
                             if !ctl.receive {
                                 pcm.iter_mut().for_each(|s| *s = 0);
                             }
@@ -246,7 +257,7 @@ async fn run(
                     // No speaker: still consume at the stream's pace, so stats stay right.
                     None => {
                         while jitter.depth() > PLAYOUT_FILL {
-                            next_frame(&mut jitter, &mut plc, law, now, &mut pcm);
+                            next_frame(&mut jitter, c, frame, now, &mut pcm);
                         }
                     }
                 }
@@ -260,36 +271,36 @@ async fn run(
                 let mut frames: Vec<Vec<i16>> = Vec::new();
                 match &mut devices.capture {
                     Some(c) => {
-                        while c.samples.slots() >= FRAME {
-                            let Ok(chunk) = c.samples.read_chunk(FRAME) else { break };
+                        while c.samples.slots() >= frame {
+                            let Ok(chunk) = c.samples.read_chunk(frame) else { break };
                             frames.push(chunk.into_iter().collect());
                         }
                     }
                     None => {
                         while now.duration_since(last_send) >= Duration::from_millis(20) {
                             last_send += Duration::from_millis(20);
-                            frames.push(vec![0; FRAME]);
+                            frames.push(vec![0; frame]);
                         }
                     }
                 }
-                for mut frame in frames {
+                for mut pcm_frame in frames {
                     if !ctl.send {
-                        sender.skip(FRAME as u32);
+                        sender.skip(frame as u32);
                         continue;
                     }
                     // A digit in progress replaces the audio of this frame.
                     if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
-                        && let Some(packet) = dtmf.next_packet(&mut sender, pt)
+                        && let Some(packet) = dtmf.next_packet(&mut sender, pt, frame as u32)
                     {
                         let _ = socket.send_to(&packet, d).await;
                         continue;
                     }
                     if ctl.muted {
-                        frame.iter_mut().for_each(|s| *s = 0);
+                        pcm_frame.iter_mut().for_each(|s| *s = 0);
                     }
                     payload.clear();
-                    law.encode(&frame, &mut payload);
-                    let packet = sender.packet(&payload, FRAME as u32, false);
+                    c.encode(&pcm_frame, &mut payload);
+                    let packet = sender.packet(&payload, frame as u32, false);
                     if let Some(d) = dest {
                         let _ = socket.send_to(&packet, d).await;
                     }
@@ -326,13 +337,14 @@ fn quality(
     let buffer_ms = jitter.target().as_secs_f64() * 1000.0;
     let loss_percent = lost_ratio * 100.0;
     let r = agent_helper_media::quality::r_factor(&ctl.codec, buffer_ms + 40.0, loss_percent, 1.0);
+    let rate = Codec::for_name(&ctl.codec).map_or(8000, |c| c.rate());
     agent_helper_protocol::methods::CallStats {
         call_id: call_id.to_owned(),
-        codec: format!("{}/{RATE}", ctl.codec),
+        codec: format!("{}/{rate}", ctl.codec),
         packets_received: counters.received(),
         packets_lost: counters.lost(),
         loss_percent,
-        jitter_ms: jitter.jitter() * 1000.0 / f64::from(RATE),
+        jitter_ms: jitter.jitter() * 1000.0 / f64::from(rate),
         buffer_ms,
         concealed: s.concealed,
         late: s.late,
@@ -345,7 +357,7 @@ fn quality(
 
 impl Dtmf {
     /// The telephone-event packet for this 20 ms frame, if a digit is due.
-    fn next_packet(&mut self, sender: &mut RtpSender, pt: u8) -> Option<Vec<u8>> {
+    fn next_packet(&mut self, sender: &mut RtpSender, pt: u8, frame: u32) -> Option<Vec<u8>> {
         if self.current.is_none() {
             if self.gap_frames > 0 {
                 self.gap_frames -= 1;
@@ -361,10 +373,10 @@ impl Dtmf {
         }
         let (event, start) = self.current.as_mut()?;
         let start = *start;
-        match event.next(FRAME as u32) {
+        match event.next(frame) {
             Some(p) => {
                 let packet = sender.packet_at(pt, start, &p.payload, p.marker);
-                sender.skip(FRAME as u32);
+                sender.skip(frame);
                 Some(packet)
             }
             None => {
@@ -376,28 +388,19 @@ impl Dtmf {
     }
 }
 
-fn law(codec: &str) -> Option<Law> {
-    match codec.to_ascii_uppercase().as_str() {
-        "PCMU" => Some(Law::Ulaw),
-        "PCMA" => Some(Law::Alaw),
-        _ => None,
-    }
-}
-
-/// The next 20 ms for the speaker: a received frame, or concealment.
-fn next_frame(jitter: &mut JitterBuffer, plc: &mut Concealer, law: Law, now: Instant, pcm: &mut Vec<i16>) {
-    pcm.clear();
+/// The next 20 ms for the speaker: a received frame, or concealment (from
+/// the next packet's FEC when the codec has it and the packet is here).
+fn next_frame(jitter: &mut JitterBuffer, codec: &mut Codec, frame: usize, now: Instant, pcm: &mut Vec<i16>) {
     match jitter.pop(now) {
-        Playout::Frame { payload, .. } => {
-            law.decode(&payload, pcm);
-            pcm.resize(FRAME, 0);
-            plc.good(pcm);
+        Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
+        Playout::Missing { samples } => {
+            let next = jitter.peek_next().map(<[u8]>::to_vec);
+            codec.conceal(next.as_deref(), samples as usize, pcm);
         }
-        Playout::Missing { .. } => {
-            pcm.resize(FRAME, 0);
-            plc.conceal(pcm);
+        Playout::Waiting => {
+            pcm.clear();
+            pcm.resize(frame, 0);
         }
-        Playout::Waiting => pcm.resize(FRAME, 0),
     }
 }
 
@@ -412,6 +415,7 @@ async fn follow_devices(
     ctl: &MediaControl,
     call_id: &str,
 ) {
+    let rate = devices.rate;
     let o = opening.get_or_insert_with(|| Opening {
         playback: None,
         capture: None,
@@ -425,7 +429,7 @@ async fn follow_devices(
         devices.queued_after_push = 0;
         tracing::warn!(call_id, device = %lost, "speaker lost; the call goes on on the default output");
         devices.speaker_fallback = true;
-        o.playback = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_playback(None, RATE)));
+        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(None, rate)));
         o.reasons.0 = Some("lost");
         o.chosen.0 = false;
     }
@@ -433,7 +437,7 @@ async fn follow_devices(
         let lost = devices.capture.take().map(|c| c.device).unwrap_or_default();
         tracing::warn!(call_id, device = %lost, "microphone lost; the call goes on on the default input");
         devices.mic_fallback = true;
-        o.capture = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_capture(None, RATE)));
+        o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate)));
         o.reasons.1 = Some("lost");
         o.chosen.1 = false;
     }
@@ -460,7 +464,7 @@ async fn follow_devices(
         && let Some(id) = ctl.speaker.clone().filter(|id| present.contains(id))
     {
         devices.speaker_fallback = false;
-        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(Some(&id), RATE)));
+        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(Some(&id), rate)));
         o.reasons.0 = Some("restored");
         o.chosen.0 = true;
     }
@@ -469,7 +473,7 @@ async fn follow_devices(
         && let Some(id) = ctl.microphone.clone().filter(|id| present.contains(id))
     {
         devices.mic_fallback = false;
-        o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(Some(&id), RATE)));
+        o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(Some(&id), rate)));
         o.reasons.1 = Some("restored");
         o.chosen.1 = true;
     }
@@ -477,14 +481,14 @@ async fn follow_devices(
 
 /// Starts opening the speaker and microphone, each on a blocking thread
 /// (calls into the audio system block); the loop picks them up when ready.
-fn open_devices(ctl: &MediaControl) -> Opening {
+fn open_devices(ctl: &MediaControl, rate: u32) -> Opening {
     let (speaker, microphone) = (ctl.speaker.clone(), ctl.microphone.clone());
     Opening {
         playback: Some(tokio::task::spawn_blocking(move || {
-            agent_helper_audio::open_playback(speaker.as_deref(), RATE)
+            agent_helper_audio::open_playback(speaker.as_deref(), rate)
         })),
         capture: Some(tokio::task::spawn_blocking(move || {
-            agent_helper_audio::open_capture(microphone.as_deref(), RATE)
+            agent_helper_audio::open_capture(microphone.as_deref(), rate)
         })),
         since: Instant::now(),
         reasons: (None, None),
@@ -506,6 +510,7 @@ struct Opening {
 impl Opening {
     /// Moves devices that finished opening into `devices`.
     async fn collect(&mut self, devices: &mut Devices, call_id: &str, events: &tokio::sync::mpsc::Sender<MediaEvent>) {
+        let rate = devices.rate;
         let tell = |direction: &'static str, device: &str, reason: Option<&'static str>| {
             if let Some(reason) = reason {
                 let device = device.to_owned();
@@ -530,7 +535,8 @@ impl Opening {
                 Ok(Err(e)) if self.chosen.0 && !devices.speaker_fallback => {
                     tracing::warn!(call_id, error = %e, "chosen speaker missing; using the default output");
                     devices.speaker_fallback = true;
-                    self.playback = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_playback(None, RATE)));
+                    self.playback =
+                        Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(None, rate)));
                     self.reasons.0 = Some("lost");
                 }
                 Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no speaker for this call; its audio is not played"),
@@ -549,7 +555,8 @@ impl Opening {
                 Ok(Err(e)) if self.chosen.1 && !devices.mic_fallback => {
                     tracing::warn!(call_id, error = %e, "chosen microphone missing; using the default input");
                     devices.mic_fallback = true;
-                    self.capture = Some(tokio::task::spawn_blocking(|| agent_helper_audio::open_capture(None, RATE)));
+                    self.capture =
+                        Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate)));
                     self.reasons.1 = Some("lost");
                 }
                 Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no microphone for this call; silence is sent"),

@@ -428,7 +428,8 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Dtmf { call_id, tones, duration, gap, rfc4733 }) => {
                     let in_media = rfc4733
                         && active.as_ref().and_then(|a| a.calls.iter().find(|c| c.id == call_id)).is_some_and(|c| {
-                            c.call.negotiated().is_some_and(|n| n.telephone_event.is_some())
+                            // Our telephone-event runs at 8 kHz: only with 8 kHz codecs.
+                            c.call.negotiated().is_some_and(|n| n.telephone_event.is_some() && n.codec.clock_rate == 8000)
                         });
                     if in_media {
                         if let Some(c) = active.as_ref().and_then(|a| a.calls.iter().find(|c| c.id == call_id)) {
