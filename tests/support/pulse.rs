@@ -50,6 +50,9 @@ impl Pulse {
             .arg(format!("--log-target=file:{}", dir.path().join("pulse.log").display()))
             .env("XDG_RUNTIME_DIR", &runtime)
             .env("HOME", dir.path())
+            // The suite runs inside a D-Bus session (for the keyring): parallel
+            // servers would all claim org.PulseAudio1 there and all but one exit.
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
