@@ -11,7 +11,7 @@ run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev cmake)
 # Audio rig: a private PulseAudio server with null sinks, speech from
 # espeak-ng resampled by sox, PESQ scoring in Python.
 test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio
-  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils espeak-ng sox)
+  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils espeak-ng sox nftables)
 
 pkgs=("${run_pkgs[@]}")
 [[ "${1:-run}" == test ]] && pkgs+=("${test_pkgs[@]}")

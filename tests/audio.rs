@@ -93,7 +93,7 @@ const HEADSET: &str = "speaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaud
 
 /// Speech both ways through kamailio between the helper (on PulseAudio
 /// devices) and baresip, scored with PESQ against what was sent.
-fn speech_both_ways(codec: &str) -> (f64, f64) {
+fn speech_both_ways(codec: &str, loss_percent: u32) -> (f64, f64) {
     let wideband = codec == "opus";
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
@@ -101,7 +101,11 @@ fn speech_both_ways(codec: &str) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), codec);
     let source = if wideband { &speech.padded48s } else { &speech.padded8 };
-    let mut bob = support::baresip::Baresip::start_with_source("bob", k.port, PASSWORD, true, Some(source));
+    let codecs = if wideband { "opus/48000/2" } else { "PCMU,PCMA" };
+    let mut bob = support::baresip::Baresip::start_with_source("bob", k.port, PASSWORD, true, Some(source), codecs);
+    // Random loss both ways on baresip's RTP ports.
+    let _loss =
+        (loss_percent > 0).then(|| support::netloss::Loss::random(loss_percent, bob.rtp_ports.0, bob.rtp_ports.1));
 
     // What the helper plays on the headset is recorded from its monitor.
     let played = dir.path().join("played.wav");
@@ -117,8 +121,13 @@ fn speech_both_ways(codec: &str) -> (f64, f64) {
     let report = conn.event("quality-report");
     assert!(report["packetsReceived"].as_u64().unwrap() > 100, "{report}");
     let stats = conn.request("getCallStats", json!({}))["result"].clone();
-    assert_eq!(stats["packetsLost"], 0, "{stats}");
-    assert!(stats["mos"].as_f64().unwrap() > 4.0, "{stats}");
+    eprintln!("{codec} at {loss_percent} %: {stats}");
+    if loss_percent == 0 {
+        assert_eq!(stats["packetsLost"], 0, "{stats}");
+        assert!(stats["mos"].as_f64().unwrap() > 4.0, "{stats}");
+    } else {
+        assert!(stats["packetsLost"].as_u64().unwrap() > 0, "the loss shows: {stats}");
+    }
     assert!(stats["packetsSent"].as_u64().unwrap() > 400, "{stats}");
     conn.request("endCall", json!({}));
     conn.event("call-ended");
@@ -128,20 +137,35 @@ fn speech_both_ways(codec: &str) -> (f64, f64) {
     let (reference, mode) = if wideband { (&speech.reference16, "wb") } else { (&speech.reference8, "nb") };
     let helper_heard = support::speech::pesq(reference, &played, mode);
     let bob_heard = support::speech::pesq(reference, &bob.heard(), mode);
-    eprintln!("{codec}: PESQ-{} helper heard {helper_heard:.3}, baresip heard {bob_heard:.3}", mode.to_uppercase());
+    eprintln!(
+        "{codec} at {loss_percent} % loss: PESQ-{} helper heard {helper_heard:.3}, baresip heard {bob_heard:.3}",
+        mode.to_uppercase()
+    );
     (helper_heard, bob_heard)
 }
 
 #[test]
 fn opus_speech_both_ways_scores_at_least_4_3_pesq_wb() {
-    let (helper_heard, bob_heard) = speech_both_ways("opus");
+    let (helper_heard, bob_heard) = speech_both_ways("opus", 0);
     assert!(helper_heard >= 4.3, "helper heard baresip at PESQ-WB {helper_heard:.3}");
     assert!(bob_heard >= 4.3, "baresip heard the helper at PESQ-WB {bob_heard:.3}");
 }
 
+/// Not passing yet: 2.0–2.7 PESQ-WB for what the helper hears at 5 % loss
+/// (baresip hears us at 3.7), against 4.29–4.46 between two baresips. The
+/// jitter buffer keeps step (late 0, concealed ≈ lost); the concealment itself
+/// is what is still to be found. Run with `--ignored`.
+#[test]
+#[ignore = "Opus at 5 % loss is below the 4.0 floor (see the comment)"]
+fn opus_at_5_percent_random_loss_scores_at_least_4_0_pesq_wb() {
+    let (helper_heard, bob_heard) = speech_both_ways("opus", 5);
+    assert!(helper_heard >= 4.0, "helper heard baresip at PESQ-WB {helper_heard:.3}");
+    assert!(bob_heard >= 4.0, "baresip heard the helper at PESQ-WB {bob_heard:.3}");
+}
+
 #[test]
 fn g711_speech_both_ways_scores_at_least_3_9_pesq() {
-    let (helper_heard, bob_heard) = speech_both_ways("pcmu");
+    let (helper_heard, bob_heard) = speech_both_ways("pcmu", 0);
     assert!(helper_heard >= 3.9, "helper heard baresip at PESQ {helper_heard:.3}");
     assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ {bob_heard:.3}");
 }

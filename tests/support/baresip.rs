@@ -16,6 +16,8 @@ pub struct Baresip {
     ctrl: TcpStream,
     pub user: String,
     pub log: std::path::PathBuf,
+    /// Its RTP port range (first, last).
+    pub rtp_ports: (u16, u16),
     _dir: tempfile::TempDir,
 }
 
@@ -33,22 +35,25 @@ fn free_port() -> u16 {
 impl Baresip {
     /// Starts baresip as `user`, registered with kamailio on `kamailio_port`.
     pub fn start(user: &str, kamailio_port: u16, password: &str, auto_answer: bool) -> Baresip {
-        Self::start_with_source(user, kamailio_port, password, auto_answer, None)
+        Self::start_with_source(user, kamailio_port, password, auto_answer, None, "PCMU,PCMA")
     }
 
-    /// As [`Baresip::start`], sending `source` (an 8 kHz mono WAV) as its
-    /// microphone instead of a tone. What it hears goes to [`Baresip::heard`].
+    /// As [`Baresip::start`], sending `source` as its microphone instead of a
+    /// tone and offering `codecs` (baresip's `audio_codecs`; its source must
+    /// be at the codec's rate: 8 kHz mono for G.711, 48 kHz stereo for
+    /// `opus/48000/2`). What it hears goes to [`Baresip::heard`].
     pub fn start_with_source(
         user: &str,
         kamailio_port: u16,
         password: &str,
         auto_answer: bool,
         source: Option<&std::path::Path>,
+        codecs: &str,
     ) -> Baresip {
         // Ports are picked free but can be taken by a parallel test before baresip
         // binds them; then baresip exits at once and we try again with new ones.
         for _ in 0..4 {
-            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer, source) {
+            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer, source, codecs) {
                 return b;
             }
         }
@@ -73,6 +78,7 @@ impl Baresip {
         password: &str,
         auto_answer: bool,
         source: Option<&std::path::Path>,
+        codecs: &str,
     ) -> Option<Baresip> {
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_port();
@@ -90,7 +96,7 @@ impl Baresip {
             dir.path().join("config"),
             format!(
                 "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nsnd_path {d}\nopus_inbandfec yes\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nsnd_path {d}\nopus_inbandfec yes\nopus_packet_loss 10\n\
                  module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n",
                 rtp + 100,
                 d = dir.path().display()
@@ -102,7 +108,7 @@ impl Baresip {
             dir.path().join("accounts"),
             // Everything goes through kamailio, as with a phone's outbound proxy.
             format!(
-                "<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};outbound=\"sip:127.0.0.1:{kamailio_port};transport=udp\";regint=600;audio_codecs=opus/48000/2,PCMU,PCMA{answer}\n"
+                "<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};outbound=\"sip:127.0.0.1:{kamailio_port};transport=udp\";regint=600;audio_codecs={codecs}{answer}\n"
             ),
         )
         .unwrap();
@@ -126,7 +132,7 @@ impl Baresip {
             }
         };
         ctrl.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut b = Baresip { child, ctrl, user: user.into(), log, _dir: dir };
+        let mut b = Baresip { child, ctrl, user: user.into(), log, rtp_ports: (rtp, rtp + 100), _dir: dir };
         // REGISTER_OK may fire before the control connection exists: ask instead.
         while !b.command("reginfo", "")["data"].as_str().unwrap_or_default().contains("OK") {
             assert!(Instant::now() < deadline, "baresip {user} did not register");

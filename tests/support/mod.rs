@@ -6,6 +6,7 @@
 
 pub mod baresip;
 pub mod kamailio;
+pub mod netloss;
 pub mod pulse;
 pub mod sipp;
 pub mod speech;

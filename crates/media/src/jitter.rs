@@ -10,8 +10,9 @@
 //! - A missing packet is reported as [`Playout::Missing`] (the caller
 //!   conceals it, from the next packet's FEC when the codec has it).
 //! - Clock drift and jitter bursts: when more than `target` plus two frames
-//!   are queued a frame is skipped; an empty buffer conceals. Both are
-//!   counted.
+//!   are queued a frame is skipped; an empty buffer conceals while it waits
+//!   for the frame that is due (a slow sender stretches the playout instead of
+//!   making every later packet late). Both are counted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -164,6 +165,13 @@ impl JitterBuffer {
             Some((payload, samples)) => {
                 self.next = Some(next + u64::from(samples));
                 Playout::Frame { payload, samples }
+            }
+            // Nothing later is here either: the sender is behind (its clock
+            // runs slow, or a burst is on its way). Conceal, but keep waiting
+            // for this frame: moving on would make every packet late.
+            None if self.packets.is_empty() => {
+                self.stats.concealed += 1;
+                Playout::Missing { samples: self.frame }
             }
             None => {
                 let samples = self.frame;

@@ -121,3 +121,48 @@ fn a_flood_beyond_the_target_is_trimmed() {
     assert!(jb.stats().skipped > 0, "frames skipped to catch up");
     assert!(jb.depth() < Duration::from_millis(1000));
 }
+
+#[test]
+fn random_loss_is_concealed_without_losing_step() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(48_000, Duration::from_millis(40), Duration::from_millis(300));
+    // 500 frames of 960 samples, every 20th lost; played out at the same pace.
+    let mut arrivals: Vec<_> = (0..500u32)
+        .filter(|n| n % 20 != 7)
+        .map(|n| (t0 + PERIOD * n + Duration::from_millis(u64::from(n % 3)), n, 5000 + n * 960))
+        .collect();
+    arrivals.sort_by_key(|a| a.0);
+    let mut out = vec![];
+    for i in 0..520u32 {
+        let now = t0 + PERIOD * i;
+        while let Some(&(at, n, ts)) = arrivals.first().filter(|a| a.0 <= now) {
+            arrivals.remove(0);
+            jb.push(at, ts, 960, vec![n as u8; 4]);
+        }
+        match jb.pop(now) {
+            Playout::Frame { .. } => out.push(true),
+            Playout::Missing { .. } => out.push(false),
+            Playout::Waiting => {}
+        }
+    }
+    let s = jb.stats();
+    assert_eq!(s.late, 0, "{s:?}");
+    // 25 lost in the stream; after its end (frame 500 on) every pop conceals.
+    let lost_inside = out.iter().take(480).filter(|ok| !**ok).count();
+    assert_eq!(lost_inside, 24, "only the lost ones: {s:?}");
+}
+
+#[test]
+fn a_sender_whose_clock_runs_slow_is_stretched_not_dropped() {
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    // The sender's 20 ms take 21 ms of ours: the buffer runs dry now and then.
+    let mut arrivals: Vec<_> =
+        (0..300u32).map(|n| (t0 + Duration::from_millis(u64::from(n) * 21), n, n * FRAME)).collect();
+    let out = simulate(&mut jb, t0, 340, &mut arrivals);
+    let s = jb.stats();
+    assert_eq!(s.late, 0, "nothing arrives after its turn: {s:?}");
+    let played: Vec<u32> = out.iter().flatten().copied().collect();
+    assert_eq!(played.len(), 300, "every frame played once: {s:?}");
+    assert!(played.windows(2).all(|w| w[1] == (w[0] + 1) % 256), "in order");
+}

@@ -162,7 +162,9 @@ async fn run(
                 if next.payload_type != ctl.payload_type || next.codec != ctl.codec {
                     codec = Codec::for_name(&next.codec).ok();
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
-                    jitter = JitterBuffer::new(rate, Duration::from_millis(20), Duration::from_millis(300));
+                    // FEC rebuilds a lost frame from the next packet: hold one more.
+                    let min = if next.codec.eq_ignore_ascii_case("opus") { 40 } else { 20 };
+                    jitter = JitterBuffer::new(rate, Duration::from_millis(min), Duration::from_millis(300));
                     sender.payload_type = next.payload_type;
                     // Devices run at the codec's rate: a new rate opens them anew.
                     if devices.tried && devices.rate != rate {
@@ -242,6 +244,17 @@ async fn run(
                             }
                         } else {
                             devices.stalled_since = None;
+                        }
+                        // A ring that ran low (the speaker just opened, or the
+                        // sound card took a burst) is topped up with silence:
+                        // frames only leave the jitter buffer at the card's pace,
+                        // or they would eat the delay that absorbs jitter and
+                        // gives FEC its look-ahead.
+                        let queued = p.samples.buffer().capacity() - p.samples.slots();
+                        if queued + 2 * frame < fill {
+                            for _ in queued..fill - frame {
+                                let _ = p.samples.push(0);
+                            }
                         }
                         while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= frame {
                             next_frame(&mut jitter, c, frame, now, &mut pcm);
@@ -395,6 +408,7 @@ fn next_frame(jitter: &mut JitterBuffer, codec: &mut Codec, frame: usize, now: I
         Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
         Playout::Missing { samples } => {
             let next = jitter.peek_next().map(<[u8]>::to_vec);
+            tracing::trace!(depth_ms = jitter.depth().as_millis() as u64, fec = next.is_some(), "concealing a frame");
             codec.conceal(next.as_deref(), samples as usize, pcm);
         }
         Playout::Waiting => {

@@ -1,0 +1,41 @@
+//! Packet loss on the loopback, with nftables: a rule in a table of its own
+//! drops a random share of the UDP packets to and from a port range (a peer's
+//! RTP ports). Dropping the value removes the table.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Loss {
+    table: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn nft(args: &str) {
+    let out = Command::new("nft")
+        .args(args.split(' '))
+        .output()
+        .expect("nft (package nftables): run through scripts/test.sh");
+    assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Loss {
+    /// Drops `percent` % of UDP packets, at random, whose source or
+    /// destination port is in `first..=last`.
+    pub fn random(percent: u32, first: u16, last: u16) -> Loss {
+        let table = format!("ah_loss_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        nft(&format!("add table inet {table}"));
+        nft(&format!("add chain inet {table} out {{ type filter hook output priority 0 ; }}"));
+        for dir in ["dport", "sport"] {
+            nft(&format!("add rule inet {table} out udp {dir} {first}-{last} numgen random mod 100 < {percent} drop"));
+        }
+        Loss { table }
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        let _ = Command::new("nft").args(["delete", "table", "inet", &self.table]).status();
+    }
+}
