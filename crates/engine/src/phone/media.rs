@@ -151,6 +151,7 @@ async fn run(
     let mut last_send = Instant::now();
     let mut next_report = Instant::now() + REPORT_EVERY;
     let mut pcm = Vec::with_capacity(960);
+    let mut mic: Vec<i16> = Vec::with_capacity(4 * 960);
     let mut payload = Vec::with_capacity(960);
     loop {
         tokio::select! {
@@ -276,27 +277,28 @@ async fn run(
                 }
                 if now >= next_report {
                     next_report = now + REPORT_EVERY;
-                    let stats = quality(&call_id, &ctl, &mut counters, &jitter, sender.packets_sent);
+                    let stats = quality(&call_id, &ctl, rate, &mut counters, &jitter, sender.packets_sent);
                     let _ = events.try_send(MediaEvent::Quality(stats));
                 }
                 // Microphone: every 20 ms of it becomes a packet.
                 let dest = learned.or(ctl.remote);
-                let mut frames: Vec<Vec<i16>> = Vec::new();
+                // Whole frames of microphone audio, in one buffer reused every tick.
+                mic.clear();
                 match &mut devices.capture {
                     Some(c) => {
                         while c.samples.slots() >= frame {
                             let Ok(chunk) = c.samples.read_chunk(frame) else { break };
-                            frames.push(chunk.into_iter().collect());
+                            mic.extend(chunk);
                         }
                     }
                     None => {
                         while now.duration_since(last_send) >= Duration::from_millis(20) {
                             last_send += Duration::from_millis(20);
-                            frames.push(vec![0; frame]);
+                            mic.resize(mic.len() + frame, 0);
                         }
                     }
                 }
-                for mut pcm_frame in frames {
+                for pcm_frame in mic.chunks_exact_mut(frame) {
                     if !ctl.send {
                         sender.skip(frame as u32);
                         continue;
@@ -312,7 +314,7 @@ async fn run(
                         pcm_frame.iter_mut().for_each(|s| *s = 0);
                     }
                     payload.clear();
-                    c.encode(&pcm_frame, &mut payload);
+                    c.encode(pcm_frame, &mut payload);
                     let packet = sender.packet(&payload, frame as u32, false);
                     if let Some(d) = dest {
                         let _ = socket.send_to(&packet, d).await;
@@ -341,6 +343,7 @@ async fn run(
 fn quality(
     call_id: &str,
     ctl: &MediaControl,
+    rate: u32,
     counters: &mut ReceiveCounters,
     jitter: &JitterBuffer,
     sent: u64,
@@ -350,7 +353,6 @@ fn quality(
     let buffer_ms = jitter.target().as_secs_f64() * 1000.0;
     let loss_percent = lost_ratio * 100.0;
     let r = agent_helper_media::quality::r_factor(&ctl.codec, buffer_ms + 40.0, loss_percent, 1.0);
-    let rate = Codec::for_name(&ctl.codec).map_or(8000, |c| c.rate());
     agent_helper_protocol::methods::CallStats {
         call_id: call_id.to_owned(),
         codec: format!("{}/{rate}", ctl.codec),
@@ -407,9 +409,9 @@ fn next_frame(jitter: &mut JitterBuffer, codec: &mut Codec, frame: usize, now: I
     match jitter.pop(now) {
         Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
         Playout::Missing { samples } => {
-            let next = jitter.peek_next().map(<[u8]>::to_vec);
+            let next = jitter.peek_next();
             tracing::trace!(depth_ms = jitter.depth().as_millis() as u64, fec = next.is_some(), "concealing a frame");
-            codec.conceal(next.as_deref(), samples as usize, pcm);
+            codec.conceal(next, samples as usize, pcm);
         }
         Playout::Waiting => {
             pcm.clear();
