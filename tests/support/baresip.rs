@@ -18,6 +18,8 @@ pub struct Baresip {
     pub log: std::path::PathBuf,
     /// Its RTP port range (first, last).
     pub rtp_ports: (u16, u16),
+    /// Events read while waiting for a command's response, for `wait_event`.
+    pending: std::collections::VecDeque<Value>,
     _dir: tempfile::TempDir,
 }
 
@@ -132,7 +134,15 @@ impl Baresip {
             }
         };
         ctrl.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut b = Baresip { child, ctrl, user: user.into(), log, rtp_ports: (rtp, rtp + 100), _dir: dir };
+        let mut b = Baresip {
+            child,
+            ctrl,
+            user: user.into(),
+            log,
+            rtp_ports: (rtp, rtp + 100),
+            pending: Default::default(),
+            _dir: dir,
+        };
         // REGISTER_OK may fire before the control connection exists: ask instead.
         while !b.command("reginfo", "")["data"].as_str().unwrap_or_default().contains("OK") {
             assert!(Instant::now() < deadline, "baresip {user} did not register");
@@ -158,7 +168,8 @@ impl Baresip {
         serde_json::from_slice(&body).unwrap()
     }
 
-    /// Sends a command; events arriving before its response are dropped.
+    /// Sends a command; events arriving before its response are kept for
+    /// [`Baresip::wait_event`] (a call may be established before `dial` answers).
     pub fn command(&mut self, command: &str, params: &str) -> Value {
         let msg = json!({ "command": command, "params": params, "token": "t" }).to_string();
         self.ctrl.write_all(format!("{}:{msg},", msg.len()).as_bytes()).unwrap();
@@ -167,11 +178,19 @@ impl Baresip {
             if v["response"] == true {
                 return v;
             }
+            if v["event"] == true {
+                self.pending.push_back(v);
+            }
         }
     }
 
     /// The next event of `kind` (e.g. `CALL_ESTABLISHED`), skipping others.
     pub fn wait_event(&mut self, kind: &str) -> Value {
+        while let Some(v) = self.pending.pop_front() {
+            if v["type"] == kind {
+                return v;
+            }
+        }
         loop {
             let v = self.read_netstring();
             if v["event"] == true && v["type"] == kind {
