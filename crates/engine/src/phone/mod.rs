@@ -343,17 +343,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     reconnect_at = Some(Instant::now());
                 }
                 Some(PhoneCommand::Dial { call_id, target: to, headers }) => {
-                    let ended = match active.as_mut() {
-                        Some(a) => dial(a, &call_id, &to, &headers).await.err(),
-                        None => Some("the phone is not connected to a SIP server".to_owned()),
-                    };
-                    if let Some(message) = ended {
-                        let update = CallUpdate::Ended { reason: "failed".into(), sip_code: None, message: Some(message) };
-                        let _ = events.send(PhoneEvent::Call { call_id, update }).await;
-                    } else if let Some(a) = active.as_mut()
-                        && flush(a, &events).await {
-                            active = None;
-                        }
+                    dial_or_fail(&mut active, &events, call_id, &to, &headers).await
                 }
                 Some(PhoneCommand::Answer { call_id }) => with_call(&mut active, &events, &call_id, |c, now| c.answer(now).map_err(|e| e.to_string())).await,
                 Some(PhoneCommand::Reject { call_id, code }) => with_call(&mut active, &events, &call_id, |c, now| c.reject(now, code).map_err(|e| e.to_string())).await,
@@ -393,18 +383,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                     {
                         tracing::warn!(call_id, error = %e, "cannot hold the call for a consultation");
                     }
-                    let ended = match active.as_mut() {
-                        Some(a) => dial(a, &consult_call_id, &to, &[]).await.err(),
-                        None => Some("the phone is not connected to a SIP server".to_owned()),
-                    };
-                    if let Some(message) = ended {
-                        let update = CallUpdate::Ended { reason: "failed".into(), sip_code: None, message: Some(message) };
-                        let _ = events.send(PhoneEvent::Call { call_id: consult_call_id, update }).await;
-                    }
-                    if let Some(a) = active.as_mut()
-                        && flush(a, &events).await {
-                            active = None;
-                        }
+                    dial_or_fail(&mut active, &events, consult_call_id, &to, &[]).await
                 }
                 Some(PhoneCommand::ConfirmTransfer { call_id, consult_call_id }) => {
                     let consult = active.as_ref().and_then(|a| a.calls.iter().find(|c| c.id == consult_call_id));
@@ -594,6 +573,30 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 }
             }
         }
+    }
+}
+
+/// Places a call and sends what it queued; a call that cannot be placed (no
+/// server, no RTP port, a bad target) ends at once as `failed`, saying why.
+async fn dial_or_fail(
+    active: &mut Option<Active>,
+    events: &mpsc::Sender<PhoneEvent>,
+    call_id: String,
+    target: &str,
+    headers: &[(String, String)],
+) {
+    let ended = match active.as_mut() {
+        Some(a) => dial(a, &call_id, target, headers).await.err(),
+        None => Some("the phone is not connected to a SIP server".to_owned()),
+    };
+    if let Some(message) = ended {
+        let update = CallUpdate::Ended { reason: "failed".into(), sip_code: None, message: Some(message) };
+        let _ = events.send(PhoneEvent::Call { call_id, update }).await;
+    }
+    if let Some(a) = active.as_mut()
+        && flush(a, events).await
+    {
+        *active = None;
     }
 }
 
