@@ -1,6 +1,12 @@
 //! Packet loss on the loopback, with nftables: a rule in a table of its own
 //! drops a random share of the UDP packets to and from a port range (a peer's
 //! RTP ports). Dropping the value removes the table.
+//!
+//! Packets are dropped on the receiving side (the input hook), as a network
+//! would lose them: dropped on output, `sendto` fails with EPERM and a
+//! sender such as baresip then reuses the lost packet's RTP timestamp for the
+//! next one, so a loss looks like a sender clock running 5 % slow with no gap
+//! to conceal.
 #![allow(dead_code)]
 
 use std::process::Command;
@@ -26,9 +32,9 @@ impl Loss {
     pub fn random(percent: u32, first: u16, last: u16) -> Loss {
         let table = format!("ah_loss_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         nft(&format!("add table inet {table}"));
-        nft(&format!("add chain inet {table} out {{ type filter hook output priority 0 ; }}"));
+        nft(&format!("add chain inet {table} in {{ type filter hook input priority 0 ; }}"));
         for dir in ["dport", "sport"] {
-            nft(&format!("add rule inet {table} out udp {dir} {first}-{last} numgen random mod 100 < {percent} drop"));
+            nft(&format!("add rule inet {table} in udp {dir} {first}-{last} numgen random mod 100 < {percent} drop"));
         }
         Loss { table }
     }

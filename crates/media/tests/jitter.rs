@@ -132,7 +132,7 @@ fn random_loss_is_concealed_without_losing_step() {
         .map(|n| (t0 + PERIOD * n + Duration::from_millis(u64::from(n % 3)), n, 5000 + n * 960))
         .collect();
     arrivals.sort_by_key(|a| a.0);
-    let mut out = vec![];
+    let (mut out, mut fec) = (vec![], 0);
     for i in 0..520u32 {
         let now = t0 + PERIOD * i;
         while let Some(&(at, n, ts)) = arrivals.first().filter(|a| a.0 <= now) {
@@ -141,12 +141,17 @@ fn random_loss_is_concealed_without_losing_step() {
         }
         match jb.pop(now) {
             Playout::Frame { .. } => out.push(true),
-            Playout::Missing { .. } => out.push(false),
+            Playout::Missing { .. } => {
+                out.push(false);
+                fec += usize::from(jb.peek_next().is_some());
+            }
             Playout::Waiting => {}
         }
     }
     let s = jb.stats();
     assert_eq!(s.late, 0, "{s:?}");
+    // The 40 ms held leave the next packet there for FEC, for every one of the 25.
+    assert_eq!(fec, 25, "{s:?}");
     // 25 lost in the stream; after its end (frame 500 on) every pop conceals.
     let lost_inside = out.iter().take(480).filter(|ok| !**ok).count();
     assert_eq!(lost_inside, 24, "only the lost ones: {s:?}");

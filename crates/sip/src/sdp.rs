@@ -128,8 +128,10 @@ fn session_text(local: &LocalMedia, codecs: &[AudioCodec], te: Option<u8>, direc
     );
     for c in codecs {
         s.push_str(&format!("a=rtpmap:{} {}\r\n", c.payload_type, c.rtpmap()));
+        // We decode mono (RFC 7587 §7: stereo=0 asks the sender for mono,
+        // which spends its bits, and its FEC, on the one channel we play).
         if c.name.eq_ignore_ascii_case("opus") {
-            s.push_str(&format!("a=fmtp:{} useinbandfec=1\r\n", c.payload_type));
+            s.push_str(&format!("a=fmtp:{} stereo=0;sprop-stereo=0;useinbandfec=1\r\n", c.payload_type));
         }
     }
     if let Some(t) = te {

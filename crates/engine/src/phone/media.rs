@@ -153,6 +153,10 @@ async fn run(
     let mut pcm = Vec::with_capacity(960);
     let mut mic: Vec<i16> = Vec::with_capacity(4 * 960);
     let mut payload = Vec::with_capacity(960);
+    // Samples of silence the speaker needed when the jitter buffer had nothing due.
+    let mut silence = 0usize;
+    // Lost frames rebuilt from the next packet's FEC (the rest were concealed by PLC).
+    let mut rebuilt = 0u64;
     loop {
         tokio::select! {
             changed = control.changed() => {
@@ -160,6 +164,11 @@ async fn run(
                     break;
                 }
                 let next = control.borrow().clone();
+                // The call ended: its devices close now, not when its last
+                // transaction is done with (a BYE's can linger for seconds).
+                if !next.wanted {
+                    break;
+                }
                 if next.payload_type != ctl.payload_type || next.codec != ctl.codec {
                     codec = Codec::for_name(&next.codec).ok();
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
@@ -253,12 +262,13 @@ async fn run(
                         // gives FEC its look-ahead.
                         let queued = p.samples.buffer().capacity() - p.samples.slots();
                         if queued + 2 * frame < fill {
+                            silence += fill - frame - queued;
                             for _ in queued..fill - frame {
                                 let _ = p.samples.push(0);
                             }
                         }
                         while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= frame {
-                            next_frame(&mut jitter, c, frame, now, &mut pcm);
+                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut rebuilt);
                             if !ctl.receive {
                                 pcm.iter_mut().for_each(|s| *s = 0);
                             }
@@ -271,7 +281,7 @@ async fn run(
                     // No speaker: still consume at the stream's pace, so stats stay right.
                     None => {
                         while jitter.depth() > PLAYOUT_FILL {
-                            next_frame(&mut jitter, c, frame, now, &mut pcm);
+                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut rebuilt);
                         }
                     }
                 }
@@ -329,6 +339,9 @@ async fn run(
         received = counters.received(),
         lost = counters.lost(),
         concealed = stats.concealed,
+        skipped = stats.skipped,
+        rebuilt,
+        silence_ms = (silence as u64 * 1000) / u64::from(codec.as_ref().map_or(8000, Codec::rate)),
         late = stats.late,
         duplicates = stats.duplicates,
         malformed = dropped,
@@ -405,12 +418,20 @@ impl Dtmf {
 
 /// The next 20 ms for the speaker: a received frame, or concealment (from
 /// the next packet's FEC when the codec has it and the packet is here).
-fn next_frame(jitter: &mut JitterBuffer, codec: &mut Codec, frame: usize, now: Instant, pcm: &mut Vec<i16>) {
+fn next_frame(
+    jitter: &mut JitterBuffer,
+    codec: &mut Codec,
+    frame: usize,
+    now: Instant,
+    pcm: &mut Vec<i16>,
+    rebuilt: &mut u64,
+) {
     match jitter.pop(now) {
         Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
         Playout::Missing { samples } => {
             let next = jitter.peek_next();
             tracing::trace!(depth_ms = jitter.depth().as_millis() as u64, fec = next.is_some(), "concealing a frame");
+            *rebuilt += u64::from(next.is_some() && codec.has_fec());
             codec.conceal(next, samples as usize, pcm);
         }
         Playout::Waiting => {
