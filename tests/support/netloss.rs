@@ -30,11 +30,21 @@ impl Loss {
     /// Drops `percent` % of UDP packets, at random, whose source or
     /// destination port is in `first..=last`.
     pub fn random(percent: u32, first: u16, last: u16) -> Loss {
+        Loss::with(&format!("numgen random mod 100 < {percent}"), first, last)
+    }
+
+    /// Drops every `n`th UDP packet each way (a loss pattern that is the
+    /// same every run, for assertions that must not depend on luck).
+    pub fn every(n: u32, first: u16, last: u16) -> Loss {
+        Loss::with(&format!("numgen inc mod {n} == {}", n - 1), first, last)
+    }
+
+    fn with(condition: &str, first: u16, last: u16) -> Loss {
         let table = format!("ah_loss_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         nft(&format!("add table inet {table}"));
         nft(&format!("add chain inet {table} in {{ type filter hook input priority 0 ; }}"));
         for dir in ["dport", "sport"] {
-            nft(&format!("add rule inet {table} in udp {dir} {first}-{last} numgen random mod 100 < {percent} drop"));
+            nft(&format!("add rule inet {table} in udp {dir} {first}-{last} {condition} drop"));
         }
         Loss { table }
     }

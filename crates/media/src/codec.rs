@@ -21,7 +21,7 @@ pub enum CodecError {
 }
 
 pub enum Codec {
-    G711 { law: Law, plc: Concealer },
+    G711 { law: Law, plc: Concealer, next_pcm: Vec<i16> },
     Opus { encoder: Box<opus::Encoder>, decoder: Box<opus::Decoder> },
 }
 
@@ -29,8 +29,8 @@ impl Codec {
     /// The codec for an SDP encoding name (`PCMU`, `PCMA`, `opus`).
     pub fn for_name(name: &str) -> Result<Codec, CodecError> {
         match name.to_ascii_lowercase().as_str() {
-            "pcmu" => Ok(Codec::G711 { law: Law::Ulaw, plc: Concealer::new(8000) }),
-            "pcma" => Ok(Codec::G711 { law: Law::Alaw, plc: Concealer::new(8000) }),
+            "pcmu" => Ok(Codec::G711 { law: Law::Ulaw, plc: Concealer::new(8000), next_pcm: Vec::with_capacity(160) }),
+            "pcma" => Ok(Codec::G711 { law: Law::Alaw, plc: Concealer::new(8000), next_pcm: Vec::with_capacity(160) }),
             "opus" => {
                 let e = |e: opus::Error| CodecError::Opus(e.to_string());
                 let mut encoder =
@@ -80,7 +80,7 @@ impl Codec {
     pub fn decode(&mut self, payload: &[u8], pcm: &mut Vec<i16>) {
         pcm.clear();
         match self {
-            Codec::G711 { law, plc } => {
+            Codec::G711 { law, plc, .. } => {
                 law.decode(payload, pcm);
                 plc.good(pcm);
             }
@@ -98,12 +98,19 @@ impl Codec {
     }
 
     /// A lost frame of `samples`: rebuilt from `next` (the following
-    /// packet, for Opus FEC) when given, else concealed.
+    /// packet: Opus FEC, or G.711 concealment bridging into it) when given,
+    /// else concealed.
     pub fn conceal(&mut self, next: Option<&[u8]>, samples: usize, pcm: &mut Vec<i16>) {
         pcm.clear();
         pcm.resize(samples, 0);
         match self {
-            Codec::G711 { plc, .. } => plc.conceal(pcm),
+            Codec::G711 { law, plc, next_pcm } => {
+                next_pcm.clear();
+                if let Some(next) = next {
+                    law.decode(next, next_pcm);
+                }
+                plc.conceal_before(pcm, next.map(|_| next_pcm.as_slice()));
+            }
             Codec::Opus { decoder, .. } => {
                 let rebuilt = match next {
                     Some(p) => decoder.decode(p, pcm, true),
@@ -115,11 +122,6 @@ impl Codec {
                 pcm.resize(samples, 0);
             }
         }
-    }
-
-    /// Whether a lost frame can be rebuilt from the next packet (in-band FEC).
-    pub fn has_fec(&self) -> bool {
-        matches!(self, Codec::Opus { .. })
     }
 
     /// How many samples a payload holds (the jitter buffer's clock).

@@ -155,8 +155,9 @@ async fn run(
     let mut payload = Vec::with_capacity(960);
     // Samples of silence the speaker needed when the jitter buffer had nothing due.
     let mut silence = 0usize;
-    // Lost frames rebuilt from the next packet's FEC (the rest were concealed by PLC).
-    let mut rebuilt = 0u64;
+    // Lost frames concealed with the next packet at hand (Opus FEC rebuilds
+    // them from it, G.711 concealment bridges into it); the rest were extrapolated.
+    let mut from_next = 0u64;
     loop {
         tokio::select! {
             changed = control.changed() => {
@@ -268,7 +269,7 @@ async fn run(
                             }
                         }
                         while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= frame {
-                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut rebuilt);
+                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut from_next);
                             if !ctl.receive {
                                 pcm.iter_mut().for_each(|s| *s = 0);
                             }
@@ -281,7 +282,7 @@ async fn run(
                     // No speaker: still consume at the stream's pace, so stats stay right.
                     None => {
                         while jitter.depth() > PLAYOUT_FILL {
-                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut rebuilt);
+                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut from_next);
                         }
                     }
                 }
@@ -340,7 +341,7 @@ async fn run(
         lost = counters.lost(),
         concealed = stats.concealed,
         skipped = stats.skipped,
-        rebuilt,
+        from_next,
         silence_ms = (silence as u64 * 1000) / u64::from(codec.as_ref().map_or(8000, Codec::rate)),
         late = stats.late,
         duplicates = stats.duplicates,
@@ -424,14 +425,14 @@ fn next_frame(
     frame: usize,
     now: Instant,
     pcm: &mut Vec<i16>,
-    rebuilt: &mut u64,
+    from_next: &mut u64,
 ) {
     match jitter.pop(now) {
         Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
         Playout::Missing { samples } => {
             let next = jitter.peek_next();
             tracing::trace!(depth_ms = jitter.depth().as_millis() as u64, fec = next.is_some(), "concealing a frame");
-            *rebuilt += u64::from(next.is_some() && codec.has_fec());
+            *from_next += u64::from(next.is_some());
             codec.conceal(next, samples as usize, pcm);
         }
         Playout::Waiting => {
