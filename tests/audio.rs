@@ -68,8 +68,20 @@ fn registered(
     codec: &str,
     audio: &str,
 ) -> (Helper, Conn) {
+    registered_with(pulse, k, dir, codec, audio, "")
+}
+
+/// As [`registered`], with `sip` added to its `[sip]` section.
+fn registered_with(
+    pulse: &Pulse,
+    k: &support::kamailio::Kamailio,
+    dir: &std::path::Path,
+    codec: &str,
+    audio: &str,
+    sip: &str,
+) -> (Helper, Conn) {
     let config = format!(
-        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"{codec}\"]\n[audio]\n{audio}",
+        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n{sip}[codecs]\nallow = [\"{codec}\"]\n[audio]\n{audio}",
         k.port
     );
     let helper = helper_with_pulse(pulse, dir, &config);
@@ -105,15 +117,30 @@ enum Lossy {
 /// Speech both ways through kamailio between the helper (on PulseAudio
 /// devices) and baresip, scored with PESQ against what was sent.
 fn speech_both_ways(codec: &str, loss: Lossy) -> (f64, f64) {
+    speech_both_ways_with(codec, loss, Media::Plain)
+}
+
+/// How the call's media travels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Plain,
+    /// SRTP only, both sides ("secure phone" here, `srtp-mand` in baresip).
+    Srtp,
+}
+
+fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
     let wideband = codec == "opus";
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let speech = support::speech::Speech::make();
     let dir = tempfile::tempdir().unwrap();
-    let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), codec);
+    let secure = media == Media::Srtp;
+    let sip = if secure { "srtp = \"required\"\n" } else { "" };
+    let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), codec, HEADSET, sip);
     let source = if wideband { &speech.padded48s } else { &speech.padded8 };
     let codecs = if wideband { "opus/48000/2" } else { "PCMU,PCMA" };
-    let mut bob = support::baresip::Baresip::start_with_source("bob", k.port, PASSWORD, true, Some(source), codecs);
+    let account = if secure { ";mediaenc=srtp-mand" } else { "" };
+    let mut bob = support::baresip::Baresip::start_with("bob", k.port, PASSWORD, true, Some(source), codecs, account);
     // Random loss both ways on baresip's RTP ports.
     let (first, last) = bob.rtp_ports;
     let _loss = match loss {
@@ -162,6 +189,13 @@ fn speech_both_ways(codec: &str, loss: Lossy) -> (f64, f64) {
     wait_until("the call's media summary in BPClient.log", || summary().is_some());
     let summary = summary().unwrap();
     eprintln!("{summary}");
+    if secure {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(text.contains("call media is SRTP"), "{text}");
+        // baresip (srtp-mand) would drop anything plain we sent, and we
+        // anything plain it sent: the PESQ scores below show both ways decrypted.
+        assert!(summary.contains(" srtp_rejected=0"), "{summary}");
+    }
     if loss_percent > 0 {
         // Most lost frames are concealed with the next packet at hand (Opus
         // rebuilds them from its FEC, G.711 bridges into it); a burst of two
@@ -208,6 +242,43 @@ fn g711_at_5_percent_loss_is_concealed_well_above_no_concealment() {
     let (helper_heard, bob_heard) = speech_both_ways("pcmu", Lossy::Every(20));
     assert!(helper_heard >= 3.1, "helper heard baresip at PESQ-NB {helper_heard:.3}");
     assert!(helper_heard >= bob_heard + 0.2, "helper {helper_heard:.3}, baresip without concealment {bob_heard:.3}");
+}
+
+/// "Secure phone": SRTP both ways with baresip (`srtp-mand`, which takes
+/// nothing plain), scored like the plain call.
+#[test]
+fn srtp_speech_both_ways_scores_at_least_3_9_pesq() {
+    let (helper_heard, bob_heard) = speech_both_ways_with("pcmu", Lossy::None, Media::Srtp);
+    assert!(helper_heard >= 3.9, "helper heard baresip at PESQ-NB {helper_heard:.3}");
+    assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ-NB {bob_heard:.3}");
+}
+
+/// "Secure only" refuses a peer without SRTP, calling and called, saying why.
+#[test]
+fn secure_only_refuses_calls_without_srtp_with_a_clear_reason() {
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), "pcmu", HEADSET, "srtp = \"required\"\n");
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
+    // Calling: baresip without SRTP cannot take RTP/SAVP.
+    conn.request("call", json!({"target": "bob"}));
+    let ended = conn.event("call-ended");
+    eprintln!("{ended}");
+    assert_eq!(ended["reason"], "secure-media-refused", "{ended}");
+    // Called: our 488 says why.
+    bob.command("dial", "sip:agent1@127.0.0.1");
+    let closed = loop {
+        let closed = bob.wait_event("CALL_CLOSED");
+        if closed["direction"] == "outgoing" {
+            break closed;
+        }
+    };
+    assert!(closed.to_string().contains("488"), "{closed}");
+    let log = dir.path().join("logs/BPClient.log");
+    wait_until("the refusal in BPClient.log", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("secure media (SRTP) required")
+    });
 }
 
 #[test]

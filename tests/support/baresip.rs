@@ -52,10 +52,24 @@ impl Baresip {
         source: Option<&std::path::Path>,
         codecs: &str,
     ) -> Baresip {
+        Self::start_with(user, kamailio_port, password, auto_answer, source, codecs, "")
+    }
+
+    /// As [`Baresip::start_with_source`], with `account` appended to its
+    /// account line (`;mediaenc=srtp-mand` for SRTP only, …).
+    pub fn start_with(
+        user: &str,
+        kamailio_port: u16,
+        password: &str,
+        auto_answer: bool,
+        source: Option<&std::path::Path>,
+        codecs: &str,
+        account: &str,
+    ) -> Baresip {
         // Ports are picked free but can be taken by a parallel test before baresip
         // binds them; then baresip exits at once and we try again with new ones.
         for _ in 0..4 {
-            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer, source, codecs) {
+            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer, source, codecs, account) {
                 return b;
             }
         }
@@ -81,6 +95,7 @@ impl Baresip {
         auto_answer: bool,
         source: Option<&std::path::Path>,
         codecs: &str,
+        account: &str,
     ) -> Option<Baresip> {
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_port();
@@ -98,7 +113,7 @@ impl Baresip {
             dir.path().join("config"),
             format!(
                 "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nsnd_path {d}\nopus_inbandfec yes\nopus_packet_loss 10\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule srtp.so\nsnd_path {d}\nopus_inbandfec yes\nopus_packet_loss 10\n\
                  module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n",
                 rtp + 100,
                 d = dir.path().display()
@@ -110,7 +125,7 @@ impl Baresip {
             dir.path().join("accounts"),
             // Everything goes through kamailio, as with a phone's outbound proxy.
             format!(
-                "<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};outbound=\"sip:127.0.0.1:{kamailio_port};transport=udp\";regint=600;audio_codecs={codecs}{answer}\n"
+                "<sip:{user}@127.0.0.1:{kamailio_port};transport=udp>;auth_pass={password};outbound=\"sip:127.0.0.1:{kamailio_port};transport=udp\";regint=600;audio_codecs={codecs}{answer}{account}\n"
             ),
         )
         .unwrap();

@@ -10,6 +10,7 @@
 //! - [`plc`]: loss concealment for codecs without their own (G.711 Appendix I style).
 //! - [`jitter`]: an adaptive jitter buffer: reordering, duplicates, late packets.
 //! - [`quality`]: RFC 3550 jitter and loss, and the ITU-T G.107 E-model (R, MOS).
+//! - [`srtp`]: SRTP with keys from SDP (SDES), forged packets dropped without state.
 
 pub mod codec;
 pub mod dtmf;
@@ -18,3 +19,4 @@ pub mod jitter;
 pub mod plc;
 pub mod quality;
 pub mod rtp;
+pub mod srtp;

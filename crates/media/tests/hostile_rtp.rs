@@ -73,3 +73,30 @@ fn thirty_thousand_mutated_packets_never_panic_and_stay_bounded() {
     assert!(parsed > 1000 && refused > 1000, "both paths exercised: {parsed} parsed, {refused} refused");
     assert!(jb.depth() <= Duration::from_secs(600), "bounded: {:?}", jb.depth());
 }
+
+/// SRTP from the network: every mutation of a protected packet (a flipped
+/// bit in the header, payload or tag, truncation, bytes added) fails
+/// authentication and is dropped; the untouched packets still decrypt.
+#[test]
+fn mutated_srtp_packets_are_rejected_and_the_real_ones_still_pass() {
+    use agent_helper_media::srtp::{Session, Suite};
+    for suite in Suite::ALL {
+        let (a, b) = (vec![3u8; suite.keying_len()], vec![4u8; suite.keying_len()]);
+        let mut alice = Session::new(suite, &a, &b).unwrap();
+        let mut bob = Session::new(suite, &b, &a).unwrap();
+        let mut sender = RtpSender::new(0x1234_5678, 0, 100, 1000);
+        let mut rng = Rng(0x51_7CC1_B727_220A);
+        for _ in 0..2_000 {
+            let real = alice.protect(&sender.packet(&[0x55; 160], 160, false)).unwrap();
+            let mut p = real.clone();
+            let at = rng.below(p.len());
+            match rng.below(3) {
+                0 => p.truncate(at),
+                1 => p[at] ^= 1 << rng.below(8),
+                _ => p.extend((0..1 + rng.below(16)).map(|_| rng.next() as u8)),
+            }
+            assert!(bob.unprotect(&p).is_err(), "{suite:?}: a mutated packet passed");
+            assert_eq!(bob.unprotect(&real).map(|r| r.len()), Ok(12 + 160), "{suite:?}");
+        }
+    }
+}

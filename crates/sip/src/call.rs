@@ -190,6 +190,8 @@ pub struct Call {
     /// Inbound: answer by itself at this time (auto-answer).
     answer_at: Option<Instant>,
     cancel_wanted: bool,
+    /// Our SRTP policy is "secure only" and the answer offered none.
+    media_refused: bool,
     provisional_seen: bool,
     /// Digits still to send, with their tone duration and gap.
     dtmf: VecDeque<char>,
@@ -330,7 +332,7 @@ impl Call {
             None
         } else {
             let offer = sdp::parse(&invite.body).map_err(|_| reject(488))?;
-            Some(sdp::answer(&media, &offer).map_err(|_| reject(488))?.1)
+            Some(sdp::answer(&media, &offer).map_err(|e| not_acceptable(reject(488), &e))?.1)
         };
         let txn =
             ServerTransaction::new(now, invite.clone(), ep.transport.reliable(), ep.timers).map_err(|_| reject(400))?;
@@ -397,6 +399,7 @@ impl Call {
             no_answer_at: None,
             answer_at: None,
             cancel_wanted: false,
+            media_refused: false,
             provisional_seen: false,
             dtmf: VecDeque::new(),
             dtmf_duration: Duration::from_millis(100),
@@ -843,13 +846,21 @@ impl Call {
                     self.ok_give_up_at = None;
                 }
                 if self.state == CallState::Answering {
+                    let mut refused = false;
                     if self.late_offer
                         && let Ok(answer) = sdp::parse(&request.body)
                     {
-                        self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
+                        let accepted = sdp::accept_answer(&self.media, &answer);
+                        refused = accepted == Err(sdp::SdpError::SecureMediaRequired);
+                        self.negotiated = accepted.ok();
                     }
                     self.state = CallState::Confirmed;
                     self.out.push_back(CallOutput::Event(CallEvent::Confirmed));
+                    if refused {
+                        // "Secure only", and the ACK's answer has no SRTP.
+                        self.send_bye(now);
+                        self.end("secure-media-refused", None);
+                    }
                 }
             }
             Method::Cancel => {
@@ -990,9 +1001,9 @@ impl Call {
                     self.negotiated = Some(negotiated);
                     text
                 }
-                Err(_) => {
+                Err(e) => {
                     if let Ok(r) = response_to(&request, StatusCode::NotAcceptableHere, Some(&self.local_tag)) {
-                        let _ = txn.send_response(now, r);
+                        let _ = txn.send_response(now, not_acceptable(r, &e));
                         self.servers.push((key, txn));
                     }
                     return;
@@ -1647,7 +1658,11 @@ impl Call {
                     routes.reverse();
                     self.route_set = routes;
                     if let Ok(answer) = sdp::parse(&r.body) {
-                        self.negotiated = sdp::accept_answer(&self.media, &answer).ok();
+                        match sdp::accept_answer(&self.media, &answer) {
+                            Ok(n) => self.negotiated = Some(n),
+                            Err(sdp::SdpError::SecureMediaRequired) => self.media_refused = true,
+                            Err(_) => self.negotiated = None,
+                        }
                     }
                     self.session = session_timer::from_answer(now, &r, true);
                     self.ack = self.ack_for_2xx(message::cseq(&self.invite).map_or(1, |(n, _)| n));
@@ -1661,6 +1676,12 @@ impl Call {
                         self.send_bye(now);
                         self.drain(now);
                         self.end("cancelled", None);
+                    } else if self.media_refused {
+                        // "Secure only" and the answer has no SRTP: no audio
+                        // goes out in the clear; the call ends at once.
+                        self.send_bye(now);
+                        self.drain(now);
+                        self.end("secure-media-refused", None);
                     } else {
                         self.state = CallState::Confirmed;
                         self.out.push_back(CallOutput::Event(CallEvent::Answered));
@@ -1678,6 +1699,8 @@ impl Call {
                     self.end("rejected", Some(code));
                 }
             }
+            // A secure-only offer (RTP/SAVP) the peer cannot take.
+            488 if self.media.srtp == sdp::SrtpPolicy::Required => self.end("secure-media-refused", Some(code)),
             _ => {
                 let reason = match code {
                     487 => "cancelled",
@@ -1770,4 +1793,16 @@ fn record_routes(m: &impl HeadersExt) -> Vec<String> {
         }
     }
     out
+}
+
+/// A 488 that says why when the reason is SRTP (RFC 3261 §20.43: a
+/// Warning the caller's phone can show).
+fn not_acceptable(mut response: Response, error: &sdp::SdpError) -> Response {
+    let text = match error {
+        sdp::SdpError::SecureMediaRequired => "secure media (SRTP) required",
+        sdp::SdpError::NoCommonCrypto => "no common SRTP crypto suite",
+        _ => return response,
+    };
+    response.headers.push(Header::Other("Warning".into(), format!("399 agent-helper \"{text}\"")));
+    response
 }

@@ -2,6 +2,10 @@
 //! rtc-sdp. The offer lists the configured codecs in order of preference plus
 //! `telephone-event` (RFC 4733); the answer keeps the offerer's payload
 //! numbers and picks the first codec both sides have, in our order.
+//!
+//! SRTP keys travel in `a=crypto` (SDES, RFC 4568) as [`SrtpPolicy`] says:
+//! offered beside plain RTP, required (`RTP/SAVP`, "secure only"), or only
+//! accepted from a peer that insists on it.
 
 use std::io::Cursor;
 
@@ -67,6 +71,89 @@ impl Direction {
     }
 }
 
+/// Whether calls use SRTP, keyed in SDP (SDES).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SrtpPolicy {
+    /// Not offered; accepted from a peer that insists (`RTP/SAVP`).
+    #[default]
+    Off,
+    /// Offered beside plain RTP (`RTP/AVP` with `a=crypto`), used if the peer takes it.
+    Optional,
+    /// "Secure only": offered as `RTP/SAVP`; a peer without SRTP is refused.
+    Required,
+}
+
+/// Crypto lines read from one SDP, at most (a peer offers one per suite).
+const MAX_CRYPTO_LINES: usize = 16;
+/// Longest `inline:` key we read, in base64 characters (AES-256 + salt is 62).
+const MAX_KEY_CHARS: usize = 64;
+
+/// One SDES key: `a=crypto:<tag> <suite> inline:<master key ‖ salt, base64>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SdesKey {
+    pub tag: u32,
+    /// The suite's SDP name (`AES_CM_128_HMAC_SHA1_80` …).
+    pub suite: String,
+    pub keying: Vec<u8>,
+}
+
+/// Keys never reach a log.
+impl std::fmt::Debug for SdesKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SdesKey({} {} <{} bytes>)", self.tag, self.suite, self.keying.len())
+    }
+}
+
+fn base64() -> base64::engine::GeneralPurpose {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_encode_padding(true).with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    )
+}
+
+impl SdesKey {
+    fn attr(&self) -> String {
+        use base64::Engine as _;
+        format!("a=crypto:{} {} inline:{}\r\n", self.tag, self.suite, base64().encode(&self.keying))
+    }
+
+    /// The value of an `a=crypto` attribute. Lines we cannot use (a key
+    /// with an MKI, session parameters, a malformed key) are `None`.
+    fn parse(value: &str) -> Option<SdesKey> {
+        use base64::Engine as _;
+        let mut parts = value.split_ascii_whitespace();
+        let tag = parts.next().filter(|t| t.len() <= 9)?.parse().ok()?;
+        let suite = parts.next().filter(|s| s.len() <= 64)?.to_ascii_uppercase();
+        let key_params = parts.next()?;
+        if parts.next().is_some() || key_params.contains(';') {
+            return None;
+        }
+        let mut fields = key_params.strip_prefix("inline:")?.split('|');
+        let key = fields.next().filter(|k| k.len() <= MAX_KEY_CHARS)?;
+        // A lifetime is fine (we rekey never); an MKI is not supported.
+        if fields.any(|f| f.contains(':')) {
+            return None;
+        }
+        let keying = base64().decode(key).ok()?;
+        Some(SdesKey { tag, suite, keying })
+    }
+}
+
+/// The SRTP a call settled on: the suite, our keying and the peer's.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub suite: String,
+    pub local: Vec<u8>,
+    pub remote: Vec<u8>,
+}
+
+impl std::fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SrtpKeys({})", self.suite)
+    }
+}
+
 /// Our side of the stream.
 #[derive(Debug, Clone)]
 pub struct LocalMedia {
@@ -78,6 +165,10 @@ pub struct LocalMedia {
     pub direction: Direction,
     pub session_id: u64,
     pub version: u64,
+    pub srtp: SrtpPolicy,
+    /// Our SRTP keys, one per suite we take, most preferred first (offered
+    /// unless the policy is `Off`; the one for the suite chosen answers).
+    pub keys: Vec<SdesKey>,
 }
 
 /// The peer's audio stream as its SDP describes it.
@@ -88,6 +179,9 @@ pub struct RemoteMedia {
     pub codecs: Vec<AudioCodec>,
     pub telephone_event: Option<u8>,
     pub direction: Direction,
+    /// The profile is `RTP/SAVP` (or `SAVPF`): SRTP or nothing.
+    pub secure: bool,
+    pub crypto: Vec<SdesKey>,
 }
 
 /// What both sides agreed on.
@@ -99,6 +193,8 @@ pub struct Negotiated {
     pub remote_port: u16,
     /// Our direction.
     pub direction: Direction,
+    /// SRTP, when agreed.
+    pub srtp: Option<SrtpKeys>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,9 +205,22 @@ pub enum SdpError {
     NoAudio,
     #[error("no codec in common")]
     NoCommonCodec,
+    #[error("the peer requires SRTP with no crypto suite we support")]
+    NoCommonCrypto,
+    #[error("secure media (SRTP) is required and the peer offered none")]
+    SecureMediaRequired,
 }
 
-fn session_text(local: &LocalMedia, codecs: &[AudioCodec], te: Option<u8>, direction: Direction) -> String {
+/// The body of an offer or answer: `keys` go in `a=crypto` lines, and
+/// `secure` makes the profile `RTP/SAVP`.
+fn session_text(
+    local: &LocalMedia,
+    codecs: &[AudioCodec],
+    te: Option<u8>,
+    direction: Direction,
+    keys: &[SdesKey],
+    secure: bool,
+) -> String {
     let ip = match local.address {
         std::net::IpAddr::V4(_) => "IP4",
         std::net::IpAddr::V6(_) => "IP6",
@@ -119,13 +228,17 @@ fn session_text(local: &LocalMedia, codecs: &[AudioCodec], te: Option<u8>, direc
     let mut pts: Vec<String> = codecs.iter().map(|c| c.payload_type.to_string()).collect();
     pts.extend(te.map(|t| t.to_string()));
     let mut s = format!(
-        "v=0\r\no=- {sid} {ver} IN {ip} {addr}\r\ns=-\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\n",
+        "v=0\r\no=- {sid} {ver} IN {ip} {addr}\r\ns=-\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {port} {proto} {pts}\r\n",
         sid = local.session_id,
         ver = local.version,
         addr = local.address,
         port = local.rtp_port,
         pts = pts.join(" "),
+        proto = if secure { "RTP/SAVP" } else { "RTP/AVP" },
     );
+    for k in keys {
+        s.push_str(&k.attr());
+    }
     for c in codecs {
         s.push_str(&format!("a=rtpmap:{} {}\r\n", c.payload_type, c.rtpmap()));
         // We decode mono (RFC 7587 §7: stereo=0 asks the sender for mono,
@@ -143,7 +256,27 @@ fn session_text(local: &LocalMedia, codecs: &[AudioCodec], te: Option<u8>, direc
 
 /// Our offer.
 pub fn offer(local: &LocalMedia) -> String {
-    session_text(local, &local.codecs, Some(local.telephone_event), local.direction)
+    let keys: &[SdesKey] = if local.srtp == SrtpPolicy::Off { &[] } else { &local.keys };
+    session_text(
+        local,
+        &local.codecs,
+        Some(local.telephone_event),
+        local.direction,
+        keys,
+        local.srtp == SrtpPolicy::Required,
+    )
+}
+
+/// The first of the peer's keys whose suite we have (and with a key of the
+/// length ours has), with ours for that suite.
+fn common_key<'a>(local: &'a LocalMedia, remote: &'a RemoteMedia) -> Option<(&'a SdesKey, &'a SdesKey)> {
+    remote.crypto.iter().find_map(|theirs| {
+        local
+            .keys
+            .iter()
+            .find(|ours| ours.suite == theirs.suite && ours.keying.len() == theirs.keying.len())
+            .map(|ours| (theirs, ours))
+    })
 }
 
 /// Our answer to `remote`'s offer and what it settles.
@@ -155,7 +288,20 @@ pub fn answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<(String, Negot
         .cloned()
         .ok_or(SdpError::NoCommonCodec)?;
     let direction = remote.direction.answer_to(local.direction);
-    let text = session_text(local, std::slice::from_ref(&codec), remote.telephone_event, direction);
+    // Best-effort crypto from the peer is taken unless SRTP is off here; a
+    // peer that insists gets it either way.
+    let common = (remote.secure || local.srtp != SrtpPolicy::Off).then(|| common_key(local, remote)).flatten();
+    let (keys, srtp) = match common {
+        Some((theirs, ours)) => (
+            vec![SdesKey { tag: theirs.tag, ..ours.clone() }],
+            Some(SrtpKeys { suite: ours.suite.clone(), local: ours.keying.clone(), remote: theirs.keying.clone() }),
+        ),
+        None if remote.secure => return Err(SdpError::NoCommonCrypto),
+        None if local.srtp == SrtpPolicy::Required => return Err(SdpError::SecureMediaRequired),
+        None => (vec![], None),
+    };
+    let text =
+        session_text(local, std::slice::from_ref(&codec), remote.telephone_event, direction, &keys, remote.secure);
     Ok((
         text,
         Negotiated {
@@ -164,6 +310,7 @@ pub fn answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<(String, Negot
             remote_address: remote.address.clone(),
             remote_port: remote.rtp_port,
             direction,
+            srtp,
         },
     ))
 }
@@ -176,12 +323,31 @@ pub fn accept_answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<Negotia
         .find(|theirs| local.codecs.iter().any(|ours| ours.same_codec(theirs)))
         .cloned()
         .ok_or(SdpError::NoCommonCodec)?;
+    // The answer names the tag of the offered key it took.
+    let srtp = remote.crypto.iter().find_map(|theirs| {
+        local
+            .keys
+            .iter()
+            .find(|ours| {
+                ours.tag == theirs.tag && ours.suite == theirs.suite && ours.keying.len() == theirs.keying.len()
+            })
+            .map(|ours| SrtpKeys {
+                suite: ours.suite.clone(),
+                local: ours.keying.clone(),
+                remote: theirs.keying.clone(),
+            })
+    });
+    let srtp = srtp.filter(|_| local.srtp != SrtpPolicy::Off);
+    if srtp.is_none() && local.srtp == SrtpPolicy::Required {
+        return Err(SdpError::SecureMediaRequired);
+    }
     Ok(Negotiated {
         codec,
         telephone_event: remote.telephone_event,
         remote_address: remote.address.clone(),
         remote_port: remote.rtp_port,
         direction: remote.direction.answer_to(local.direction),
+        srtp,
     })
 }
 
@@ -241,7 +407,15 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
             _ => Direction::SendRecv,
         })
         .unwrap_or(Direction::SendRecv);
-    Ok(RemoteMedia { address, rtp_port, codecs, telephone_event, direction })
+    let secure = media.media_name.protos.iter().any(|p| p.to_ascii_uppercase().starts_with("SAVP"));
+    let crypto = media
+        .attributes
+        .iter()
+        .filter(|a| a.key == "crypto")
+        .take(MAX_CRYPTO_LINES)
+        .filter_map(|a| a.value.as_deref().and_then(SdesKey::parse))
+        .collect();
+    Ok(RemoteMedia { address, rtp_port, codecs, telephone_event, direction, secure, crypto })
 }
 
 #[cfg(test)]
@@ -261,7 +435,86 @@ mod tests {
             direction: Direction::SendRecv,
             session_id: 42,
             version: 1,
+            srtp: SrtpPolicy::Off,
+            keys: vec![
+                SdesKey { tag: 1, suite: "AES_CM_128_HMAC_SHA1_80".into(), keying: vec![1; 30] },
+                SdesKey { tag: 2, suite: "AEAD_AES_128_GCM".into(), keying: vec![2; 28] },
+            ],
         }
+    }
+
+    fn with_srtp(srtp: SrtpPolicy) -> LocalMedia {
+        LocalMedia { srtp, ..local() }
+    }
+
+    const PLAIN_OFFER: &str =
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
+
+    #[test]
+    fn srtp_offers_follow_the_policy_and_keys_round_trip() {
+        assert!(!offer(&local()).contains("crypto"), "off: not offered");
+        let optional = offer(&with_srtp(SrtpPolicy::Optional));
+        assert!(optional.contains("RTP/AVP") && optional.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+        let required = offer(&with_srtp(SrtpPolicy::Required));
+        assert!(required.contains("m=audio 40000 RTP/SAVP 111"), "{required}");
+        let back = parse(required.as_bytes()).unwrap();
+        assert!(back.secure);
+        assert_eq!(back.crypto, with_srtp(SrtpPolicy::Required).keys);
+        assert!(!format!("{:?}", back.crypto).contains("[1, 1"), "keys stay out of Debug");
+    }
+
+    #[test]
+    fn answers_take_the_peers_first_suite_we_have_under_its_tag() {
+        let theirs = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 5004 RTP/SAVP 0\r\n\
+            a=crypto:3 AES_256_CM_HMAC_SHA1_80 inline:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n\
+            a=crypto:7 AEAD_AES_128_GCM inline:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBw==\r\n";
+        let remote = parse(theirs.as_bytes()).unwrap();
+        // Off here, but the peer insists: SRTP it is.
+        let (text, n) = answer(&local(), &remote).unwrap();
+        let keys = n.srtp.unwrap();
+        assert_eq!((keys.suite.as_str(), keys.remote.as_slice()), ("AEAD_AES_128_GCM", &[7u8; 28][..]));
+        assert_eq!(keys.local, vec![2; 28]);
+        let back = parse(text.as_bytes()).unwrap();
+        assert!(back.secure);
+        assert_eq!(back.crypto, [SdesKey { tag: 7, suite: "AEAD_AES_128_GCM".into(), keying: vec![2; 28] }]);
+        // And the offerer reads that answer back into the same keys, mirrored.
+        let mine = LocalMedia {
+            srtp: SrtpPolicy::Required,
+            keys: vec![SdesKey { tag: 7, suite: "AEAD_AES_128_GCM".into(), keying: vec![7; 28] }],
+            ..local()
+        };
+        let settled = accept_answer(&mine, &back).unwrap().srtp.unwrap();
+        assert_eq!((settled.local, settled.remote), (vec![7; 28], vec![2; 28]));
+    }
+
+    #[test]
+    fn secure_only_refuses_plain_peers_and_plain_refuses_unknown_suites() {
+        let plain = parse(PLAIN_OFFER.as_bytes()).unwrap();
+        assert_eq!(answer(&with_srtp(SrtpPolicy::Required), &plain).unwrap_err(), SdpError::SecureMediaRequired);
+        assert!(answer(&with_srtp(SrtpPolicy::Optional), &plain).unwrap().1.srtp.is_none());
+        assert_eq!(accept_answer(&with_srtp(SrtpPolicy::Required), &plain).unwrap_err(), SdpError::SecureMediaRequired);
+        let unknown = PLAIN_OFFER.replace("RTP/AVP", "RTP/SAVP") + "a=crypto:1 F8_128_HMAC_SHA1_80 inline:AAAA\r\n";
+        assert_eq!(answer(&local(), &parse(unknown.as_bytes()).unwrap()).unwrap_err(), SdpError::NoCommonCrypto);
+    }
+
+    #[test]
+    fn crypto_lines_we_cannot_use_are_skipped() {
+        for bad in [
+            "1 AES_CM_128_HMAC_SHA1_80 inline:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB|2^20|1:4",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB UNENCRYPTED_SRTP",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:not*base64",
+            "1 AES_CM_128_HMAC_SHA1_80",
+            "x AES_CM_128_HMAC_SHA1_80 inline:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB",
+            "1234567890 AES_CM_128_HMAC_SHA1_80 inline:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB",
+        ] {
+            assert_eq!(SdesKey::parse(bad), None, "{bad}");
+        }
+        let with_lifetime =
+            SdesKey::parse("1 aes_cm_128_hmac_sha1_80 inline:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB|2^31");
+        assert_eq!(with_lifetime.unwrap().keying, vec![1; 30]);
+        let many = PLAIN_OFFER.to_owned()
+            + &"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB\r\n".repeat(100);
+        assert_eq!(parse(many.as_bytes()).unwrap().crypto.len(), MAX_CRYPTO_LINES);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use agent_helper_sip::call::*;
 use agent_helper_sip::ids::SequentialIds;
 use agent_helper_sip::registration::Transport;
-use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
+use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia, SdesKey, SrtpPolicy};
 use agent_helper_sip::transaction::Timers;
 use rsip::headers::UntypedHeader;
 use rsip::{Method, SipMessage};
@@ -34,7 +34,13 @@ fn media(port: u16, codecs: &[(u8, &str)]) -> LocalMedia {
         direction: Direction::SendRecv,
         session_id: 1,
         version: 1,
+        srtp: SrtpPolicy::Off,
+        keys: vec![SdesKey { tag: 1, suite: "AES_CM_128_HMAC_SHA1_80".into(), keying: vec![port as u8; 30] }],
     }
+}
+
+fn secure_media(port: u16) -> LocalMedia {
+    LocalMedia { srtp: SrtpPolicy::Required, ..media(port, &[(0, "PCMU")]) }
 }
 
 fn ids(prefix: u64) -> Box<SequentialIds> {
@@ -253,6 +259,88 @@ fn outbound_call_without_answer_times_out() {
         Call::outgoing(t0, ep("a", "h:1", Transport::Udp), "bob\r\nVia: x", &[], media(1, &[(0, "PCMU")]), ids(0))
             .is_err()
     );
+}
+
+#[test]
+fn secure_only_refuses_plain_media_both_ways_and_keys_both_sides_when_offered() {
+    let t0 = Instant::now();
+    let dial = |media: LocalMedia| {
+        let mut a =
+            Call::outgoing(t0, ep("alice", "10.0.0.1:5070", Transport::Tls), "sip:bob@example.com", &[], media, ids(0))
+                .unwrap();
+        let (sent, _) = drain(&mut a);
+        let SipMessage::Request(invite) = sent.into_iter().next().unwrap() else { panic!() };
+        (a, invite)
+    };
+    // A plain offer to a secure-only phone: 488 saying why.
+    let (_, plain_invite) = dial(media(4000, &[(0, "PCMU")]));
+    let refusal = Call::incoming(
+        t0,
+        ep("bob", "10.0.0.2:5080", Transport::Tls),
+        plain_invite,
+        secure_media(6000),
+        None,
+        ids(100),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(refusal.status_code.code(), 488);
+    assert!(refusal.to_string().contains("Warning: 399 agent-helper \"secure media (SRTP) required\""), "{refusal}");
+
+    // A secure-only caller answered without SRTP: ACK, then BYE at once.
+    let (mut a, invite) = dial(secure_media(4000));
+    assert!(invite.to_string().contains("m=audio 4000 RTP/AVP".replace("AVP", "SAVP").as_str()));
+    let mut plain_b = Call::incoming(
+        t0,
+        ep("bob", "10.0.0.2:5080", Transport::Tls),
+        invite.clone(),
+        LocalMedia { srtp: SrtpPolicy::Off, ..media(6000, &[(0, "PCMU")]) },
+        None,
+        ids(100),
+    )
+    .unwrap();
+    plain_b.answer(t0).unwrap();
+    let (sent, _) = drain(&mut plain_b);
+    // bob (SRTP off) still takes a peer that insists: to test the refusal,
+    // strip its answer's crypto as a plain phone would send it.
+    let sent: Vec<SipMessage> = sent
+        .into_iter()
+        .map(|m| match m {
+            SipMessage::Response(mut r) if r.status_code.code() == 200 => {
+                let body = String::from_utf8(r.body.clone()).unwrap();
+                let plain: String =
+                    body.lines().filter(|l| !l.starts_with("a=crypto")).map(|l| format!("{l}\r\n")).collect();
+                r.body = plain.replace("RTP/SAVP", "RTP/AVP").into_bytes();
+                SipMessage::Response(r)
+            }
+            m => m,
+        })
+        .collect();
+    deliver(&mut a, t0, sent);
+    let (sent, events) = drain(&mut a);
+    assert_eq!(events.last(), Some(&CallEvent::Ended { reason: "secure-media-refused", sip_code: None }));
+    assert!(!events.contains(&CallEvent::Confirmed), "{events:?}");
+    let methods: Vec<String> = sent
+        .iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) => Some(r.method.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(methods, ["ACK", "BYE"]);
+
+    // Secure-only both sides: SRTP keyed both ways, mirrored.
+    let (mut a, invite) = dial(secure_media(4000));
+    let mut b =
+        Call::incoming(t0, ep("bob", "10.0.0.2:5080", Transport::Tls), invite, secure_media(6000), None, ids(100))
+            .unwrap();
+    b.answer(t0).unwrap();
+    let (sent, _) = drain(&mut b);
+    deliver(&mut a, t0, sent);
+    drain(&mut a);
+    let (ka, kb) = (a.negotiated().unwrap().srtp.clone().unwrap(), b.negotiated().unwrap().srtp.clone().unwrap());
+    assert_eq!((ka.local.clone(), ka.remote.clone()), (kb.remote, kb.local));
+    assert_eq!((ka.local, ka.remote), (vec![160; 30], vec![112; 30]), "4000 and 6000 as u8 keyed the test keys");
 }
 
 #[test]

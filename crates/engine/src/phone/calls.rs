@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use agent_helper_config::{Codec, Config};
+use agent_helper_config::{Codec, Config, SrtpMode};
+use agent_helper_media::srtp::Suite;
 use agent_helper_sip::call::{Call, CallState};
 use agent_helper_sip::ids::RandomIds;
 use agent_helper_sip::replaces::Replaces;
-use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia};
+use agent_helper_sip::sdp::{AudioCodec, Direction, LocalMedia, SdesKey, SrtpPolicy};
 use rsip::prelude::*;
 use rsip::{Header, SipMessage};
 use tokio::net::UdpSocket;
@@ -38,7 +39,7 @@ pub(super) fn audio_codecs(config: &Config) -> Vec<AudioCodec> {
 /// side of the stream.
 pub(super) async fn local_media(
     local_ip: std::net::IpAddr,
-    codecs: Vec<AudioCodec>,
+    config: &Config,
     call_id: &str,
     media_events: tokio::sync::mpsc::Sender<super::media::MediaEvent>,
 ) -> Result<(LocalMedia, MediaHandle), String> {
@@ -49,13 +50,33 @@ pub(super) async fn local_media(
     let media = LocalMedia {
         address: local_ip,
         rtp_port: port,
-        codecs,
+        codecs: audio_codecs(config),
         telephone_event: 101,
         direction: Direction::SendRecv,
         session_id,
         version: 1,
+        srtp: match config.sip.srtp {
+            SrtpMode::Off => SrtpPolicy::Off,
+            SrtpMode::Optional => SrtpPolicy::Optional,
+            SrtpMode::Required => SrtpPolicy::Required,
+        },
+        keys: srtp_keys()?,
     };
     Ok((media, super::media::start(socket, call_id.to_owned(), media_events)))
+}
+
+/// Fresh SRTP keys for a call, one per suite we take (tags 1, 2 …): even
+/// with SRTP off, a peer that insists on it gets one.
+fn srtp_keys() -> Result<Vec<SdesKey>, String> {
+    Suite::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, suite)| {
+            let mut keying = vec![0u8; suite.keying_len()];
+            getrandom::fill(&mut keying).map_err(|e| format!("no randomness for SRTP keys: {e}"))?;
+            Ok(SdesKey { tag: i as u32 + 1, suite: suite.sdp_name().to_owned(), keying })
+        })
+        .collect()
 }
 
 /// What the call's media task should do now, from its SDP and hold state.
@@ -80,6 +101,7 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
         payload_type: n.codec.payload_type,
         telephone_event: n.telephone_event,
         codec: n.codec.name.clone(),
+        srtp: n.srtp.clone(),
         send: sends,
         receive: receives,
         muted,
@@ -103,8 +125,7 @@ pub(super) async fn dial(
     headers: &[(String, String)],
 ) -> Result<(), String> {
     let uri = target_uri(target, &a.primary.endpoint.domain);
-    let (media, rtp) =
-        local_media(a.primary.local_ip, audio_codecs(&a.config), call_id, a.media_events.clone()).await?;
+    let (media, rtp) = local_media(a.primary.local_ip, &a.config, call_id, a.media_events.clone()).await?;
     let mut all_headers: Vec<(String, String)> =
         a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     all_headers.extend(headers.iter().cloned());
@@ -203,7 +224,7 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
     };
     let mut ids = RandomIds;
     let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
-    let (media, rtp) = match local_media(local_ip, audio_codecs(&a.config), &call_id, a.media_events.clone()).await {
+    let (media, rtp) = match local_media(local_ip, &a.config, &call_id, a.media_events.clone()).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take an inbound call");
@@ -244,6 +265,15 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
         }
         Err(resp) => {
             drop(rtp);
+            let warning = resp.headers.iter().find_map(|h| match h {
+                Header::Other(name, value) if name.eq_ignore_ascii_case("Warning") => Some(value.clone()),
+                _ => None,
+            });
+            tracing::warn!(
+                code = resp.status_code.code(),
+                warning = warning.as_deref().unwrap_or(""),
+                "an inbound call was refused"
+            );
             if resp.via_header().is_ok() {
                 let _ = a.binding(via_backup).link.send(SipMessage::Response(resp).to_string().as_bytes()).await;
             }

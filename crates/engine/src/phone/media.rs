@@ -39,6 +39,8 @@ pub(super) struct MediaControl {
     pub remote: Option<SocketAddr>,
     pub payload_type: u8,
     pub codec: String,
+    /// SRTP keys, when the call agreed on SRTP: then nothing goes out in the clear.
+    pub srtp: Option<agent_helper_sip::sdp::SrtpKeys>,
     /// The peer's telephone-event payload type (RFC 4733), if it takes them.
     pub telephone_event: Option<u8>,
     /// We send audio (not on hold, not inactive).
@@ -142,6 +144,7 @@ async fn run(
     let ssrc = rand_u32();
     let mut sender = RtpSender::new(ssrc, 0, rand_u32() as u16, rand_u32());
     let mut learned: Option<SocketAddr> = None;
+    let mut srtp = Srtp::default();
     let mut devices = Devices::default();
     let mut opening: Option<Opening> = None;
     let mut recheck: Option<tokio::task::JoinHandle<Vec<String>>> = None;
@@ -183,6 +186,9 @@ async fn run(
                         opening = None;
                     }
                 }
+                if next.srtp != ctl.srtp {
+                    srtp = Srtp::for_keys(next.srtp.as_ref(), &call_id);
+                }
                 if next.speaker != ctl.speaker || next.microphone != ctl.microphone {
                     devices = Devices::default();
                     opening = None;
@@ -196,10 +202,18 @@ async fn run(
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = received else { continue };
-                let datagram = &buf[..n];
-                if rtp::classify(datagram) == Kind::Rtcp {
+                if rtp::classify(&buf[..n]) == Kind::Rtcp {
                     continue;
                 }
+                let opened;
+                let datagram = match srtp.open(&buf[..n]) {
+                    Opened::Plain => &buf[..n],
+                    Opened::Decrypted(plain) => {
+                        opened = plain;
+                        &opened[..]
+                    }
+                    Opened::Rejected => continue,
+                };
                 match rtp::parse(datagram) {
                     Ok(p) if p.payload_type == ctl.payload_type && codec.is_some() => {
                         counters.packet(p.sequence);
@@ -318,7 +332,9 @@ async fn run(
                     if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
                         && let Some(packet) = dtmf.next_packet(&mut sender, pt, frame as u32)
                     {
-                        let _ = socket.send_to(&packet, d).await;
+                        if let Some(sealed) = srtp.seal(packet) {
+                            let _ = socket.send_to(&sealed, d).await;
+                        }
                         continue;
                     }
                     if ctl.muted {
@@ -327,8 +343,10 @@ async fn run(
                     payload.clear();
                     c.encode(pcm_frame, &mut payload);
                     let packet = sender.packet(&payload, frame as u32, false);
-                    if let Some(d) = dest {
-                        let _ = socket.send_to(&packet, d).await;
+                    if let Some(d) = dest
+                        && let Some(sealed) = srtp.seal(packet)
+                    {
+                        let _ = socket.send_to(&sealed, d).await;
                     }
                 }
             }
@@ -346,10 +364,72 @@ async fn run(
         late = stats.late,
         duplicates = stats.duplicates,
         malformed = dropped,
+        srtp_rejected = srtp.rejected,
         other_payload = other_pt,
         sent = sender.packets_sent,
         "call media summary"
     );
+}
+
+/// The call's SRTP, when it has one.
+#[derive(Default)]
+struct Srtp {
+    session: Option<agent_helper_media::srtp::Session>,
+    /// SRTP was agreed but could not be set up: nothing is sent, nothing played.
+    broken: bool,
+    /// Packets dropped: bad tag, replayed, plain RTP on an SRTP call.
+    rejected: u64,
+}
+
+enum Opened {
+    Plain,
+    Decrypted(Vec<u8>),
+    Rejected,
+}
+
+impl Srtp {
+    fn for_keys(keys: Option<&agent_helper_sip::sdp::SrtpKeys>, call_id: &str) -> Srtp {
+        let Some(k) = keys else { return Srtp::default() };
+        let session = agent_helper_media::srtp::Suite::from_sdp_name(&k.suite)
+            .ok_or_else(|| format!("unknown suite {}", k.suite))
+            .and_then(|suite| {
+                agent_helper_media::srtp::Session::new(suite, &k.local, &k.remote).map_err(|e| e.to_string())
+            });
+        match session {
+            Ok(s) => {
+                tracing::info!(call_id, suite = %k.suite, "call media is SRTP");
+                Srtp { session: Some(s), ..Srtp::default() }
+            }
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "SRTP could not be set up; the call's media is stopped");
+                Srtp { broken: true, ..Srtp::default() }
+            }
+        }
+    }
+
+    /// A packet as it is to go out: protected on an SRTP call, `None` when
+    /// it must not go out at all.
+    fn seal(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        match &mut self.session {
+            _ if self.broken => None,
+            Some(s) => s.protect(&packet).ok(),
+            None => Some(packet),
+        }
+    }
+
+    fn open(&mut self, datagram: &[u8]) -> Opened {
+        match &mut self.session {
+            _ if self.broken => Opened::Rejected,
+            None => Opened::Plain,
+            Some(s) => match s.unprotect(datagram) {
+                Ok(plain) => Opened::Decrypted(plain),
+                Err(_) => {
+                    self.rejected += 1;
+                    Opened::Rejected
+                }
+            },
+        }
+    }
 }
 
 /// The call's voice quality now: counters, jitter, and the E-model with a

@@ -1,6 +1,7 @@
 //! One datagram on a call's media port: RTP/RTCP demultiplexing, RTP parsing
 //! with its length checks, telephone-events, and the jitter buffer fed with
-//! whatever timestamps and lengths the packet claims.
+//! whatever timestamps and lengths the packet claims; the same datagram as
+//! SRTP of every suite (it must fail authentication, never panic).
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use agent_helper_media::dtmf::TelephoneEvent;
 use agent_helper_media::jitter::JitterBuffer;
 use agent_helper_media::rtp;
+use agent_helper_media::srtp::{Session, Suite};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,5 +22,11 @@ fuzz_target!(|data: &[u8]| {
         jb.push(now, p.timestamp.wrapping_add(160), 160, vec![0; 160]);
         let _ = jb.pop(now + Duration::from_millis(400));
         let _ = jb.peek_next();
+    }
+    for suite in Suite::ALL {
+        let keying = vec![7u8; suite.keying_len()];
+        if let Ok(mut s) = Session::new(suite, &keying, &keying) {
+            let _ = s.unprotect(data);
+        }
     }
 });
