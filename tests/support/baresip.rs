@@ -100,7 +100,9 @@ impl Baresip {
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_port();
         let ctrl_port = free_port();
-        let rtp = 20000 + (sip_port % 20000);
+        // A small RTP range of its own (the loss rig drops by port: another
+        // test's baresip must not share it).
+        let rtp = 20000 + (sip_port % 2000) * 10;
         let tone = dir.path().join("tone8k.wav");
         match source {
             Some(s) => {
@@ -113,9 +115,9 @@ impl Baresip {
             dir.path().join("config"),
             format!(
                 "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule srtp.so\nsnd_path {d}\nopus_inbandfec yes\nopus_packet_loss 10\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule srtp.so\nsnd_path {d}\nopus_inbandfec yes\nopus_packet_loss 10\n\
                  module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n",
-                rtp + 100,
+                rtp + 9,
                 d = dir.path().display()
             ),
         )
@@ -154,7 +156,7 @@ impl Baresip {
             ctrl,
             user: user.into(),
             log,
-            rtp_ports: (rtp, rtp + 100),
+            rtp_ports: (rtp, rtp + 9),
             pending: Default::default(),
             _dir: dir,
         };

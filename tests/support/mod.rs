@@ -234,11 +234,17 @@ impl Conn {
                 return v["data"].clone();
             }
         }
+        // What went by, for the message when the event never comes.
+        let mut seen = Vec::new();
         loop {
-            let v = self.read();
+            let v = match read_frame(&mut self.stream) {
+                Ok(Some(Frame::Payload(p))) => serde_json::from_slice::<Value>(&p).expect("helper sends JSON"),
+                other => panic!("waiting for event {name}: {other:?}; meanwhile: {seen:?}"),
+            };
             if v["event"] == name {
                 return v["data"].clone();
             }
+            seen.push(v);
         }
     }
 

@@ -18,6 +18,8 @@ pub struct Speech {
     /// with the padding (baresip's Opus source).
     pub reference16: PathBuf,
     pub spoken16: PathBuf,
+    /// As `padded8`, at 16 kHz (baresip's G.722 source).
+    pub padded16: PathBuf,
     pub padded48s: PathBuf,
 }
 
@@ -58,6 +60,8 @@ impl Speech {
         ]);
         let spoken16 = dir.path().join("speech16_spoken.wav");
         sox(&[reference16.as_os_str(), spoken16.as_os_str(), "pad".as_ref(), "0.5".as_ref(), "2".as_ref()]);
+        let padded16 = dir.path().join("speech16_padded.wav");
+        sox(&[reference16.as_os_str(), padded16.as_os_str(), "pad".as_ref(), "1".as_ref(), "30".as_ref()]);
         let padded48s = dir.path().join("speech48s_padded.wav");
         sox(&[
             raw.as_os_str(),
@@ -72,7 +76,7 @@ impl Speech {
             "1".as_ref(),
             "30".as_ref(),
         ]);
-        Speech { _dir: dir, reference8, padded8, spoken8, reference16, spoken16, padded48s }
+        Speech { _dir: dir, reference8, padded8, spoken8, reference16, spoken16, padded16, padded48s }
     }
 
     /// Seconds of speech in the reference.

@@ -166,6 +166,11 @@ impl Capture {
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
+
+    /// The device left the system (the stream may not say so): treat it as failed.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Ring size: 500 ms at the stream rate, far more than the few frames in flight.

@@ -6,7 +6,7 @@ fn main() {
     std::fs::File::open(&a[1]).unwrap().read_to_end(&mut r).unwrap();
     let pcm: Vec<i16> = r.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
     let loss: u64 = a[3].parse().unwrap();
-    let mut enc = Codec::for_name(&a[4]).unwrap();
+    let mut enc = Codec::for_name(if a[4] == "raw16" { "g722" } else { &a[4] }).unwrap();
     let frame = enc.frame();
     let pk: Vec<Vec<u8>> = pcm
         .chunks_exact(frame)
@@ -23,6 +23,23 @@ fn main() {
             (seed >> 33) % 100 < loss
         })
         .collect();
+    if a[4] == "raw16" {
+        let mut plc = agent_helper_media::plc::Concealer::new(16000);
+        let mut f = std::fs::File::create(format!("{}_plc.raw", a[2])).unwrap();
+        for (k, chunk) in pcm.chunks_exact(320).enumerate() {
+            let mut out = chunk.to_vec();
+            if lost[k] {
+                plc.conceal(&mut out)
+            } else {
+                plc.good(&mut out)
+            }
+            for s in &out {
+                f.write_all(&s.to_le_bytes()).unwrap();
+            }
+        }
+        std::fs::copy(format!("{}_plc.raw", a[2]), format!("{}_zero.raw", a[2])).unwrap();
+        return;
+    }
     for mode in ["plc", "zero"] {
         let mut c = Codec::for_name(&a[4]).unwrap();
         let mut f = std::fs::File::create(format!("{}_{mode}.raw", a[2])).unwrap();

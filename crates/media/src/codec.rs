@@ -2,9 +2,17 @@
 //! 16-bit PCM at the codec's own rate in, RTP payloads out, and back; a lost
 //! frame is concealed the codec's way.
 //!
-//! - G.711 µ-law / A-law (8 kHz): concealment by [`crate::plc::Concealer`].
+//! - G.711 µ-law / A-law (8 kHz): concealment by [`crate::plc::Concealer`],
+//!   bridging into the next packet when it is here.
+//! - G.722 (16 kHz audio on an 8 kHz RTP clock, RFC 3551 §4.5.2; the
+//!   sub-band ADPCM of the `audio-codec` crate): the same concealment, by
+//!   extrapolation only (its decoder's state cannot be copied to decode the
+//!   next packet ahead).
 //! - Opus (48 kHz, mono here): in-band FEC rebuilds a lost frame from the
 //!   next packet when it has arrived; otherwise Opus's own PLC.
+
+use audio_codec::g722::{G722Decoder, G722Encoder};
+use audio_codec::{Decoder as _, Encoder as _};
 
 use crate::g711::Law;
 use crate::plc::Concealer;
@@ -22,6 +30,7 @@ pub enum CodecError {
 
 pub enum Codec {
     G711 { law: Law, plc: Concealer, next_pcm: Vec<i16> },
+    G722 { encoder: Box<G722Encoder>, decoder: Box<G722Decoder>, plc: Concealer },
     Opus { encoder: Box<opus::Encoder>, decoder: Box<opus::Decoder> },
 }
 
@@ -31,6 +40,11 @@ impl Codec {
         match name.to_ascii_lowercase().as_str() {
             "pcmu" => Ok(Codec::G711 { law: Law::Ulaw, plc: Concealer::new(8000), next_pcm: Vec::with_capacity(160) }),
             "pcma" => Ok(Codec::G711 { law: Law::Alaw, plc: Concealer::new(8000), next_pcm: Vec::with_capacity(160) }),
+            "g722" => Ok(Codec::G722 {
+                encoder: Box::new(G722Encoder::new()),
+                decoder: Box::new(G722Decoder::new()),
+                plc: Concealer::new(16_000),
+            }),
             "opus" => {
                 let e = |e: opus::Error| CodecError::Opus(e.to_string());
                 let mut encoder =
@@ -49,11 +63,20 @@ impl Codec {
         }
     }
 
-    /// Sample rate of the PCM this codec takes and gives (also its RTP clock).
+    /// Sample rate of the PCM this codec takes and gives.
     pub fn rate(&self) -> u32 {
         match self {
             Codec::G711 { .. } => 8000,
+            Codec::G722 { .. } => 16_000,
             Codec::Opus { .. } => 48_000,
+        }
+    }
+
+    /// The RTP timestamp clock: the PCM rate, but 8 kHz for G.722 (RFC 3551).
+    pub fn rtp_clock(&self) -> u32 {
+        match self {
+            Codec::G722 { .. } => 8000,
+            _ => self.rate(),
         }
     }
 
@@ -62,10 +85,21 @@ impl Codec {
         self.rate() as usize / 50
     }
 
+    /// RTP timestamp units in one 20 ms frame.
+    pub fn frame_ticks(&self) -> u32 {
+        self.rtp_clock() / 50
+    }
+
     /// One frame of PCM into a payload (appended to `out`).
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
         match self {
             Codec::G711 { law, .. } => law.encode(pcm, out),
+            Codec::G722 { encoder, .. } => {
+                let start = out.len();
+                out.resize(start + encoder.max_encode_bytes(pcm.len()), 0);
+                let n = encoder.encode_into(pcm, &mut out[start..]).unwrap_or(0);
+                out.truncate(start + n);
+            }
             Codec::Opus { encoder, .. } => {
                 let start = out.len();
                 out.resize(start + MAX_OPUS_PACKET, 0);
@@ -82,6 +116,12 @@ impl Codec {
         match self {
             Codec::G711 { law, plc, .. } => {
                 law.decode(payload, pcm);
+                plc.good(pcm);
+            }
+            Codec::G722 { decoder, plc, .. } => {
+                pcm.resize(decoder.max_decode_samples(payload.len()), 0);
+                let n = decoder.decode_into(payload, pcm).unwrap_or(0);
+                pcm.truncate(n);
                 plc.good(pcm);
             }
             Codec::Opus { decoder, .. } => {
@@ -111,6 +151,7 @@ impl Codec {
                 }
                 plc.conceal_before(pcm, next.map(|_| next_pcm.as_slice()));
             }
+            Codec::G722 { plc, .. } => plc.conceal(pcm),
             Codec::Opus { decoder, .. } => {
                 let rebuilt = match next {
                     Some(p) => decoder.decode(p, pcm, true),
@@ -124,10 +165,11 @@ impl Codec {
         }
     }
 
-    /// How many samples a payload holds (the jitter buffer's clock).
+    /// How many RTP timestamp units a payload holds (the jitter buffer's clock).
     pub fn samples_in(&self, payload: &[u8]) -> Option<u32> {
         match self {
-            Codec::G711 { .. } => Some(payload.len() as u32),
+            // One byte per 8 kHz tick: G.711's sample, G.722's two codes at 64 kbit/s.
+            Codec::G711 { .. } | Codec::G722 { .. } => Some(payload.len() as u32),
             Codec::Opus { .. } => opus::packet::get_nb_samples(payload, 48_000).ok().map(|n| n as u32),
         }
     }
@@ -174,6 +216,33 @@ mod tests {
         assert!(rms > 2000.0, "the tone comes through: rms {rms}");
         rx.decode(b"\xff\xff\xff", &mut pcm);
         assert_eq!(pcm.len(), 960, "garbage decodes to a concealed frame");
+    }
+
+    #[test]
+    fn g722_round_trips_a_wideband_tone_on_an_8_khz_clock() {
+        let mut tx = Codec::for_name("G722").unwrap();
+        let mut rx = Codec::for_name("g722").unwrap();
+        assert_eq!((tx.rate(), tx.rtp_clock(), tx.frame(), tx.frame_ticks()), (16_000, 8000, 320, 160));
+        let mut pcm = vec![];
+        let mut energy = 0.0;
+        for k in 0..20 {
+            let mut p = vec![];
+            // 5 kHz: only a wideband codec carries it.
+            let sent: Vec<i16> = (k * 320..(k + 1) * 320)
+                .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 5000.0 * i as f64 / 16_000.0).sin()) as i16)
+                .collect();
+            tx.encode(&sent, &mut p);
+            assert_eq!((p.len(), rx.samples_in(&p)), (160, Some(160)));
+            rx.decode(&p, &mut pcm);
+            assert_eq!(pcm.len(), 320);
+            if k >= 5 {
+                energy += pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
+            }
+        }
+        let rms = (energy / (15.0 * 320.0)).sqrt();
+        assert!(rms > 3000.0, "the 5 kHz tone comes through: rms {rms}");
+        rx.conceal(None, 320, &mut pcm);
+        assert_eq!(pcm.len(), 320);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(super) async fn local_media(
     local_ip: std::net::IpAddr,
     config: &Config,
     call_id: &str,
-    media_events: tokio::sync::mpsc::Sender<super::media::MediaEvent>,
+    links: super::media::MediaLinks,
 ) -> Result<(LocalMedia, MediaHandle), String> {
     let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
     let port = socket.local_addr().map_err(|e| e.to_string())?.port();
@@ -62,7 +62,7 @@ pub(super) async fn local_media(
         },
         keys: srtp_keys()?,
     };
-    Ok((media, super::media::start(socket, call_id.to_owned(), media_events)))
+    Ok((media, super::media::start(socket, call_id.to_owned(), links)))
 }
 
 /// Fresh SRTP keys for a call, one per suite we take (tags 1, 2 …): even
@@ -125,7 +125,7 @@ pub(super) async fn dial(
     headers: &[(String, String)],
 ) -> Result<(), String> {
     let uri = target_uri(target, &a.primary.endpoint.domain);
-    let (media, rtp) = local_media(a.primary.local_ip, &a.config, call_id, a.media_events.clone()).await?;
+    let (media, rtp) = local_media(a.primary.local_ip, &a.config, call_id, a.media_links.clone()).await?;
     let mut all_headers: Vec<(String, String)> =
         a.config.sip.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     all_headers.extend(headers.iter().cloned());
@@ -224,7 +224,7 @@ pub(super) async fn new_inbound_call(a: &mut Active, invite: rsip::Request, via_
     };
     let mut ids = RandomIds;
     let call_id = format!("c-{}", agent_helper_sip::ids::Ids::token(&mut ids));
-    let (media, rtp) = match local_media(local_ip, &a.config, &call_id, a.media_events.clone()).await {
+    let (media, rtp) = match local_media(local_ip, &a.config, &call_id, a.media_links.clone()).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take an inbound call");

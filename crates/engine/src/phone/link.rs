@@ -186,7 +186,7 @@ pub(super) async fn connect(t: &Target) -> Result<Active, (String, String)> {
         needs_failover: false,
         password: t.password.clone(),
         ringer: None,
-        media_events: t.media_events.clone(),
+        media_links: t.media_links.clone(),
     })
 }
 

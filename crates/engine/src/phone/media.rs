@@ -24,7 +24,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 /// The codecs the media engine plays and records today; only these are offered.
-pub(super) const SUPPORTED: &[&str] = &["opus", "PCMU", "PCMA"];
+pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA"];
 
 /// How much audio the speaker's ring holds ahead of the sound card.
 const PLAYOUT_FILL: Duration = Duration::from_millis(60);
@@ -89,11 +89,19 @@ const DEVICE_RECHECK: Duration = Duration::from_secs(2);
 /// How often a call's voice quality is reported.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
+/// What every call's media task shares with the phone: where it reports,
+/// and the audio devices present now (ids, from the phone's device watcher).
+#[derive(Clone)]
+pub(super) struct MediaLinks {
+    pub events: tokio::sync::mpsc::Sender<MediaEvent>,
+    pub present: watch::Receiver<std::sync::Arc<Vec<String>>>,
+}
+
 /// Starts the media task on `socket`; it idles until told where to send.
-pub(super) fn start(socket: UdpSocket, call_id: String, events: tokio::sync::mpsc::Sender<MediaEvent>) -> MediaHandle {
+pub(super) fn start(socket: UdpSocket, call_id: String, links: MediaLinks) -> MediaHandle {
     let (control, rx) = watch::channel(MediaControl::default());
     let (dtmf, dtmf_rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(run(socket, rx, dtmf_rx, events, call_id));
+    tokio::spawn(run(socket, rx, dtmf_rx, links, call_id));
     MediaHandle { control, dtmf }
 }
 
@@ -131,9 +139,10 @@ async fn run(
     socket: UdpSocket,
     mut control: watch::Receiver<MediaControl>,
     mut dtmf_in: tokio::sync::mpsc::Receiver<Tones>,
-    events: tokio::sync::mpsc::Sender<MediaEvent>,
+    links: MediaLinks,
     call_id: String,
 ) {
+    let MediaLinks { events, mut present } = links;
     let mut dtmf = Dtmf::default();
     let mut ctl = control.borrow().clone();
     let mut buf = vec![0u8; rtp::MAX_PACKET + 1];
@@ -176,9 +185,10 @@ async fn run(
                 if next.payload_type != ctl.payload_type || next.codec != ctl.codec {
                     codec = Codec::for_name(&next.codec).ok();
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
+                    let clock = codec.as_ref().map_or(8000, Codec::rtp_clock);
                     // FEC rebuilds a lost frame from the next packet: hold one more.
                     let min = if next.codec.eq_ignore_ascii_case("opus") { 40 } else { 20 };
-                    jitter = JitterBuffer::new(rate, Duration::from_millis(min), Duration::from_millis(300));
+                    jitter = JitterBuffer::new(clock, Duration::from_millis(min), Duration::from_millis(300));
                     sender.payload_type = next.payload_type;
                     // Devices run at the codec's rate: a new rate opens them anew.
                     if devices.tried && devices.rate != rate {
@@ -194,6 +204,20 @@ async fn run(
                     opening = None;
                 }
                 ctl = next;
+            }
+            // A device the call plays or records on left the system. Its
+            // stream may not fail (PulseAudio moves streams of a removed
+            // sink to the default): treat it as lost, which reopens the
+            // default and tells the agent.
+            Ok(()) = present.changed() => {
+                let ids = present.borrow_and_update().clone();
+                let gone = |chosen: &Option<String>| chosen.as_ref().is_some_and(|id| !ids.contains(id));
+                if !devices.speaker_fallback && gone(&ctl.speaker) && let Some(p) = &devices.playback {
+                    p.mark_failed();
+                }
+                if !devices.mic_fallback && gone(&ctl.microphone) && let Some(c) = &devices.capture {
+                    c.mark_failed();
+                }
             }
             Some(t) = dtmf_in.recv() => {
                 dtmf.queue.extend(t.tones.chars());
@@ -240,7 +264,7 @@ async fn run(
                 // The devices open as soon as the call exists (they take a
                 // moment), so audio flows from the first packet after the answer.
                 let Some(c) = codec.as_mut() else { continue };
-                let (rate, frame) = (c.rate(), c.frame());
+                let (rate, frame, ticks) = (c.rate(), c.frame(), c.frame_ticks());
                 if !devices.tried && ctl.wanted {
                     devices.tried = true;
                     devices.rate = rate;
@@ -302,7 +326,7 @@ async fn run(
                 }
                 if now >= next_report {
                     next_report = now + REPORT_EVERY;
-                    let stats = quality(&call_id, &ctl, rate, &mut counters, &jitter, sender.packets_sent);
+                    let stats = quality(&call_id, &ctl, c.rtp_clock(), &mut counters, &jitter, sender.packets_sent);
                     let _ = events.try_send(MediaEvent::Quality(stats));
                 }
                 // Microphone: every 20 ms of it becomes a packet.
@@ -325,12 +349,12 @@ async fn run(
                 }
                 for pcm_frame in mic.chunks_exact_mut(frame) {
                     if !ctl.send {
-                        sender.skip(frame as u32);
+                        sender.skip(ticks);
                         continue;
                     }
                     // A digit in progress replaces the audio of this frame.
                     if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
-                        && let Some(packet) = dtmf.next_packet(&mut sender, pt, frame as u32)
+                        && let Some(packet) = dtmf.next_packet(&mut sender, pt, ticks)
                     {
                         if let Some(sealed) = srtp.seal(packet) {
                             let _ = socket.send_to(&sealed, d).await;
@@ -342,7 +366,7 @@ async fn run(
                     }
                     payload.clear();
                     c.encode(pcm_frame, &mut payload);
-                    let packet = sender.packet(&payload, frame as u32, false);
+                    let packet = sender.packet(&payload, ticks, false);
                     if let Some(d) = dest
                         && let Some(sealed) = srtp.seal(packet)
                     {
@@ -437,6 +461,7 @@ impl Srtp {
 fn quality(
     call_id: &str,
     ctl: &MediaControl,
+    // The RTP clock (what SDP names the codec by, and jitter is counted in).
     rate: u32,
     counters: &mut ReceiveCounters,
     jitter: &JitterBuffer,
@@ -513,7 +538,9 @@ fn next_frame(
             let next = jitter.peek_next();
             tracing::trace!(depth_ms = jitter.depth().as_millis() as u64, fec = next.is_some(), "concealing a frame");
             *from_next += u64::from(next.is_some());
-            codec.conceal(next, samples as usize, pcm);
+            // The buffer counts RTP ticks; the codec, samples.
+            let samples = samples as usize * codec.rate() as usize / codec.rtp_clock() as usize;
+            codec.conceal(next, samples, pcm);
         }
         Playout::Waiting => {
             pcm.clear();

@@ -183,8 +183,9 @@ pub enum CallUpdate {
 
 pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(watch_devices(events.clone()));
-    tokio::spawn(run(rx, events));
+    let (present_tx, present) = tokio::sync::watch::channel(std::sync::Arc::new(Vec::new()));
+    tokio::spawn(watch_devices(events.clone(), present_tx));
+    tokio::spawn(run(rx, events, present));
     tx
 }
 
@@ -193,7 +194,10 @@ const DEVICE_POLL: Duration = Duration::from_millis(1500);
 
 /// Notices plugged and unplugged audio devices by comparing the list (cpal
 /// has no device events); only where listing is cheap (a sound server).
-async fn watch_devices(events: mpsc::Sender<PhoneEvent>) {
+async fn watch_devices(
+    events: mpsc::Sender<PhoneEvent>,
+    present: tokio::sync::watch::Sender<std::sync::Arc<Vec<String>>>,
+) {
     let watchable = tokio::task::spawn_blocking(agent_helper_audio::can_watch).await.unwrap_or(false);
     if !watchable {
         tracing::info!("no sound server: audio devices are not watched for changes");
@@ -207,6 +211,8 @@ async fn watch_devices(events: mpsc::Sender<PhoneEvent>) {
         let Ok(Ok(now)) = tokio::task::spawn_blocking(crate::devices::list).await else { continue };
         if last.as_ref().is_some_and(|l| *l != now) {
             tracing::info!(devices = now.len(), "audio devices changed");
+            // Calls on a device that went away move to the default at once.
+            present.send_replace(std::sync::Arc::new(now.iter().map(|d| d.id.clone()).collect()));
             if events.send(PhoneEvent::DevicesChanged { devices: now.clone() }).await.is_err() {
                 return;
             }
@@ -241,7 +247,7 @@ struct Active {
     /// Rings while an inbound call waits for an answer.
     ringer: Option<ringer::Ringer>,
     /// Given to each call's media task.
-    media_events: mpsc::Sender<media::MediaEvent>,
+    media_links: media::MediaLinks,
 }
 
 struct ActiveCall {
@@ -286,17 +292,12 @@ struct Target {
     order: Vec<usize>,
     /// Position in `order` of the server in use or to try next.
     next: usize,
-    /// Where call media tasks report to the phone.
-    media_events: mpsc::Sender<media::MediaEvent>,
+    /// Where call media tasks report to the phone, and what they watch.
+    media_links: media::MediaLinks,
 }
 
 impl Target {
-    fn new(
-        username: String,
-        password: Password,
-        config: Box<Config>,
-        media_events: mpsc::Sender<media::MediaEvent>,
-    ) -> Target {
+    fn new(username: String, password: Password, config: Box<Config>, media_links: media::MediaLinks) -> Target {
         let mut order: Vec<usize> = (0..config.sip.servers.len()).collect();
         if config.sip.failover == agent_helper_config::FailoverMode::Random {
             let mut ids = RandomIds;
@@ -309,7 +310,7 @@ impl Target {
                 order.swap(i, (seed % (i as u64 + 1)) as usize);
             }
         }
-        Target { username, password, config, order, next: 0, media_events }
+        Target { username, password, config, order, next: 0, media_links }
     }
 
     fn server(&self) -> Option<&agent_helper_config::SipServer> {
@@ -324,9 +325,14 @@ impl Target {
     }
 }
 
-async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<PhoneEvent>) {
+async fn run(
+    mut commands: mpsc::Receiver<PhoneCommand>,
+    events: mpsc::Sender<PhoneEvent>,
+    present: tokio::sync::watch::Receiver<std::sync::Arc<Vec<String>>>,
+) {
     // What call media tasks report (DTMF they received).
     let (media_events_tx, mut media_events) = mpsc::channel(64);
+    let media_links = media::MediaLinks { events: media_events_tx, present };
     let mut active: Option<Active> = None;
     let mut target: Option<Target> = None;
     let mut reconnect_at: Option<Instant> = None;
@@ -339,7 +345,7 @@ async fn run(mut commands: mpsc::Receiver<PhoneCommand>, events: mpsc::Sender<Ph
                 Some(PhoneCommand::Register { username, password, config }) => {
                     active = None;
                     backoff = Duration::from_secs(u64::from(config.sip.reconnect_min));
-                    target = Some(Target::new(username, password, config, media_events_tx.clone()));
+                    target = Some(Target::new(username, password, config, media_links.clone()));
                     reconnect_at = Some(Instant::now());
                 }
                 Some(PhoneCommand::Dial { call_id, target: to, headers }) => {
