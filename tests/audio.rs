@@ -269,6 +269,49 @@ fn g711_at_5_percent_loss_is_concealed_well_above_no_concealment() {
     assert!(helper_heard >= bob_heard + 0.2, "helper {helper_heard:.3}, baresip without concealment {bob_heard:.3}");
 }
 
+/// RTCP both ways with baresip: the quality reports carry the round-trip
+/// time (our sender report, its report on it) and the loss it sees of our
+/// stream; over SRTP the reports are SRTCP.
+#[test]
+fn rtcp_gives_the_round_trip_time_and_the_peers_view_also_over_srtp() {
+    let _one = one_at_a_time();
+    for (sip, account) in [("", ""), ("srtp = \"required\"\n", ";mediaenc=srtp-mand")] {
+        let sip = format!("{sip}[log]\nlevel = \"debug\"\n");
+        let pulse = Pulse::start();
+        let k = support::kamailio::Kamailio::start(PASSWORD);
+        let dir = tempfile::tempdir().unwrap();
+        let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), "pcmu", HEADSET, &sip);
+        let mut bob = support::baresip::Baresip::start_with("bob", k.port, PASSWORD, true, None, "PCMU", account);
+        conn.request("call", json!({"target": "bob"}));
+        conn.event("call-confirmed");
+        bob.wait_event("CALL_ESTABLISHED");
+        // Reports go every 5 s each way: the RTT needs our SR and its answer.
+        let report = loop {
+            let r = conn.event("quality-report");
+            if r.get("rttMs").is_some() {
+                break r;
+            }
+            assert!(r["packetsReceived"].as_u64().unwrap() < 50 * 40, "no RTT after 40 s: {r}");
+        };
+        let rtt = report["rttMs"].as_f64().unwrap();
+        assert!((0.0..200.0).contains(&rtt), "loopback RTT {rtt} ms: {report}");
+        assert_eq!(report["remoteLossPercent"], 0.0, "{report}");
+        conn.request("endCall", json!({}));
+        conn.event("call-ended");
+        let log = dir.path().join("logs/BPClient.log");
+        wait_until("the media summary", || {
+            std::fs::read_to_string(&log).unwrap_or_default().contains("call media summary")
+        });
+        let text = std::fs::read_to_string(&log).unwrap();
+        let summary = text.lines().find(|l| l.contains("call media summary")).unwrap();
+        let unreadable: Vec<&str> = text.lines().filter(|l| l.contains("unreadable RTCP")).collect();
+        assert!(
+            summary.contains(" malformed_rtcp=0") && summary.contains(" srtp_rejected=0"),
+            "{summary}\n{unreadable:?}"
+        );
+    }
+}
+
 /// "Secure phone": SRTP both ways with baresip (`srtp-mand`, which takes
 /// nothing plain), scored like the plain call.
 #[test]

@@ -10,6 +10,7 @@
 //! - [`plc`]: loss concealment for codecs without their own (G.711 Appendix I style).
 //! - [`jitter`]: an adaptive jitter buffer: reordering, duplicates, late packets.
 //! - [`quality`]: RFC 3550 jitter and loss, and the ITU-T G.107 E-model (R, MOS).
+//! - [`rtcp`]: sender/receiver reports, and the round-trip time from the peer's.
 //! - [`srtp`]: SRTP with keys from SDP (SDES), forged packets dropped without state.
 
 pub mod codec;
@@ -18,5 +19,6 @@ pub mod g711;
 pub mod jitter;
 pub mod plc;
 pub mod quality;
+pub mod rtcp;
 pub mod rtp;
 pub mod srtp;

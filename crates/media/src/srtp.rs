@@ -111,9 +111,30 @@ impl Session {
 
     /// An SRTP packet from the network, checked and decrypted.
     pub fn unprotect(&mut self, srtp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        self.unprotect_with(srtp, 8, |c, p| c.decrypt_rtp(p))
+    }
+
+    /// An RTCP packet made ready to send (SRTCP).
+    pub fn protect_rtcp(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        self.send.encrypt_rtcp(rtcp).map(|b| b.to_vec()).map_err(|e| SrtpError::Crypto(e.to_string()))
+    }
+
+    /// An SRTCP packet from the network, checked and decrypted.
+    pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        self.unprotect_with(srtcp, 4, |c, p| c.decrypt_rtcp(p))
+    }
+
+    /// Decrypts with the receiving context once the packet's SSRC (at
+    /// `ssrc_at`) has proven itself on the scratch context.
+    fn unprotect_with(
+        &mut self,
+        packet: &[u8],
+        ssrc_at: usize,
+        decrypt: impl Fn(&mut Context, &[u8]) -> rtc_shared::error::Result<bytes::BytesMut>,
+    ) -> Result<Vec<u8>, SrtpError> {
         let reject = |e: rtc_shared::error::Error| SrtpError::Rejected(e.to_string());
-        let Some(ssrc) = srtp.get(8..12).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
-            return Err(SrtpError::Rejected("shorter than an RTP header".into()));
+        let Some(ssrc) = packet.get(ssrc_at..ssrc_at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+            return Err(SrtpError::Rejected("shorter than a header".into()));
         };
         if !self.proven.contains(&ssrc) {
             if self.proven.len() >= MAX_SSRCS {
@@ -125,11 +146,11 @@ impl Session {
             }
             self.scratch_ssrcs += 1;
             if let Some(scratch) = &mut self.scratch {
-                scratch.decrypt_rtp(srtp).map_err(reject)?;
+                decrypt(scratch, packet).map_err(reject)?;
             }
             self.proven.insert(ssrc);
         }
-        self.receive.decrypt_rtp(srtp).map(|b| b.to_vec()).map_err(reject)
+        decrypt(&mut self.receive, packet).map(|b| b.to_vec()).map_err(reject)
     }
 }
 
@@ -140,7 +161,8 @@ fn context(suite: Suite, keying: &[u8], replay: bool) -> Result<Context, SrtpErr
     }
     let provider = rtc_crypto::default_provider().map_err(|e| SrtpError::Crypto(e.to_string()))?;
     let window = replay.then(|| rtc_srtp::option::srtp_replay_protection(REPLAY_WINDOW));
-    Context::new(&keying[..key_len], &keying[key_len..], suite.profile(), window, None, provider.crypto())
+    let rtcp_window = replay.then(|| rtc_srtp::option::srtcp_replay_protection(REPLAY_WINDOW));
+    Context::new(&keying[..key_len], &keying[key_len..], suite.profile(), window, rtcp_window, provider.crypto())
         .map_err(|e| SrtpError::Crypto(e.to_string()))
 }
 
@@ -167,6 +189,27 @@ mod tests {
                 assert_eq!(bob.unprotect(&wire).unwrap(), rtp, "{suite:?}");
             }
         }
+    }
+
+    #[test]
+    fn rtcp_is_protected_too() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let (a, b) = (keying(suite, 1), keying(suite, 2));
+        let mut alice = Session::new(suite, &a, &b).unwrap();
+        let mut bob = Session::new(suite, &b, &a).unwrap();
+        let report = crate::rtcp::Rtcp::new(0xABCD, "alice").report(
+            std::time::Instant::now(),
+            std::time::SystemTime::now(),
+            Some(crate::rtcp::Sent { packets: 1, octets: 160, rtp_timestamp: 160 }),
+            None,
+        );
+        let wire = alice.protect_rtcp(&report).unwrap();
+        assert_ne!(wire[8..], report[8..], "encrypted after the first header");
+        assert_eq!(bob.unprotect_rtcp(&wire).unwrap(), report);
+        let mut forged = wire.clone();
+        forged[10] ^= 4;
+        assert!(bob.unprotect_rtcp(&forged).is_err());
+        assert!(bob.unprotect_rtcp(&wire).is_err(), "replayed");
     }
 
     #[test]

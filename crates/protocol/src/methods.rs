@@ -92,6 +92,12 @@ pub struct CallStats {
     pub late: u64,
     pub duplicates: u64,
     pub packets_sent: u64,
+    /// Round-trip time from RTCP (the peer's report on our sender report), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Loss the peer reports for what we send (RTCP), percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_loss_percent: Option<f64>,
     /// ITU-T G.107 E-model rating and its mean opinion score.
     pub r_factor: f64,
     pub mos: f64,

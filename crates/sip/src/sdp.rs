@@ -165,6 +165,9 @@ pub struct LocalMedia {
     pub direction: Direction,
     pub session_id: u64,
     pub version: u64,
+    /// Where we take RTCP when it is not multiplexed (`a=rtcp`, RFC 3605);
+    /// we offer `a=rtcp-mux` (RFC 5761) as well.
+    pub rtcp_port: Option<u16>,
     pub srtp: SrtpPolicy,
     /// Our SRTP keys, one per suite we take, most preferred first (offered
     /// unless the policy is `Off`; the one for the suite chosen answers).
@@ -182,6 +185,10 @@ pub struct RemoteMedia {
     /// The profile is `RTP/SAVP` (or `SAVPF`): SRTP or nothing.
     pub secure: bool,
     pub crypto: Vec<SdesKey>,
+    /// `a=rtcp-mux`: RTCP on the RTP port.
+    pub rtcp_mux: bool,
+    /// `a=rtcp`, else the RTP port + 1 (RFC 3550 §11).
+    pub rtcp_port: u16,
 }
 
 /// What both sides agreed on.
@@ -195,6 +202,10 @@ pub struct Negotiated {
     pub direction: Direction,
     /// SRTP, when agreed.
     pub srtp: Option<SrtpKeys>,
+    /// RTCP goes on the RTP ports (both sides agreed `a=rtcp-mux`).
+    pub rtcp_mux: bool,
+    /// The peer's RTCP port when not multiplexed.
+    pub remote_rtcp_port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +231,7 @@ fn session_text(
     direction: Direction,
     keys: &[SdesKey],
     secure: bool,
+    rtcp_mux: bool,
 ) -> String {
     let ip = match local.address {
         std::net::IpAddr::V4(_) => "IP4",
@@ -236,6 +248,12 @@ fn session_text(
         pts = pts.join(" "),
         proto = if secure { "RTP/SAVP" } else { "RTP/AVP" },
     );
+    if let Some(p) = local.rtcp_port {
+        s.push_str(&format!("a=rtcp:{p}\r\n"));
+    }
+    if rtcp_mux {
+        s.push_str("a=rtcp-mux\r\n");
+    }
     for k in keys {
         s.push_str(&k.attr());
     }
@@ -264,6 +282,7 @@ pub fn offer(local: &LocalMedia) -> String {
         local.direction,
         keys,
         local.srtp == SrtpPolicy::Required,
+        true,
     )
 }
 
@@ -300,8 +319,15 @@ pub fn answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<(String, Negot
         None if local.srtp == SrtpPolicy::Required => return Err(SdpError::SecureMediaRequired),
         None => (vec![], None),
     };
-    let text =
-        session_text(local, std::slice::from_ref(&codec), remote.telephone_event, direction, &keys, remote.secure);
+    let text = session_text(
+        local,
+        std::slice::from_ref(&codec),
+        remote.telephone_event,
+        direction,
+        &keys,
+        remote.secure,
+        remote.rtcp_mux,
+    );
     Ok((
         text,
         Negotiated {
@@ -311,6 +337,8 @@ pub fn answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<(String, Negot
             remote_port: remote.rtp_port,
             direction,
             srtp,
+            rtcp_mux: remote.rtcp_mux,
+            remote_rtcp_port: remote.rtcp_port,
         },
     ))
 }
@@ -348,6 +376,9 @@ pub fn accept_answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<Negotia
         remote_port: remote.rtp_port,
         direction: remote.direction.answer_to(local.direction),
         srtp,
+        // We offered it: the answer decides.
+        rtcp_mux: remote.rtcp_mux,
+        remote_rtcp_port: remote.rtcp_port,
     })
 }
 
@@ -415,7 +446,14 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
         .take(MAX_CRYPTO_LINES)
         .filter_map(|a| a.value.as_deref().and_then(SdesKey::parse))
         .collect();
-    Ok(RemoteMedia { address, rtp_port, codecs, telephone_event, direction, secure, crypto })
+    let rtcp_mux = media.has_attribute("rtcp-mux");
+    let rtcp_port = media
+        .attribute("rtcp")
+        .flatten()
+        .and_then(|v| v.split_ascii_whitespace().next()?.parse::<u16>().ok())
+        .filter(|p| *p != 0)
+        .unwrap_or(rtp_port.saturating_add(1));
+    Ok(RemoteMedia { address, rtp_port, codecs, telephone_event, direction, secure, crypto, rtcp_mux, rtcp_port })
 }
 
 #[cfg(test)]
@@ -435,6 +473,7 @@ mod tests {
             direction: Direction::SendRecv,
             session_id: 42,
             version: 1,
+            rtcp_port: Some(40001),
             srtp: SrtpPolicy::Off,
             keys: vec![
                 SdesKey { tag: 1, suite: "AES_CM_128_HMAC_SHA1_80".into(), keying: vec![1; 30] },
@@ -449,6 +488,24 @@ mod tests {
 
     const PLAIN_OFFER: &str =
         "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
+
+    #[test]
+    fn rtcp_mux_is_offered_and_used_only_when_the_answer_has_it() {
+        let text = offer(&local());
+        assert!(text.contains("a=rtcp:40001\r\na=rtcp-mux\r\n"), "{text}");
+        let back = parse(text.as_bytes()).unwrap();
+        assert!(back.rtcp_mux);
+        assert_eq!(back.rtcp_port, 40001);
+        let plain = parse(PLAIN_OFFER.as_bytes()).unwrap();
+        assert!(!plain.rtcp_mux);
+        assert_eq!(plain.rtcp_port, 5005, "RTP + 1 without a=rtcp");
+        let (answer_text, n) = answer(&local(), &plain).unwrap();
+        assert!(!n.rtcp_mux && !answer_text.contains("rtcp-mux"));
+        assert_eq!(n.remote_rtcp_port, 5005);
+        let (answer_text, n) = answer(&local(), &back).unwrap();
+        assert!(n.rtcp_mux && answer_text.contains("a=rtcp-mux"));
+        assert!(!accept_answer(&local(), &plain).unwrap().rtcp_mux);
+    }
 
     #[test]
     fn srtp_offers_follow_the_policy_and_keys_round_trip() {

@@ -45,6 +45,9 @@ pub(super) async fn local_media(
 ) -> Result<(LocalMedia, MediaHandle), String> {
     let socket = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTP port: {e}"))?;
     let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+    // RTCP on a port of its own unless the peer takes rtcp-mux (RFC 5761).
+    let rtcp = UdpSocket::bind((local_ip, 0)).await.map_err(|e| format!("cannot open an RTCP port: {e}"))?;
+    let rtcp_port = rtcp.local_addr().map_err(|e| e.to_string())?.port();
     let session_id =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
     let media = LocalMedia {
@@ -55,6 +58,7 @@ pub(super) async fn local_media(
         direction: Direction::SendRecv,
         session_id,
         version: 1,
+        rtcp_port: Some(rtcp_port),
         srtp: match config.sip.srtp {
             SrtpMode::Off => SrtpPolicy::Off,
             SrtpMode::Optional => SrtpPolicy::Optional,
@@ -62,7 +66,7 @@ pub(super) async fn local_media(
         },
         keys: srtp_keys()?,
     };
-    Ok((media, super::media::start(socket, call_id.to_owned(), links)))
+    Ok((media, super::media::start(socket, rtcp, call_id.to_owned(), links)))
 }
 
 /// Fresh SRTP keys for a call, one per suite we take (tags 1, 2 …): even
@@ -102,6 +106,12 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
         telephone_event: n.telephone_event,
         codec: n.codec.name.clone(),
         srtp: n.srtp.clone(),
+        rtcp_mux: n.rtcp_mux,
+        remote_rtcp: if n.rtcp_mux {
+            remote
+        } else {
+            remote.map(|r| std::net::SocketAddr::new(r.ip(), n.remote_rtcp_port))
+        },
         send: sends,
         receive: receives,
         muted,

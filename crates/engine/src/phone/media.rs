@@ -19,6 +19,7 @@ use agent_helper_media::codec::Codec;
 use agent_helper_media::dtmf::{EventSender, TelephoneEvent, digit_of};
 use agent_helper_media::jitter::{JitterBuffer, Playout};
 use agent_helper_media::quality::ReceiveCounters;
+use agent_helper_media::rtcp::{self, Rtcp};
 use agent_helper_media::rtp::{self, Kind, RtpSender};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -41,6 +42,9 @@ pub(super) struct MediaControl {
     pub codec: String,
     /// SRTP keys, when the call agreed on SRTP: then nothing goes out in the clear.
     pub srtp: Option<agent_helper_sip::sdp::SrtpKeys>,
+    /// RTCP rides on the RTP port (rtcp-mux); else it goes to `remote_rtcp`.
+    pub rtcp_mux: bool,
+    pub remote_rtcp: Option<SocketAddr>,
     /// The peer's telephone-event payload type (RFC 4733), if it takes them.
     pub telephone_event: Option<u8>,
     /// We send audio (not on hold, not inactive).
@@ -98,10 +102,10 @@ pub(super) struct MediaLinks {
 }
 
 /// Starts the media task on `socket`; it idles until told where to send.
-pub(super) fn start(socket: UdpSocket, call_id: String, links: MediaLinks) -> MediaHandle {
+pub(super) fn start(socket: UdpSocket, rtcp_socket: UdpSocket, call_id: String, links: MediaLinks) -> MediaHandle {
     let (control, rx) = watch::channel(MediaControl::default());
     let (dtmf, dtmf_rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(run(socket, rx, dtmf_rx, links, call_id));
+    tokio::spawn(run(Sockets { rtp: socket, rtcp: rtcp_socket }, rx, dtmf_rx, links, call_id));
     MediaHandle { control, dtmf }
 }
 
@@ -135,14 +139,25 @@ struct Devices {
     stalled_since: Option<Instant>,
 }
 
+/// A call's RTP socket, and its RTCP socket for a peer without rtcp-mux.
+struct Sockets {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
 async fn run(
-    socket: UdpSocket,
+    sockets: Sockets,
     mut control: watch::Receiver<MediaControl>,
     mut dtmf_in: tokio::sync::mpsc::Receiver<Tones>,
     links: MediaLinks,
     call_id: String,
 ) {
     let MediaLinks { events, mut present } = links;
+    let Sockets { rtp: socket, rtcp: rtcp_socket } = sockets;
+    let mut rtcp_buf = vec![0u8; agent_helper_media::rtcp::MAX_RTCP + 1];
+    // Where the peer's RTCP comes from (comedia, as for RTP).
+    let mut learned_rtcp: Option<SocketAddr> = None;
+    let mut malformed_rtcp = 0u64;
     let mut dtmf = Dtmf::default();
     let mut ctl = control.borrow().clone();
     let mut buf = vec![0u8; rtp::MAX_PACKET + 1];
@@ -153,7 +168,10 @@ async fn run(
     let ssrc = rand_u32();
     let mut sender = RtpSender::new(ssrc, 0, rand_u32() as u16, rand_u32());
     let mut learned: Option<SocketAddr> = None;
+    let mut remote_ssrc = 0u32;
     let mut srtp = Srtp::default();
+    // RFC 7022: a random CNAME, the same for the whole call.
+    let mut reports = Rtcp::new(ssrc, &format!("{:08x}{:08x}@agent-helper", rand_u32(), rand_u32()));
     let mut devices = Devices::default();
     let mut opening: Option<Opening> = None;
     let mut recheck: Option<tokio::task::JoinHandle<Vec<String>>> = None;
@@ -219,6 +237,12 @@ async fn run(
                     c.mark_failed();
                 }
             }
+            received = rtcp_socket.recv_from(&mut rtcp_buf) => {
+                let Ok((n, from)) = received else { continue };
+                if take_rtcp(&mut reports, &mut srtp, &rtcp_buf[..n], &mut malformed_rtcp) {
+                    learned_rtcp = Some(from);
+                }
+            }
             Some(t) = dtmf_in.recv() => {
                 dtmf.queue.extend(t.tones.chars());
                 dtmf.length = (t.duration.as_millis() as u32) * EVENT_RATE / 1000;
@@ -227,6 +251,8 @@ async fn run(
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = received else { continue };
                 if rtp::classify(&buf[..n]) == Kind::Rtcp {
+                    // rtcp-mux: the peer's reports on the RTP port.
+                    take_rtcp(&mut reports, &mut srtp, &buf[..n], &mut malformed_rtcp);
                     continue;
                 }
                 let opened;
@@ -241,6 +267,7 @@ async fn run(
                 match rtp::parse(datagram) {
                     Ok(p) if p.payload_type == ctl.payload_type && codec.is_some() => {
                         counters.packet(p.sequence);
+                        remote_ssrc = p.ssrc;
                         learned = Some(from);
                         let samples = codec.as_ref().and_then(|c| c.samples_in(&p.payload)).unwrap_or(0);
                         jitter.push(Instant::now(), p.timestamp, samples, p.payload.to_vec());
@@ -326,7 +353,30 @@ async fn run(
                 }
                 if now >= next_report {
                     next_report = now + REPORT_EVERY;
-                    let stats = quality(&call_id, &ctl, c.rtp_clock(), &mut counters, &jitter, sender.packets_sent);
+                    let (fraction, lost_ratio) = counters.fraction_lost_since_last();
+                    // RTCP every report interval (RFC 3550 §6.2: 5 s for a two-party call).
+                    let sent = (sender.packets_sent > 0).then(|| rtcp::Sent {
+                        packets: sender.packets_sent as u32,
+                        octets: sender.octets_sent as u32,
+                        rtp_timestamp: sender.timestamp(),
+                    });
+                    let heard = (counters.received() > 0).then(|| rtcp::Received {
+                        ssrc: remote_ssrc,
+                        fraction_lost: fraction,
+                        total_lost: counters.lost() as u32,
+                        extended_highest: counters.extended_highest(),
+                        jitter: jitter.jitter() as u32,
+                    });
+                    let report = reports.report(now, std::time::SystemTime::now(), sent, heard);
+                    let (via, to) = if ctl.rtcp_mux {
+                        (&socket, learned.or(ctl.remote))
+                    } else {
+                        (&rtcp_socket, learned_rtcp.or(ctl.remote_rtcp))
+                    };
+                    if let (Some(to), Some(sealed)) = (to, srtp.seal_rtcp(report)) {
+                        let _ = via.send_to(&sealed, to).await;
+                    }
+                    let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
                     let _ = events.try_send(MediaEvent::Quality(stats));
                 }
                 // Microphone: every 20 ms of it becomes a packet.
@@ -389,6 +439,9 @@ async fn run(
         duplicates = stats.duplicates,
         malformed = dropped,
         srtp_rejected = srtp.rejected,
+        rtcp_reports = reports.reports_received(),
+        malformed_rtcp,
+        rtt_ms = reports.rtt().map(|d| d.as_millis() as u64),
         other_payload = other_pt,
         sent = sender.packets_sent,
         "call media summary"
@@ -441,6 +494,14 @@ impl Srtp {
         }
     }
 
+    fn seal_rtcp(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        match &mut self.session {
+            _ if self.broken => None,
+            Some(s) => s.protect_rtcp(&packet).ok(),
+            None => Some(packet),
+        }
+    }
+
     fn open(&mut self, datagram: &[u8]) -> Opened {
         match &mut self.session {
             _ if self.broken => Opened::Rejected,
@@ -457,21 +518,26 @@ impl Srtp {
 }
 
 /// The call's voice quality now: counters, jitter, and the E-model with a
-/// delay of the jitter buffer plus a frame each way of packetisation.
+/// delay of the jitter buffer plus a frame each way of packetisation, plus
+/// half the RTCP round trip once it is known.
+#[allow(clippy::too_many_arguments)]
 fn quality(
     call_id: &str,
     ctl: &MediaControl,
     // The RTP clock (what SDP names the codec by, and jitter is counted in).
     rate: u32,
-    counters: &mut ReceiveCounters,
+    lost_ratio: f64,
+    counters: &ReceiveCounters,
     jitter: &JitterBuffer,
-    sent: u64,
+    sender: &RtpSender,
+    reports: &Rtcp,
 ) -> agent_helper_protocol::methods::CallStats {
-    let (_, lost_ratio) = counters.fraction_lost_since_last();
     let s = jitter.stats();
     let buffer_ms = jitter.target().as_secs_f64() * 1000.0;
     let loss_percent = lost_ratio * 100.0;
-    let r = agent_helper_media::quality::r_factor(&ctl.codec, buffer_ms + 40.0, loss_percent, 1.0);
+    let rtt_ms = reports.rtt().map(|d| d.as_secs_f64() * 1000.0);
+    let delay = buffer_ms + 40.0 + rtt_ms.unwrap_or(0.0) / 2.0;
+    let r = agent_helper_media::quality::r_factor(&ctl.codec, delay, loss_percent, 1.0);
     agent_helper_protocol::methods::CallStats {
         call_id: call_id.to_owned(),
         codec: format!("{}/{rate}", ctl.codec),
@@ -483,9 +549,39 @@ fn quality(
         concealed: s.concealed,
         late: s.late,
         duplicates: s.duplicates,
-        packets_sent: sent,
+        packets_sent: sender.packets_sent,
+        rtt_ms: rtt_ms.map(|v| (v * 10.0).round() / 10.0),
+        remote_loss_percent: reports.peer_view().map(|v| (v.fraction_lost * 1000.0).round() / 10.0),
         r_factor: (r * 10.0).round() / 10.0,
         mos: (agent_helper_media::quality::mos(r) * 100.0).round() / 100.0,
+    }
+}
+
+/// An RTCP datagram from the peer (decrypted first on an SRTP call);
+/// `true` when it was a report we could read.
+fn take_rtcp(reports: &mut Rtcp, srtp: &mut Srtp, datagram: &[u8], malformed: &mut u64) -> bool {
+    let plain;
+    let packet = match &mut srtp.session {
+        Some(s) => match s.unprotect_rtcp(datagram) {
+            Ok(p) => {
+                plain = p;
+                &plain[..]
+            }
+            Err(_) => {
+                srtp.rejected += 1;
+                return false;
+            }
+        },
+        None if srtp.broken => return false,
+        None => datagram,
+    };
+    match reports.receive(Instant::now(), std::time::SystemTime::now(), packet) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, len = packet.len(), head = ?&packet[..packet.len().min(16)], "unreadable RTCP");
+            *malformed += 1;
+            false
+        }
     }
 }
 
