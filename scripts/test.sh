@@ -9,4 +9,10 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --tests --locked
 # dbus-daemon warns when it cannot raise its fd limit in containers; harmless.
-exec dbus-run-session -- scripts/with-keyring.sh cargo test --workspace --locked --no-fail-fast "$@"
+dbus-run-session -- scripts/with-keyring.sh cargo test --workspace --locked --no-fail-fast "$@"
+# The optional G.729 build (feature g729, libbcg729): its codec and a call.
+if [[ $# -eq 0 ]]; then
+  cargo clippy -p agent-helper --features g729 --all-targets --locked -- -D warnings
+  dbus-run-session -- cargo test --locked -p agent-helper-media --features g729 --lib codec
+  dbus-run-session -- cargo test --locked -p agent-helper --features g729 --test g729
+fi

@@ -76,6 +76,10 @@ impl Baresip {
         panic!("baresip {user} did not start (4 attempts)");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The WAV baresip's sndfile module wrote what it decoded into (complete
     /// once the call ended).
     pub fn heard(&self) -> std::path::PathBuf {

@@ -1,65 +1,88 @@
-use agent_helper_media::codec::Codec;
+//! Offline loss concealment, for the figures in docs/benchmarks.md: speech
+//! (raw 16-bit mono PCM at the codec's rate) is encoded, a random share of
+//! its 20 ms packets is dropped, and it is decoded twice: with our
+//! concealment (`<out>_plc.raw`, bridging into the next packet when it is
+//! not lost too) and with silence for each lost packet (`<out>_zero.raw`).
+//! Score both against the input with PESQ.
+//!
+//! ```sh
+//! cargo run -p agent-helper-media --example conceal -- speech8.raw /tmp/out 5 pcmu 1
+//! ```
+//!
+//! `raw16` instead of a codec runs the concealment on uncoded 16 kHz PCM.
+
 use std::io::{Read, Write};
+
+use agent_helper_media::codec::Codec;
+use agent_helper_media::plc::Concealer;
+
 fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    let mut r = vec![];
-    std::fs::File::open(&a[1]).unwrap().read_to_end(&mut r).unwrap();
-    let pcm: Vec<i16> = r.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
-    let loss: u64 = a[3].parse().unwrap();
-    let mut enc = Codec::for_name(if a[4] == "raw16" { "g722" } else { &a[4] }).unwrap();
-    let frame = enc.frame();
-    let pk: Vec<Vec<u8>> = pcm
-        .chunks_exact(frame)
-        .map(|f| {
-            let mut o = vec![];
-            enc.encode(f, &mut o);
-            o
-        })
-        .collect();
-    let mut seed: u64 = a[5].parse().unwrap();
-    let lost: Vec<bool> = (0..pk.len())
-        .map(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) % 100 < loss
-        })
-        .collect();
-    if a[4] == "raw16" {
-        let mut plc = agent_helper_media::plc::Concealer::new(16000);
-        let mut f = std::fs::File::create(format!("{}_plc.raw", a[2])).unwrap();
-        for (k, chunk) in pcm.chunks_exact(320).enumerate() {
-            let mut out = chunk.to_vec();
-            if lost[k] {
-                plc.conceal(&mut out)
-            } else {
-                plc.good(&mut out)
-            }
-            for s in &out {
-                f.write_all(&s.to_le_bytes()).unwrap();
-            }
+    let args: Vec<String> = std::env::args().collect();
+    let [_, input, out, percent, codec, seed] = &args[..] else {
+        eprintln!("usage: conceal INPUT.raw OUT_PREFIX LOSS_PERCENT CODEC|raw16 SEED");
+        std::process::exit(2);
+    };
+    let mut bytes = vec![];
+    std::fs::File::open(input).and_then(|mut f| f.read_to_end(&mut bytes)).expect("read the input");
+    let pcm: Vec<i16> = bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+    let percent: u64 = percent.parse().expect("a loss percentage");
+    // A fixed linear congruential generator: the same pattern for the same seed.
+    let mut state: u64 = seed.parse().expect("a seed");
+    let mut lost = || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % 100 < percent
+    };
+    let write = |name: &str, samples: &[i16]| {
+        let mut f = std::fs::File::create(format!("{out}_{name}.raw")).expect("create the output");
+        for s in samples {
+            f.write_all(&s.to_le_bytes()).expect("write the output");
         }
-        std::fs::copy(format!("{}_plc.raw", a[2]), format!("{}_zero.raw", a[2])).unwrap();
+    };
+
+    if codec == "raw16" {
+        let losses: Vec<bool> = pcm.chunks_exact(320).map(|_| lost()).collect();
+        let mut plc = Concealer::new(16_000);
+        let mut played = vec![];
+        for (chunk, &lost) in pcm.chunks_exact(320).zip(&losses) {
+            let mut frame = chunk.to_vec();
+            if lost {
+                plc.conceal(&mut frame)
+            } else {
+                plc.good(&mut frame)
+            }
+            played.extend(frame);
+        }
+        write("plc", &played);
         return;
     }
-    for mode in ["plc", "zero"] {
-        let mut c = Codec::for_name(&a[4]).unwrap();
-        let mut f = std::fs::File::create(format!("{}_{mode}.raw", a[2])).unwrap();
-        let mut out = vec![];
-        for k in 0..pk.len() {
-            if lost[k] {
-                if mode == "plc" {
-                    let nx = (k + 1 < pk.len() && !lost[k + 1]).then(|| pk[k + 1].as_slice());
-                    c.conceal(nx, frame, &mut out)
-                } else {
-                    out.clear();
-                    out.resize(frame, 0)
-                }
+
+    let mut encoder = Codec::for_name(codec).expect("a codec we have");
+    let frame = encoder.frame();
+    let packets: Vec<Vec<u8>> = pcm
+        .chunks_exact(frame)
+        .map(|f| {
+            let mut p = vec![];
+            encoder.encode(f, &mut p);
+            p
+        })
+        .collect();
+    let losses: Vec<bool> = packets.iter().map(|_| lost()).collect();
+    for concealed in [true, false] {
+        let mut decoder = Codec::for_name(codec).expect("a codec we have");
+        let (mut played, mut out_frame) = (vec![], vec![]);
+        for (k, packet) in packets.iter().enumerate() {
+            if !losses[k] {
+                decoder.decode(packet, &mut out_frame);
+            } else if concealed {
+                let next = packets.get(k + 1).filter(|_| !losses.get(k + 1).copied().unwrap_or(true));
+                decoder.conceal(next.map(Vec::as_slice), frame, &mut out_frame);
             } else {
-                c.decode(&pk[k], &mut out)
+                out_frame.clear();
+                out_frame.resize(frame, 0);
             }
-            for s in &out {
-                f.write_all(&s.to_le_bytes()).unwrap();
-            }
+            played.extend_from_slice(&out_frame);
         }
+        write(if concealed { "plc" } else { "zero" }, &played);
     }
-    eprintln!("{} of {} lost", lost.iter().filter(|x| **x).count(), pk.len());
+    eprintln!("{} of {} packets lost", losses.iter().filter(|l| **l).count(), packets.len());
 }

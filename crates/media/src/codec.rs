@@ -19,6 +19,9 @@ use crate::plc::Concealer;
 
 /// The largest Opus packet we produce or accept (RFC 6716: 1275 bytes per frame).
 const MAX_OPUS_PACKET: usize = 1500;
+/// G.729 frames read from one packet at most (100 ms).
+#[cfg(feature = "g729")]
+const MAX_G729_FRAMES: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -29,9 +32,25 @@ pub enum CodecError {
 }
 
 pub enum Codec {
-    G711 { law: Law, plc: Concealer, next_pcm: Vec<i16> },
-    G722 { encoder: Box<G722Encoder>, decoder: Box<G722Decoder>, plc: Concealer },
-    Opus { encoder: Box<opus::Encoder>, decoder: Box<opus::Decoder> },
+    G711 {
+        law: Law,
+        plc: Concealer,
+        next_pcm: Vec<i16>,
+    },
+    G722 {
+        encoder: Box<G722Encoder>,
+        decoder: Box<G722Decoder>,
+        plc: Concealer,
+    },
+    #[cfg(feature = "g729")]
+    G729 {
+        encoder: crate::g729::Encoder,
+        decoder: crate::g729::Decoder,
+    },
+    Opus {
+        encoder: Box<opus::Encoder>,
+        decoder: Box<opus::Decoder>,
+    },
 }
 
 impl Codec {
@@ -45,6 +64,11 @@ impl Codec {
                 decoder: Box::new(G722Decoder::new()),
                 plc: Concealer::new(16_000),
             }),
+            #[cfg(feature = "g729")]
+            "g729" => match (crate::g729::Encoder::new(), crate::g729::Decoder::new()) {
+                (Some(encoder), Some(decoder)) => Ok(Codec::G729 { encoder, decoder }),
+                _ => Err(CodecError::Unsupported("G729 (libbcg729 failed to start)".into())),
+            },
             "opus" => {
                 let e = |e: opus::Error| CodecError::Opus(e.to_string());
                 let mut encoder =
@@ -67,6 +91,8 @@ impl Codec {
     pub fn rate(&self) -> u32 {
         match self {
             Codec::G711 { .. } => 8000,
+            #[cfg(feature = "g729")]
+            Codec::G729 { .. } => 8000,
             Codec::G722 { .. } => 16_000,
             Codec::Opus { .. } => 48_000,
         }
@@ -94,6 +120,17 @@ impl Codec {
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
         match self {
             Codec::G711 { law, .. } => law.encode(pcm, out),
+            #[cfg(feature = "g729")]
+            Codec::G729 { encoder, .. } => {
+                use crate::g729::{FRAME_BYTES, FRAME_SAMPLES};
+                for chunk in pcm.chunks_exact(FRAME_SAMPLES) {
+                    let mut bytes = [0u8; FRAME_BYTES];
+                    if let Ok(frame) = <&[i16; FRAME_SAMPLES]>::try_from(chunk) {
+                        encoder.encode(frame, &mut bytes);
+                        out.extend_from_slice(&bytes);
+                    }
+                }
+            }
             Codec::G722 { encoder, .. } => {
                 let start = out.len();
                 out.resize(start + encoder.max_encode_bytes(pcm.len()), 0);
@@ -117,6 +154,16 @@ impl Codec {
             Codec::G711 { law, plc, .. } => {
                 law.decode(payload, pcm);
                 plc.good(pcm);
+            }
+            #[cfg(feature = "g729")]
+            Codec::G729 { decoder, .. } => {
+                use crate::g729::{FRAME_BYTES, FRAME_SAMPLES};
+                // 10-byte frames; a 2-byte SID (Annex B) or a ragged tail is not audio we take.
+                for chunk in payload.chunks_exact(FRAME_BYTES).take(MAX_G729_FRAMES) {
+                    let mut frame = [0i16; FRAME_SAMPLES];
+                    decoder.decode(<&[u8; FRAME_BYTES]>::try_from(chunk).ok(), &mut frame);
+                    pcm.extend_from_slice(&frame);
+                }
             }
             Codec::G722 { decoder, plc, .. } => {
                 pcm.resize(decoder.max_decode_samples(payload.len()), 0);
@@ -152,6 +199,15 @@ impl Codec {
                 plc.conceal_before(pcm, next.map(|_| next_pcm.as_slice()));
             }
             Codec::G722 { plc, .. } => plc.conceal(pcm),
+            #[cfg(feature = "g729")]
+            Codec::G729 { decoder, .. } => {
+                use crate::g729::FRAME_SAMPLES;
+                for chunk in pcm.chunks_exact_mut(FRAME_SAMPLES) {
+                    let mut frame = [0i16; FRAME_SAMPLES];
+                    decoder.decode(None, &mut frame);
+                    chunk.copy_from_slice(&frame);
+                }
+            }
             Codec::Opus { decoder, .. } => {
                 let rebuilt = match next {
                     Some(p) => decoder.decode(p, pcm, true),
@@ -170,6 +226,11 @@ impl Codec {
         match self {
             // One byte per 8 kHz tick: G.711's sample, G.722's two codes at 64 kbit/s.
             Codec::G711 { .. } | Codec::G722 { .. } => Some(payload.len() as u32),
+            #[cfg(feature = "g729")]
+            Codec::G729 { .. } => {
+                let frames = (payload.len() / crate::g729::FRAME_BYTES).min(MAX_G729_FRAMES);
+                (frames > 0).then_some((frames * crate::g729::FRAME_SAMPLES) as u32)
+            }
             Codec::Opus { .. } => opus::packet::get_nb_samples(payload, 48_000).ok().map(|n| n as u32),
         }
     }
@@ -245,6 +306,30 @@ mod tests {
         assert_eq!(pcm.len(), 320);
     }
 
+    #[cfg(feature = "g729")]
+    #[test]
+    fn g729_round_trips_a_tone_in_two_frames_per_packet_and_conceals() {
+        let mut tx = Codec::for_name("G729").unwrap();
+        let mut rx = Codec::for_name("g729").unwrap();
+        assert_eq!((tx.rate(), tx.rtp_clock(), tx.frame(), tx.frame_ticks()), (8000, 8000, 160, 160));
+        let (mut pcm, mut energy) = (vec![], 0.0);
+        for k in 0..25 {
+            let mut p = vec![];
+            tx.encode(&tone(8000, 160, k * 160), &mut p);
+            assert_eq!((p.len(), rx.samples_in(&p)), (20, Some(160)));
+            rx.decode(&p, &mut pcm);
+            assert_eq!(pcm.len(), 160);
+            if k >= 5 {
+                energy += pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
+            }
+        }
+        let rms = (energy / (20.0 * 160.0)).sqrt();
+        assert!(rms > 2000.0, "the tone comes through: rms {rms}");
+        rx.conceal(None, 160, &mut pcm);
+        assert_eq!(pcm.len(), 160);
+        assert_eq!(rx.samples_in(&[0; 2]), None, "an SID frame is not audio here");
+    }
+
     #[test]
     fn g711_through_the_same_face() {
         let mut c = Codec::for_name("PCMA").unwrap();
@@ -257,6 +342,8 @@ mod tests {
         assert_eq!(pcm.len(), 160);
         c.conceal(None, 160, &mut pcm);
         assert_eq!(pcm.len(), 160);
-        assert!(matches!(Codec::for_name("G729"), Err(CodecError::Unsupported(_))));
+        assert!(matches!(Codec::for_name("G723"), Err(CodecError::Unsupported(_))));
+        #[cfg(not(feature = "g729"))]
+        assert!(matches!(Codec::for_name("G729"), Err(CodecError::Unsupported(_))), "only with the g729 feature");
     }
 }

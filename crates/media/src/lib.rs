@@ -5,7 +5,7 @@
 //!
 //! - [`rtp`]: RTP packets from the network, checked and bounded before use.
 //! - [`codec`]: G.711 and Opus behind one face (frames in, payloads out, concealment).
-//! - [`g711`]: G.711 µ-law and A-law.
+//! - [`g711`]: G.711 µ-law and A-law; `g729` (feature `g729`): G.729 Annex A via libbcg729.
 //! - [`dtmf`]: RFC 4733 telephone-events, sent and read.
 //! - [`plc`]: loss concealment for codecs without their own (G.711 Appendix I style).
 //! - [`jitter`]: an adaptive jitter buffer: reordering, duplicates, late packets.
@@ -16,6 +16,8 @@
 pub mod codec;
 pub mod dtmf;
 pub mod g711;
+#[cfg(feature = "g729")]
+pub mod g729;
 pub mod jitter;
 pub mod plc;
 pub mod quality;

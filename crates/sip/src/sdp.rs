@@ -264,6 +264,10 @@ fn session_text(
         if c.name.eq_ignore_ascii_case("opus") {
             s.push_str(&format!("a=fmtp:{} stereo=0;sprop-stereo=0;useinbandfec=1\r\n", c.payload_type));
         }
+        // No Annex B (VAD/comfort noise): its absence would mean yes (RFC 4856).
+        if c.name.eq_ignore_ascii_case("G729") {
+            s.push_str(&format!("a=fmtp:{} annexb=no\r\n", c.payload_type));
+        }
     }
     if let Some(t) = te {
         s.push_str(&format!("a=rtpmap:{t} telephone-event/8000\r\na=fmtp:{t} 0-16\r\n"));

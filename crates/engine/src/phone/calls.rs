@@ -22,13 +22,13 @@ pub(super) fn audio_codecs(config: &Config) -> Vec<AudioCodec> {
         .codecs
         .allow
         .iter()
-        .filter_map(|c| match c {
-            Codec::Opus => Some(AudioCodec::new(111, "opus", 48000, 2)),
-            Codec::G722 => Some(AudioCodec::new(9, "G722", 8000, 1)),
-            Codec::Pcmu => Some(AudioCodec::new(0, "PCMU", 8000, 1)),
-            Codec::Pcma => Some(AudioCodec::new(8, "PCMA", 8000, 1)),
-            // Offered only by builds with the g729 feature (issue 4).
-            Codec::G729 => None,
+        .map(|c| match c {
+            Codec::Opus => AudioCodec::new(111, "opus", 48000, 2),
+            Codec::G722 => AudioCodec::new(9, "G722", 8000, 1),
+            Codec::Pcmu => AudioCodec::new(0, "PCMU", 8000, 1),
+            Codec::Pcma => AudioCodec::new(8, "PCMA", 8000, 1),
+            // Only builds with the g729 feature play it (libbcg729 is GPL-3).
+            Codec::G729 => AudioCodec::new(18, "G729", 8000, 1),
         })
         // Only what the media engine can play and record is offered.
         .filter(|c| super::media::SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(&c.name)))

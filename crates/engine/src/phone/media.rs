@@ -25,7 +25,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 /// The codecs the media engine plays and records today; only these are offered.
+#[cfg(not(feature = "g729"))]
 pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA"];
+#[cfg(feature = "g729")]
+pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 
 /// How much audio the speaker's ring holds ahead of the sound card.
 const PLAYOUT_FILL: Duration = Duration::from_millis(60);

@@ -1,0 +1,300 @@
+//! The voice benchmark (issue 4), side by side with baresip in one run:
+//! PESQ both ways for G.711, G.722 and Opus, clean and at 5 % and 10 %
+//! random loss, helper ↔ baresip against baresip ↔ baresip; CPU per call
+//! and peak RSS of the helper beside baresip's; and the mouth-to-ear latency
+//! the helper adds, helper → helper.
+//!
+//! Not part of the suite (it takes a quarter of an hour and measures the
+//! machine as much as the code): `scripts/bench-voice.sh`, which builds
+//! release and writes the table to `target/voice-benchmark.md`.
+#![cfg(unix)]
+
+mod support;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::json;
+use support::pulse::Pulse;
+use support::*;
+
+const PASSWORD: &str = "kam-secret-7";
+const HEADSET: &str = "speaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
+
+/// CPU time (user + system) of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
+    field(11) + field(12)
+}
+
+/// Peak resident set size, MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// CPU of a process over an interval, in % of one core.
+struct CpuWatch {
+    pid: u32,
+    ticks: u64,
+    at: Instant,
+}
+
+impl CpuWatch {
+    fn start(pid: u32) -> CpuWatch {
+        CpuWatch { pid, ticks: cpu_ticks(pid), at: Instant::now() }
+    }
+
+    fn percent(&self) -> f64 {
+        let ticks = cpu_ticks(self.pid).saturating_sub(self.ticks) as f64;
+        ticks / 100.0 / self.at.elapsed().as_secs_f64() * 100.0
+    }
+}
+
+fn registered(
+    pulse: &Pulse,
+    k: &support::kamailio::Kamailio,
+    dir: &Path,
+    user: &str,
+    codec: &str,
+    extra: &str,
+) -> (Helper, Conn) {
+    let config = format!(
+        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"{codec}\"]\n{extra}",
+        k.port
+    );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let helper = Start::new(dir).env("PULSE_SERVER", pulse.server.clone()).spawn().expect("helper starts");
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": user, "password": PASSWORD}));
+    while conn.event("registration-changed")["state"] != "registered" {}
+    (helper, conn)
+}
+
+struct Codec {
+    name: &'static str,
+    baresip: &'static str,
+    wideband: bool,
+}
+
+const CODECS: [Codec; 3] = [
+    Codec { name: "pcmu", baresip: "PCMU", wideband: false },
+    Codec { name: "g722", baresip: "G722", wideband: true },
+    Codec { name: "opus", baresip: "opus/48000/2", wideband: true },
+];
+
+fn source<'a>(speech: &'a support::speech::Speech, codec: &Codec) -> &'a Path {
+    match codec.name {
+        "opus" => &speech.padded48s,
+        "g722" => &speech.padded16,
+        _ => &speech.padded8,
+    }
+}
+
+fn loss(percent: u32, ports: (u16, u16)) -> Option<support::netloss::Loss> {
+    (percent > 0).then(|| support::netloss::Loss::random(percent, ports.0, ports.1))
+}
+
+struct Row {
+    helper_heard: f64,
+    baresip_heard_helper: f64,
+    helper_cpu: f64,
+    baresip_cpu: f64,
+    helper_rss: f64,
+}
+
+/// One helper ↔ baresip call with speech both ways.
+fn helper_and_baresip(codec: &Codec, percent: u32) -> Row {
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let speech = support::speech::Speech::make();
+    let dir = tempfile::tempdir().unwrap();
+    let (helper, mut conn) = registered(&pulse, &k, dir.path(), "agent1", codec.name, &format!("[audio]\n{HEADSET}"));
+    let mut bob = support::baresip::Baresip::start_with(
+        "bob",
+        k.port,
+        PASSWORD,
+        true,
+        Some(source(&speech, codec)),
+        codec.baresip,
+        "",
+    );
+    let _loss = loss(percent, bob.rtp_ports);
+    let rate = if codec.wideband { 16000 } else { 8000 };
+    let played = dir.path().join("played.wav");
+    let recorder = pulse.record("headset.monitor", rate, &played);
+    conn.request("call", json!({"target": "bob"}));
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    let (helper_cpu, bob_cpu) = (CpuWatch::start(helper.pid()), CpuWatch::start(bob.pid()));
+    let mut talk = pulse.play(if codec.wideband { &speech.spoken16 } else { &speech.spoken8 }, "micfeed");
+    wait_until("the agent finished speaking", || talk.try_wait().ok().flatten().is_some());
+    let (helper_cpu, baresip_cpu) = (helper_cpu.percent(), bob_cpu.percent());
+    let helper_rss = peak_rss_mib(helper.pid());
+    conn.request("endCall", json!({}));
+    conn.event("call-ended");
+    bob.wait_event("CALL_CLOSED");
+    let played = recorder.stop();
+    let (reference, mode) = if codec.wideband { (&speech.reference16, "wb") } else { (&speech.reference8, "nb") };
+    Row {
+        helper_heard: support::speech::pesq(reference, &played, mode),
+        baresip_heard_helper: support::speech::pesq(reference, &bob.heard(), mode),
+        helper_cpu,
+        baresip_cpu,
+        helper_rss,
+    }
+}
+
+/// The reference: baresip calls baresip with the same speech both ways.
+fn baresip_and_baresip(codec: &Codec, percent: u32) -> (f64, f64) {
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let speech = support::speech::Speech::make();
+    let src = source(&speech, codec);
+    let mut alice =
+        support::baresip::Baresip::start_with("alice", k.port, PASSWORD, false, Some(src), codec.baresip, "");
+    let mut bob = support::baresip::Baresip::start_with("bob", k.port, PASSWORD, true, Some(src), codec.baresip, "");
+    let _loss = loss(percent, bob.rtp_ports);
+    alice.command("dial", "sip:bob@127.0.0.1");
+    alice.wait_event("CALL_ESTABLISHED");
+    bob.wait_event("CALL_ESTABLISHED");
+    // Both files start 1 s into the call: the speech is over when bob's
+    // recording holds 1.5 s more than it.
+    let bytes_per_second = if codec.wideband { 16000.0 * 2.0 } else { 8000.0 * 2.0 };
+    let needed = ((speech.seconds() + 2.5) * bytes_per_second) as u64;
+    let heard_len = |b: &support::baresip::Baresip| {
+        std::fs::read_dir(b.log.parent().unwrap())
+            .ok()
+            .and_then(|d| d.filter_map(|e| e.ok()).find(|e| e.path().to_string_lossy().ends_with("-dec.wav")))
+            .and_then(|e| e.metadata().ok())
+            .map_or(0, |m| m.len())
+    };
+    wait_until("both baresips heard the speech", || heard_len(&bob) >= needed && heard_len(&alice) >= needed);
+    alice.command("hangup", "");
+    alice.wait_event("CALL_CLOSED");
+    bob.wait_event("CALL_CLOSED");
+    let (reference, mode) = if codec.wideband { (&speech.reference16, "wb") } else { (&speech.reference8, "nb") };
+    (support::speech::pesq(reference, &alice.heard(), mode), support::speech::pesq(reference, &bob.heard(), mode))
+}
+
+/// Seconds from the start of `recording` to where `reference` best matches,
+/// searched in `[from, to)` seconds (cross-correlation).
+fn offset(reference: &Path, recording: &Path, from: f64, to: f64) -> f64 {
+    let script = r#"
+import sys, numpy as np, soundfile as sf
+from scipy.signal import correlate
+ref, rs = sf.read(sys.argv[1]); rec, fs = sf.read(sys.argv[2])
+assert rs == fs, (rs, fs)
+lo, hi = int(float(sys.argv[3]) * fs), int(float(sys.argv[4]) * fs)
+seg = rec[lo:hi + len(ref)]
+c = correlate(seg, ref, mode='valid', method='fft')
+print((lo + int(np.argmax(c))) / fs)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(reference)
+        .arg(recording)
+        .arg(from.to_string())
+        .arg(to.to_string())
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Mouth-to-ear through two helpers: the speech is played straight onto the
+/// headset (the recording's own delay), then into agent 1's microphone while
+/// agent 2 (auto-answering) plays the call on that headset. The difference
+/// of the two offsets, less the time between the two plays, is what the two
+/// helpers and the network add.
+fn helper_to_helper_latency_ms(codec: &Codec) -> f64 {
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let speech = support::speech::Speech::make();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = "[audio]\nspeaker = \"pulseaudio:speaker2\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
+    let two = format!("[calls]\nauto_answer = true\n[audio]\n{HEADSET}");
+    let (_h1, mut c1) = registered(&pulse, &k, d1.path(), "agent1", codec.name, one);
+    let (_h2, mut c2) = registered(&pulse, &k, d2.path(), "agent2", codec.name, &two);
+    let rate = if codec.wideband { 16000 } else { 8000 };
+    let reference = if codec.wideband { &speech.reference16 } else { &speech.reference8 };
+    let recording = d1.path().join("heard.wav");
+    let recorder = pulse.record("headset.monitor", rate, &recording);
+    let t0 = Instant::now();
+    let mut direct = pulse.play(reference, "headset");
+    wait_until("the direct play", || direct.try_wait().ok().flatten().is_some());
+    c1.request("call", json!({"target": "agent2"}));
+    c1.event("call-confirmed");
+    c2.event("call-confirmed");
+    // Audio has flowed (devices open, jitter buffer settled) by the first report.
+    c2.event("quality-report");
+    let t1 = Instant::now();
+    let mut talk = pulse.play(reference, "micfeed");
+    wait_until("agent 1 finished speaking", || talk.try_wait().ok().flatten().is_some());
+    // The recording must reach past the speech's arrival (half a second of margin).
+    let between = t1.duration_since(t0).as_secs_f64();
+    let spoken = speech.seconds();
+    wait_until("the call's audio recorded", || {
+        let bytes = std::fs::metadata(&recording).map_or(0, |m| m.len()) as f64;
+        bytes / (f64::from(rate) * 2.0) > between + spoken + 0.5
+    });
+    c1.request("endCall", json!({}));
+    let recording = recorder.stop();
+    let first = offset(reference, &recording, 0.0, between - 0.5);
+    let second = offset(reference, &recording, between - 0.5, between + 3.0);
+    (second - first - between) * 1000.0
+}
+
+#[test]
+#[ignore = "a benchmark: scripts/bench-voice.sh"]
+fn voice_benchmark() {
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let mut table = String::from(
+        "| codec | loss | helper heard baresip | baresip heard helper | baresip ↔ baresip | helper CPU % | baresip CPU % | helper peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let range = |v: &[f64]| {
+        let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        if runs == 1 { format!("{lo:.2}") } else { format!("{lo:.2}–{hi:.2}") }
+    };
+    for codec in &CODECS {
+        for percent in [0, 5, 10] {
+            let rows: Vec<Row> = (0..runs).map(|_| helper_and_baresip(codec, percent)).collect();
+            let reference: Vec<(f64, f64)> = (0..runs).map(|_| baresip_and_baresip(codec, percent)).collect();
+            let pick = |f: fn(&Row) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+            let refs: Vec<f64> = reference.iter().flat_map(|(a, b)| [*a, *b]).collect();
+            let line = format!(
+                "| {} | {percent} % | {} | {} | {} | {} | {} | {} |\n",
+                codec.baresip,
+                range(&pick(|r| r.helper_heard)),
+                range(&pick(|r| r.baresip_heard_helper)),
+                range(&refs),
+                range(&pick(|r| r.helper_cpu)),
+                range(&pick(|r| r.baresip_cpu)),
+                range(&pick(|r| r.helper_rss)),
+            );
+            eprint!("{line}");
+            table.push_str(&line);
+        }
+    }
+    table.push_str("\n| codec | helper → helper added latency, ms |\n|---|---|\n");
+    for codec in CODECS.iter().filter(|c| c.name != "g722") {
+        let ms: Vec<f64> = (0..runs).map(|_| helper_to_helper_latency_ms(codec)).collect();
+        let line = format!("| {} | {} |\n", codec.baresip, range(&ms));
+        eprint!("{line}");
+        table.push_str(&line);
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/voice-benchmark.md");
+    std::fs::write(&out, &table).unwrap();
+    eprintln!("{table}\nwritten to {}", out.display());
+}
