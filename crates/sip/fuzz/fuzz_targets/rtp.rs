@@ -1,18 +1,21 @@
 //! One datagram on a call's media port: RTP/RTCP demultiplexing, RTP parsing
 //! with its length checks, telephone-events, and the jitter buffer fed with
 //! whatever timestamps and lengths the packet claims; the same datagram as
-//! SRTP of every suite (it must fail authentication, never panic).
+//! SRTP of every suite (it must fail authentication, never panic), and as
+//! RTCP (a compound packet walked report by report).
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use agent_helper_media::dtmf::TelephoneEvent;
 use agent_helper_media::jitter::JitterBuffer;
+use agent_helper_media::rtcp::Rtcp;
 use agent_helper_media::rtp;
 use agent_helper_media::srtp::{Session, Suite};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let _ = Rtcp::new(1, "fuzz").receive(Instant::now(), std::time::SystemTime::now(), data);
     let _ = rtp::classify(data);
     let _ = TelephoneEvent::parse(data);
     if let Ok(p) = rtp::parse(data) {
