@@ -67,7 +67,7 @@ fn without_an_audio_system_list_devices_is_a_clear_error() {
     }
 }
 
-const PASSWORD: &str = "kam-secret-7";
+use support::agent::PASSWORD;
 
 /// A helper registered with `k` as agent1, offering `codec`; `audio` is the
 /// body of its `[audio]` section.
@@ -90,15 +90,7 @@ fn registered_with(
     audio: &str,
     sip: &str,
 ) -> (Helper, Conn) {
-    let config = format!(
-        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n{sip}[codecs]\nallow = [\"{codec}\"]\n[audio]\n{audio}",
-        k.port
-    );
-    let helper = helper_with_pulse(pulse, dir, &config);
-    let mut conn = helper.connect();
-    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
-    while conn.event("registration-changed")["state"] != "registered" {}
-    (helper, conn)
+    support::agent::registered(pulse, k, dir, "agent1", codec, sip, &format!("[audio]\n{audio}"))
 }
 
 /// The same with its audio on the rig's headset and microphone.
@@ -309,6 +301,33 @@ fn rtcp_gives_the_round_trip_time_and_the_peers_view_also_over_srtp() {
             summary.contains(" malformed_rtcp=0") && summary.contains(" srtp_rejected=0"),
             "{summary}\n{unreadable:?}"
         );
+    }
+}
+
+/// Two helpers, the called one answering at once (auto-answer): both carry
+/// audio. The answering side's media task used to miss the codec when the
+/// answer came before the task first ran, and the call stayed silent.
+#[test]
+fn an_auto_answered_call_between_two_helpers_carries_audio_both_ways() {
+    let _one = one_at_a_time();
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let audio = "[audio]\nspeaker = \"pulseaudio:speaker2\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
+    let (_h1, mut c1) = support::agent::registered(&pulse, &k, d1.path(), "agent1", "pcmu", "", audio);
+    let answering = format!("[calls]\nauto_answer = true\n[audio]\n{HEADSET}");
+    let (_h2, mut c2) = support::agent::registered(&pulse, &k, d2.path(), "agent2", "pcmu", "", &answering);
+    for _ in 0..3 {
+        c1.request("call", json!({"target": "agent2"}));
+        c1.event("call-confirmed");
+        c2.event("call-confirmed");
+        for c in [&mut c1, &mut c2] {
+            let report = c.event("quality-report");
+            assert!(report["packetsReceived"].as_u64().unwrap() > 100, "{report}");
+        }
+        c1.request("endCall", json!({}));
+        c1.event("call-ended");
+        c2.event("call-ended");
     }
 }
 

@@ -10,25 +10,16 @@ use serde_json::json;
 use support::pulse::Pulse;
 use support::*;
 
-const PASSWORD: &str = "kam-secret-7";
+use support::agent::PASSWORD;
 
 fn registered(
     pulse: &Pulse,
     k: &support::kamailio::Kamailio,
     dir: &std::path::Path,
     user: &str,
-    extra: &str,
+    rest: &str,
 ) -> (Helper, Conn) {
-    let config = format!(
-        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"g729\"]\n{extra}",
-        k.port
-    );
-    std::fs::write(dir.join("config.toml"), config).unwrap();
-    let helper = Start::new(dir).env("PULSE_SERVER", pulse.server.clone()).spawn().expect("helper starts");
-    let mut conn = helper.connect();
-    conn.request("login", json!({"username": user, "password": PASSWORD}));
-    while conn.event("registration-changed")["state"] != "registered" {}
-    (helper, conn)
+    support::agent::registered(pulse, k, dir, user, "g729", "", rest)
 }
 
 /// G.729 (8 kbit/s CELP) does poorly on espeak's buzzy synthetic voice:

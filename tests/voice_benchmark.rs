@@ -18,7 +18,7 @@ use serde_json::json;
 use support::pulse::Pulse;
 use support::*;
 
-const PASSWORD: &str = "kam-secret-7";
+use support::agent::PASSWORD;
 const HEADSET: &str = "speaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
 
 /// CPU time (user + system) of a process, in clock ticks (1/100 s).
@@ -67,18 +67,9 @@ fn registered(
     dir: &Path,
     user: &str,
     codec: &str,
-    extra: &str,
+    rest: &str,
 ) -> (Helper, Conn) {
-    let config = format!(
-        "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"{codec}\"]\n{extra}",
-        k.port
-    );
-    std::fs::write(dir.join("config.toml"), config).unwrap();
-    let helper = Start::new(dir).env("PULSE_SERVER", pulse.server.clone()).spawn().expect("helper starts");
-    let mut conn = helper.connect();
-    conn.request("login", json!({"username": user, "password": PASSWORD}));
-    while conn.event("registration-changed")["state"] != "registered" {}
-    (helper, conn)
+    support::agent::registered(pulse, k, dir, user, codec, "", rest)
 }
 
 struct Codec {

@@ -4,6 +4,7 @@
 //! deadline, never fixed sleeps.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod baresip;
 pub mod kamailio;
 pub mod netloss;

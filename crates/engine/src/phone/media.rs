@@ -162,7 +162,11 @@ async fn run(
     let mut learned_rtcp: Option<SocketAddr> = None;
     let mut malformed_rtcp = 0u64;
     let mut dtmf = Dtmf::default();
-    let mut ctl = control.borrow().clone();
+    // Start from nothing, not from the channel's current value: the phone
+    // may already have sent the call's codec before this task first ran (an
+    // auto-answered call), and taking that value as "seen" would leave the
+    // codec unset and the call silent.
+    let mut ctl = MediaControl::default();
     let mut buf = vec![0u8; rtp::MAX_PACKET + 1];
     let mut jitter = JitterBuffer::new(8000, Duration::from_millis(20), Duration::from_millis(300));
     let mut codec: Option<Codec> = None;
