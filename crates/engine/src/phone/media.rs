@@ -263,7 +263,7 @@ async fn run(
                     continue;
                 }
                 let opened;
-                let datagram = match srtp.open(&buf[..n]) {
+                let datagram = match srtp.open(Kind::Rtp, &buf[..n]) {
                     Opened::Plain => &buf[..n],
                     Opened::Decrypted(plain) => {
                         opened = plain;
@@ -380,7 +380,7 @@ async fn run(
                     } else {
                         (&rtcp_socket, learned_rtcp.or(ctl.remote_rtcp))
                     };
-                    if let (Some(to), Some(sealed)) = (to, srtp.seal_rtcp(report)) {
+                    if let (Some(to), Some(sealed)) = (to, srtp.seal(Kind::Rtcp, report)) {
                         let _ = via.send_to(&sealed, to).await;
                     }
                     let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
@@ -413,7 +413,7 @@ async fn run(
                     if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
                         && let Some(packet) = dtmf.next_packet(&mut sender, pt, ticks)
                     {
-                        if let Some(sealed) = srtp.seal(packet) {
+                        if let Some(sealed) = srtp.seal(Kind::Rtp, packet) {
                             let _ = socket.send_to(&sealed, d).await;
                         }
                         continue;
@@ -425,7 +425,7 @@ async fn run(
                     c.encode(pcm_frame, &mut payload);
                     let packet = sender.packet(&payload, ticks, false);
                     if let Some(d) = dest
-                        && let Some(sealed) = srtp.seal(packet)
+                        && let Some(sealed) = srtp.seal(Kind::Rtp, packet)
                     {
                         let _ = socket.send_to(&sealed, d).await;
                     }
@@ -491,29 +491,30 @@ impl Srtp {
         }
     }
 
-    /// A packet as it is to go out: protected on an SRTP call, `None` when
-    /// it must not go out at all.
-    fn seal(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+    /// An RTP or RTCP packet as it is to go out: protected on an SRTP call,
+    /// `None` when it must not go out at all.
+    fn seal(&mut self, kind: Kind, packet: Vec<u8>) -> Option<Vec<u8>> {
         match &mut self.session {
             _ if self.broken => None,
-            Some(s) => s.protect(&packet).ok(),
+            Some(s) => match kind {
+                Kind::Rtp => s.protect(&packet),
+                Kind::Rtcp => s.protect_rtcp(&packet),
+            }
+            .ok(),
             None => Some(packet),
         }
     }
 
-    fn seal_rtcp(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
-        match &mut self.session {
-            _ if self.broken => None,
-            Some(s) => s.protect_rtcp(&packet).ok(),
-            None => Some(packet),
-        }
-    }
-
-    fn open(&mut self, datagram: &[u8]) -> Opened {
+    /// An RTP or RTCP datagram as it arrived: decrypted and checked on an
+    /// SRTP call (failures counted), as it is otherwise.
+    fn open(&mut self, kind: Kind, datagram: &[u8]) -> Opened {
         match &mut self.session {
             _ if self.broken => Opened::Rejected,
             None => Opened::Plain,
-            Some(s) => match s.unprotect(datagram) {
+            Some(s) => match match kind {
+                Kind::Rtp => s.unprotect(datagram),
+                Kind::Rtcp => s.unprotect_rtcp(datagram),
+            } {
                 Ok(plain) => Opened::Decrypted(plain),
                 Err(_) => {
                     self.rejected += 1;
@@ -568,19 +569,13 @@ fn quality(
 /// `true` when it was a report we could read.
 fn take_rtcp(reports: &mut Rtcp, srtp: &mut Srtp, datagram: &[u8], malformed: &mut u64) -> bool {
     let plain;
-    let packet = match &mut srtp.session {
-        Some(s) => match s.unprotect_rtcp(datagram) {
-            Ok(p) => {
-                plain = p;
-                &plain[..]
-            }
-            Err(_) => {
-                srtp.rejected += 1;
-                return false;
-            }
-        },
-        None if srtp.broken => return false,
-        None => datagram,
+    let packet = match srtp.open(Kind::Rtcp, datagram) {
+        Opened::Plain => datagram,
+        Opened::Decrypted(p) => {
+            plain = p;
+            &plain[..]
+        }
+        Opened::Rejected => return false,
     };
     match reports.receive(Instant::now(), std::time::SystemTime::now(), packet) {
         Ok(()) => true,
