@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod baresip;
+pub mod bridge;
 pub mod kamailio;
 pub mod netloss;
 pub mod pulse;
@@ -176,9 +177,10 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A raw connection speaking frames, for hostile-input tests.
-pub struct Conn {
-    pub stream: UnixStream,
+/// A raw connection speaking frames, for hostile-input tests: to the socket,
+/// or to a bridge's stdin/stdout ([`bridge::Pipes`]).
+pub struct Conn<S: Read + Write = UnixStream> {
+    pub stream: S,
     next_id: u64,
     /// Events read while looking for a response.
     events: std::collections::VecDeque<Value>,
@@ -188,6 +190,13 @@ impl Conn {
     pub fn open(socket: &Path) -> Conn {
         let stream = UnixStream::connect(socket).expect("connect to helper socket");
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Conn::over(stream)
+    }
+}
+
+impl<S: Read + Write> Conn<S> {
+    /// Frames over any stream whose reads end with an error at a deadline.
+    pub fn over(stream: S) -> Conn<S> {
         Conn { stream, next_id: 1, events: Default::default() }
     }
 

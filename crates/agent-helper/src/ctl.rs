@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_helper_local_api::{Client, ClientError};
+use agent_helper_client::{Client, ClientError};
 use agent_helper_protocol::Profile;
 use serde_json::{Value, json};
 

@@ -33,7 +33,7 @@ pub enum BindError {
 /// The caller holds the profile lock, so an existing socket file is stale.
 pub fn bind(address: &SocketAddress) -> Result<Listener, BindError> {
     let fail = |source| BindError::Listen { address: address.to_string(), source };
-    let name = crate::socket_name(address).map_err(fail)?;
+    let name = agent_helper_client::socket_name(address).map_err(fail)?;
     let options = ListenerOptions::new().name(name).reclaim_name(true);
     #[cfg(unix)]
     let options = {

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     AudioUnavailable,
 
     // Local side.
+    /// The native-messaging bridge could not reach or start the helper.
+    HelperUnavailable,
     /// The answer would exceed the frame cap.
     ResponseTooLarge,
     /// The helper is shutting down.

@@ -1,10 +1,13 @@
-//! A client of the local API.
+//! A Rust client of the Agent Helper local API, for desktop programs of the
+//! agent's own user: the same methods and events as the browser SDK, over the
+//! helper's per-user socket (Unix) or named pipe (Windows). `agent-helper ctl`
+//! and the native-messaging bridge use it too.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use agent_helper_protocol::Profile;
 //! let profile = Profile::resolve(None)?;
-//! let mut client = agent_helper_local_api::Client::connect(&profile.socket).await?;
+//! let mut client = agent_helper_client::Client::connect(&profile.socket).await?;
 //! // The outer `?` is the transport, the inner one the helper's answer.
 //! let status = client.request("getStatus", serde_json::json!({})).await??;
 //! println!("{status}");
@@ -94,6 +97,14 @@ impl Client {
 /// native-messaging bridge relays them unchanged).
 pub async fn connect_stream(address: &SocketAddress) -> Result<Stream, ClientError> {
     let fail = |source| ClientError::Connect { address: address.to_string(), source };
-    let name = crate::socket_name(address).map_err(fail)?;
+    let name = socket_name(address).map_err(fail)?;
     Stream::connect(name).await.map_err(fail)
+}
+
+/// The interprocess name of a socket address.
+pub fn socket_name(addr: &SocketAddress) -> std::io::Result<interprocess::local_socket::Name<'_>> {
+    match addr {
+        SocketAddress::UnixPath(p) => p.as_path().to_fs_name::<interprocess::local_socket::GenericFilePath>(),
+        SocketAddress::NamedPipe(n) => n.as_str().to_ns_name::<interprocess::local_socket::GenericNamespaced>(),
+    }
 }
