@@ -6,10 +6,13 @@
 //! agent-helper ctl [--profile DIR] METHOD [JSON_PARAMS]
 //! agent-helper ctl [--profile DIR] events       every event, one JSON line each
 //! agent-helper check-config [--profile DIR]     validate config.toml and the policy file
+//! agent-helper install-browser-hosts [--system] [--browser NAME]… [--dir DIR]
+//! agent-helper uninstall-browser-hosts [--system] [--browser NAME]… [--dir DIR]
 //! ```
 //! Exit codes: 0 success, 1 failure (an error answer from the helper), 2 bad
 //! configuration or usage, 3 no helper to talk to (ctl) or one already runs (headless).
 
+mod browser_hosts;
 mod ctl;
 mod headless;
 
@@ -50,6 +53,11 @@ enum Command {
     },
     /// Check config.toml and the administrator's policy file, print the effective configuration.
     CheckConfig,
+    /// Register agent-helper-bridge as the native-messaging host of the
+    /// Agent Helper extension (Chrome, Chromium, Edge, Brave, Vivaldi, Firefox).
+    InstallBrowserHosts(browser_hosts::Args),
+    /// Remove what install-browser-hosts wrote.
+    UninstallBrowserHosts(browser_hosts::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +67,8 @@ fn main() -> ExitCode {
             ctl::run(cli.profile.as_deref(), &method, params.as_deref(), timeout)
         }
         Some(Command::CheckConfig) => headless::check_config(cli.profile.as_deref()),
+        Some(Command::InstallBrowserHosts(args)) => browser_hosts::run(args, true),
+        Some(Command::UninstallBrowserHosts(args)) => browser_hosts::run(args, false),
         None => {
             if !cli.headless {
                 headless::exec_desktop_if_available();

@@ -275,7 +275,7 @@ impl Engine {
         self.write_state(None);
         self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: None });
         if !account.remembered {
-            return Handled::Reply(Ok(json!({})));
+            return Handled::Reply(to_value(m::Empty {}));
         }
         let secrets = self.secrets.clone();
         Handled::Blocking(BlockingJob::new(move || {
@@ -296,7 +296,7 @@ impl Engine {
                 .map_err(config_error)?;
         }
         self.apply_log_level(p.level, p.persist);
-        Ok(json!({ "level": p.level, "persisted": p.persist }))
+        to_value(ev::LogLevelChanged { level: p.level, persisted: p.persist })
     }
 
     fn apply_log_level(&mut self, level: LogLevel, persisted: bool) {
@@ -332,7 +332,7 @@ impl Engine {
         self.emit(ev::CONFIG_CHANGED, ev::ConfigChanged { key: p.key.clone(), value: value.clone() });
         // Log file size and count are fixed when BPClient.log is opened.
         let restart_required = matches!(p.key.as_str(), "log.max_file_bytes" | "log.max_files");
-        Ok(json!({ "key": p.key, "value": value, "restartRequired": restart_required }))
+        to_value(m::SetConfigResult { key: p.key, value, restart_required })
     }
 
     fn effective_value(&self, key: &str) -> Value {
@@ -401,11 +401,11 @@ impl Engine {
                     self.account = Some(account);
                     self.emit(ev::ACCOUNT_CHANGED, ev::AccountChanged { account: Some(status.clone()) });
                     self.register();
-                    to_value(json!({ "account": status }))
+                    to_value(m::LoginResult { account: status })
                 }
             }),
             Done::Logout { result } => Some(match result {
-                Ok(()) => Ok(json!({})),
+                Ok(()) => to_value(m::Empty {}),
                 Err(e) => {
                     tracing::warn!(error = %e, "logout: the remembered password could not be removed from the keyring");
                     Err(credential_error(e))
@@ -431,7 +431,7 @@ impl Engine {
                 None
             }
             Done::Devices(result) => Some(match result {
-                Ok(devices) => Ok(json!({ "devices": devices })),
+                Ok(devices) => to_value(m::DeviceList { devices }),
                 Err(e) => Err(ApiError::new(ErrorCode::AudioUnavailable, e)),
             }),
             Done::Diagnostics(result) => Some(match result {
@@ -512,7 +512,7 @@ impl Engine {
             }
             PhoneEvent::Call { call_id, update } => return self.on_call_update(call_id, update),
             PhoneEvent::DevicesChanged { devices } => {
-                self.emit(ev::DEVICES_CHANGED, json!({ "devices": devices }));
+                self.emit(ev::DEVICES_CHANGED, m::DeviceList { devices });
                 return;
             }
             PhoneEvent::BackupRegistration { state, server } => {
@@ -543,7 +543,7 @@ impl Engine {
                     self.connection_down = true;
                 }
                 tracing::warn!(error = kind, %message, "phone");
-                self.emit(ev::PHONE_ERROR, ev::PhoneError { error: kind.into(), message, sip_code });
+                self.emit(ev::PHONE_ERROR, ev::PhoneError { error: kind.into(), message, sip_code, call_id: None });
             }
         }
     }
@@ -584,7 +584,7 @@ impl Engine {
             target: target.to_owned(),
             headers: p.headers.into_iter().collect(),
         });
-        Ok(json!({ "callId": call_id }))
+        to_value(m::CallRef { call_id })
     }
 
     /// The call named by `callId`, or the only call in `state` (any state when empty).
@@ -618,7 +618,7 @@ impl Engine {
             return Err(ApiError::new(ErrorCode::InvalidParams, format!("{method}: call {call_id} is not {state}")));
         }
         self.phone.push_back(command(call_id.clone()));
-        Ok(json!({ "callId": call_id }))
+        to_value(m::CallRef { call_id })
     }
 
     fn reject_call(&mut self, params: Value) -> Result<Value, ApiError> {
@@ -629,7 +629,7 @@ impl Engine {
         }
         let call_id = self.pick_call(m::REJECT_CALL, p.call_id, "incoming")?;
         self.phone.push_back(PhoneCommand::Reject { call_id: call_id.clone(), code });
-        Ok(json!({ "callId": call_id }))
+        to_value(m::CallRef { call_id })
     }
 
     fn hold_call(&mut self, method: &str, params: Value, hold: bool) -> Result<Value, ApiError> {
@@ -648,7 +648,7 @@ impl Engine {
             ));
         }
         self.phone.push_back(PhoneCommand::Hold { call_id: call_id.clone(), hold });
-        Ok(json!({ "callId": call_id }))
+        to_value(m::CallRef { call_id })
     }
 
     fn transfer_call(&mut self, params: Value) -> Result<Value, ApiError> {
@@ -675,7 +675,7 @@ impl Engine {
         }
         if !consulted {
             self.phone.push_back(PhoneCommand::Transfer { call_id: call_id.clone(), target: target.to_owned() });
-            return Ok(json!({ "callId": call_id }));
+            return to_value(m::CallRef { call_id });
         }
         // Hold the call, consult the target on a call of its own; confirmTransfer joins them.
         let consult_call_id = format!("o-{}", self.next_call);
@@ -688,7 +688,7 @@ impl Engine {
             consult_call_id: consult_call_id.clone(),
             target: target.to_owned(),
         });
-        Ok(json!({ "callId": call_id, "consultCallId": consult_call_id }))
+        to_value(m::TransferResult { call_id, consult_call_id: Some(consult_call_id) })
     }
 
     /// Completes a consulted transfer: the held call's party is asked to take
@@ -724,7 +724,7 @@ impl Engine {
             call_id: call_id.clone(),
             consult_call_id: consult_call_id.clone(),
         });
-        Ok(json!({ "callId": call_id, "consultCallId": consult_call_id }))
+        to_value(m::TransferResult { call_id, consult_call_id: Some(consult_call_id) })
     }
 
     /// Chooses the audio devices, stored by stable id in config.toml (so a
@@ -760,12 +760,12 @@ impl Engine {
         tracing::info!(keys = ?changes.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "audio devices chosen");
         self.phone.push_back(PhoneCommand::Reconfigure(Box::new(self.config.effective.clone())));
         let audio = &self.config.effective.audio;
-        Ok(json!({
-            "microphone": audio.microphone.clone().unwrap_or_default(),
-            "speaker": audio.speaker.clone().unwrap_or_default(),
-            "ringer": audio.ringer,
-            "ringOnAllDevices": audio.ring_on_all_devices,
-        }))
+        to_value(m::ChosenDevices {
+            microphone: audio.microphone.clone().unwrap_or_default(),
+            speaker: audio.speaker.clone().unwrap_or_default(),
+            ringer: audio.ringer.clone(),
+            ring_on_all_devices: audio.ring_on_all_devices,
+        })
     }
 
     /// The latest voice-quality figures of a call (zeros until its first report).
@@ -791,9 +791,12 @@ impl Engine {
         if call.muted != muted {
             call.muted = muted;
             self.phone.push_back(PhoneCommand::Mute { call_id: call_id.clone(), muted });
-            self.emit(if muted { ev::CALL_MUTED } else { ev::CALL_UNMUTED }, json!({ "callId": call_id }));
+            self.emit(
+                if muted { ev::CALL_MUTED } else { ev::CALL_UNMUTED },
+                ev::CallEvent { call_id: call_id.clone() },
+            );
         }
-        Ok(json!({ "callId": call_id, "muted": muted }))
+        to_value(m::MuteResult { call_id, muted })
     }
 
     fn send_dtmf(&mut self, params: Value) -> Result<Value, ApiError> {
@@ -828,7 +831,7 @@ impl Engine {
             rfc4733,
         });
         // RFC 4733 needs the peer's telephone-event; without it the phone falls back to INFO.
-        Ok(json!({ "callId": call_id, "method": if rfc4733 { "rfc4733" } else { "info" } }))
+        to_value(m::SendDtmfResult { call_id, method: if rfc4733 { "rfc4733" } else { "info" }.into() })
     }
 
     fn on_call_update(&mut self, call_id: String, update: CallUpdate) {
@@ -843,22 +846,22 @@ impl Engine {
                 self.emit(ev::CALL_INCOMING, *info);
             }
             CallUpdate::Started { remote } => {
-                self.emit(ev::CALL_STARTED, json!({ "callId": call_id, "direction": "outbound", "remote": remote }));
+                self.emit(ev::CALL_STARTED, ev::CallStarted { call_id, direction: "outbound".into(), remote });
             }
             CallUpdate::Progress { code } => {
                 set_state(&mut self.calls, "ringing");
-                self.emit(ev::CALL_IN_PROGRESS, json!({ "callId": call_id, "sipCode": code }));
+                self.emit(ev::CALL_IN_PROGRESS, ev::CallInProgress { call_id, sip_code: code });
             }
             CallUpdate::Answered { codec } => {
                 if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id) {
                     c.codec = codec.clone();
                     c.state = "connecting".into();
                 }
-                self.emit(ev::CALL_ANSWERED, json!({ "callId": call_id, "codec": codec }));
+                self.emit(ev::CALL_ANSWERED, ev::CallAnswered { call_id, codec });
             }
             CallUpdate::Confirmed => {
                 set_state(&mut self.calls, "connected");
-                self.emit(ev::CALL_CONFIRMED, json!({ "callId": call_id }));
+                self.emit(ev::CALL_CONFIRMED, ev::CallEvent { call_id });
             }
             CallUpdate::Hold { local, held, peer_direction } => {
                 if let Some(c) = self.calls.iter_mut().find(|c| c.call_id == call_id) {
@@ -882,27 +885,32 @@ impl Engine {
                 }
                 let name = if held { ev::CALL_HELD } else { ev::CALL_RESUMED };
                 let by = if local { "local" } else { "remote" };
-                self.emit(name, json!({ "callId": call_id, "by": by, "peerDirection": peer_direction }));
+                self.emit(name, ev::CallHeld { call_id, by: by.into(), peer_direction });
             }
             CallUpdate::HoldFailed { code } => {
-                self.emit(ev::PHONE_ERROR, json!({ "error": "hold-failed", "message": format!("hold or resume refused with {code}"), "sipCode": code, "callId": call_id }));
+                self.emit(
+                    ev::PHONE_ERROR,
+                    ev::PhoneError {
+                        error: "hold-failed".into(),
+                        message: format!("hold or resume refused with {code}"),
+                        sip_code: Some(code),
+                        call_id: Some(call_id),
+                    },
+                );
             }
             CallUpdate::Transferred { new_call_id, target } => {
                 self.calls.push(m::CallStatus::new(new_call_id.clone(), "outbound", "calling", target.clone()));
-                self.emit(
-                    ev::CALL_TRANSFERRED,
-                    json!({ "callId": call_id, "newCallId": new_call_id, "target": target }),
-                );
+                self.emit(ev::CALL_TRANSFERRED, ev::CallTransferred { call_id, new_call_id, target });
             }
-            CallUpdate::TransferStarted => self.emit(ev::CALL_TRANSFER_STARTED, json!({ "callId": call_id })),
-            CallUpdate::TransferSucceeded => self.emit(ev::CALL_TRANSFER_SUCCESS, json!({ "callId": call_id })),
+            CallUpdate::TransferStarted => self.emit(ev::CALL_TRANSFER_STARTED, ev::CallEvent { call_id }),
+            CallUpdate::TransferSucceeded => self.emit(ev::CALL_TRANSFER_SUCCESS, ev::CallEvent { call_id }),
             CallUpdate::TransferFailed { code } => {
-                self.emit(ev::CALL_TRANSFER_CANCEL, json!({ "callId": call_id, "sipCode": code }));
+                self.emit(ev::CALL_TRANSFER_CANCEL, ev::CallTransferCancel { call_id, sip_code: code });
             }
             CallUpdate::AudioDevice { direction, device, reason } => {
                 self.emit(
                     ev::CALL_AUDIO_DEVICE_CHANGED,
-                    json!({ "callId": call_id, "direction": direction, "device": device, "reason": reason }),
+                    ev::CallAudioDeviceChanged { call_id, direction: direction.into(), device, reason: reason.into() },
                 );
             }
             CallUpdate::Quality(stats) => {
@@ -912,7 +920,7 @@ impl Engine {
                 }
             }
             CallUpdate::Dtmf { digit, method } => {
-                self.emit(ev::CALL_DTMF, json!({ "callId": call_id, "digit": digit.to_string(), "method": method }));
+                self.emit(ev::CALL_DTMF, ev::CallDtmf { call_id, digit: digit.to_string(), method: method.into() });
             }
             CallUpdate::Ended { reason, sip_code, message } => {
                 self.calls.retain(|c| c.call_id != call_id);

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// Every error the helper can answer with. The kebab-case names are part of the
 /// public API and never change meaning; new codes may be added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     // The caller sent something we cannot read.
@@ -66,7 +66,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// The `error` member of a response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema)]
 #[error("{code}: {message}")]
 pub struct ApiError {
     pub code: ErrorCode,

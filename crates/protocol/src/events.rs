@@ -78,7 +78,7 @@ pub const ALL: &[&str] = &[
 ];
 
 /// `call-incoming`: who calls, and what the contact center sent with it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallIncoming {
     pub call_id: String,
@@ -101,7 +101,7 @@ pub struct CallIncoming {
 /// `call-ended`. `reason`: `local-hangup`, `remote-hangup`, `cancelled`,
 /// `rejected`, `busy`, `timeout`, `no-answer`, `failed`, `transferred`,
 /// `replaced`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallEnded {
     pub call_id: String,
@@ -116,23 +116,26 @@ pub struct CallEnded {
 /// refused the credentials three times; not retried until a new login),
 /// `connection-failed` (cannot register), `connection-lost` (was registered,
 /// now cannot refresh), `connection-restored`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneError {
     pub error: String,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip_code: Option<u16>,
+    /// The call concerned (`hold-failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountChanged {
     /// `None` after logout.
     pub account: Option<AccountStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigChanged {
     pub key: String,
@@ -140,9 +143,95 @@ pub struct ConfigChanged {
     pub value: Value,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogLevelChanged {
     pub level: LogLevel,
     pub persisted: bool,
+}
+
+/// `call-started`: a call this helper places.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStarted {
+    pub call_id: String,
+    /// `outbound`.
+    pub direction: String,
+    /// The SIP URI called.
+    pub remote: String,
+}
+
+/// `call-in-progress`: a provisional answer (180 ringing, 183 progress).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallInProgress {
+    pub call_id: String,
+    pub sip_code: u16,
+}
+
+/// `call-answered`: the call is up, with the negotiated codec (e.g. `PCMU/8000`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallAnswered {
+    pub call_id: String,
+    pub codec: Option<String>,
+}
+
+/// Events about one call with nothing more to say: `call-confirmed`,
+/// `call-muted`, `call-unmuted`, `call-transfer-started`, `call-transfer-success`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallEvent {
+    pub call_id: String,
+}
+
+/// `call-held`, `call-resumed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallHeld {
+    pub call_id: String,
+    /// `local` (we held or resumed) or `remote`.
+    pub by: String,
+    /// For `local`: the direction the peer answered (`recvonly`, `inactive` …).
+    pub peer_direction: Option<String>,
+}
+
+/// `call-transfer-cancel`: the transfer failed; the call goes on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallTransferCancel {
+    pub call_id: String,
+    pub sip_code: u16,
+}
+
+/// `call-transferred`: the other party transferred us to `target`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallTransferred {
+    pub call_id: String,
+    pub new_call_id: String,
+    pub target: String,
+}
+
+/// `call-audio-device-changed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallAudioDeviceChanged {
+    pub call_id: String,
+    /// `output` or `input`.
+    pub direction: String,
+    /// The device now carrying the call (`""` = the system default).
+    pub device: String,
+    /// `lost` or `restored`.
+    pub reason: String,
+}
+
+/// `call-dtmf`: a digit from the other party.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallDtmf {
+    pub call_id: String,
+    pub digit: String,
+    /// `rfc4733` or `info`.
+    pub method: String,
 }

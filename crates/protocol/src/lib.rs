@@ -17,6 +17,7 @@ pub mod frame;
 pub mod message;
 pub mod methods;
 pub mod profile;
+pub mod schema;
 
 mod password;
 

@@ -58,7 +58,7 @@ pub const ALL: &[&str] = &[
 
 /// `setDevices`: device ids from `listDevices`; `""` is the system default;
 /// absent keys stay as they are.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetDevicesParams {
     #[serde(default)]
@@ -73,7 +73,7 @@ pub struct SetDevicesParams {
 }
 
 /// Voice quality of one call as received here (`getCallStats`, `quality-report`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallStats {
     pub call_id: String,
@@ -104,7 +104,7 @@ pub struct CallStats {
 }
 
 /// One audio device of `listDevices`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AudioDevice {
     /// Stable across restarts and re-plugs; what `audio.*` settings hold.
@@ -116,7 +116,7 @@ pub struct AudioDevice {
     pub default: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransferCallParams {
     #[serde(default)]
@@ -132,7 +132,7 @@ fn default_transfer_type() -> String {
     "direct".into()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendDtmfParams {
     #[serde(default)]
@@ -147,7 +147,7 @@ pub struct SendDtmfParams {
     pub inter_tone_gap: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CallParams {
     /// A SIP URI (`sip:bob@pbx.example.com`) or a user / number in the account's domain.
@@ -158,14 +158,14 @@ pub struct CallParams {
 }
 
 /// `answerCall`, `endCall`: the call, or the only one that fits when absent.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CallIdParams {
     #[serde(default)]
     pub call_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RejectCallParams {
     #[serde(default)]
@@ -175,7 +175,7 @@ pub struct RejectCallParams {
     pub code: Option<u16>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallStatus {
     pub call_id: String,
@@ -211,7 +211,7 @@ impl CallStatus {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HelloParams {
     /// Version of the SDK or program calling, for the log.
@@ -225,7 +225,7 @@ pub struct HelloParams {
     pub client: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HelloResult {
     pub helper_version: String,
@@ -236,7 +236,7 @@ pub struct HelloResult {
     pub status: Status,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub helper_version: String,
@@ -262,7 +262,7 @@ pub struct Status {
     pub clients: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountStatus {
     pub username: String,
@@ -273,7 +273,7 @@ pub struct AccountStatus {
     pub password_available: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationStatus {
     /// `not-configured` (no account or no server), `registering`, `registered`,
@@ -300,14 +300,14 @@ pub struct RegistrationStatus {
 }
 
 /// The backup registration: `{server, state}`, `state` as for the main one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRegistrationStatus {
     pub server: String,
     pub state: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -343,7 +343,7 @@ impl std::str::FromStr for LogLevel {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginParams {
     pub username: String,
@@ -353,7 +353,7 @@ pub struct LoginParams {
     pub remember: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetLogLevelParams {
     pub level: LogLevel,
@@ -362,7 +362,7 @@ pub struct SetLogLevelParams {
     pub persist: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetConfigParams {
     /// Dotted key, e.g. `calls.no_answer_timeout`.
@@ -371,7 +371,7 @@ pub struct SetConfigParams {
     pub value: Value,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigView {
     /// The effective configuration: defaults, then config.toml, then the policy file.
@@ -381,7 +381,7 @@ pub struct ConfigView {
     pub policy_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DiagnosticsBundle {
     /// Absolute path of the zip file.
@@ -389,6 +389,80 @@ pub struct DiagnosticsBundle {
     pub bytes: u64,
     /// Names of the entries in the zip.
     pub files: Vec<String>,
+}
+
+/// Methods without parameters (`{}`), and answers with nothing to say (`{}`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// `login`: the account now in use.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResult {
+    pub account: AccountStatus,
+}
+
+/// `setConfig`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetConfigResult {
+    pub key: String,
+    /// The new effective value.
+    pub value: Value,
+    /// The change takes effect at the next start only.
+    pub restart_required: bool,
+}
+
+/// `call`, `answerCall`, `rejectCall`, `endCall`, `holdCall`, `resumeCall`:
+/// the call acted on.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRef {
+    pub call_id: String,
+}
+
+/// `transferCall`, `confirmTransfer`: the call transferred and, for a
+/// consulted transfer, the consultation call.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferResult {
+    pub call_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consult_call_id: Option<String>,
+}
+
+/// `muteCall`, `unmuteCall`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteResult {
+    pub call_id: String,
+    pub muted: bool,
+}
+
+/// `sendDtmf`: how the digits go out, `rfc4733` or `info`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendDtmfResult {
+    pub call_id: String,
+    pub method: String,
+}
+
+/// `listDevices` answer and `devices-changed` payload.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceList {
+    pub devices: Vec<AudioDevice>,
+}
+
+/// `setDevices`: the devices now chosen (`""` = the system default).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChosenDevices {
+    pub microphone: String,
+    pub speaker: String,
+    pub ringer: Vec<String>,
+    pub ring_on_all_devices: bool,
 }
 
 /// Parses `params` into a method's parameter type, with a message that names the

@@ -37,6 +37,22 @@ impl<'de> Deserialize<'de> for Password {
     }
 }
 
+/// A write-only string in the schema; the SDK sends it, the helper never
+/// returns it.
+impl schemars::JsonSchema for Password {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Password".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "writeOnly": true })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
