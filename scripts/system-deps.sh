@@ -12,10 +12,12 @@ run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev cmake)
 # espeak-ng resampled by sox, PESQ scoring in Python. libbcg729-dev: the
 # suite also tests the optional G.729 build (feature g729, GPL-3).
 test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio
-  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils espeak-ng sox nftables libbcg729-dev)
+  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils espeak-ng sox nftables libbcg729-dev
+  chromium chromium-driver)
 
 pkgs=("${run_pkgs[@]}")
 [[ "${1:-run}" == test ]] && pkgs+=("${test_pkgs[@]}")
+[[ "${1:-run}" == test ]] && ! command -v npm >/dev/null && pkgs+=(nodejs npm)
 
 missing=()
 for p in "${pkgs[@]}"; do

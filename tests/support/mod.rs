@@ -7,11 +7,14 @@
 pub mod agent;
 pub mod baresip;
 pub mod bridge;
+pub mod browser;
 pub mod kamailio;
 pub mod netloss;
 pub mod pulse;
 pub mod sipp;
 pub mod speech;
+pub mod web;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
