@@ -181,3 +181,44 @@ fn chromium_without_the_extension_or_without_the_host_says_which() {
     assert!(status["message"].as_str().unwrap_or_default().contains("not found"), "{status}");
     assert!(!dir.path().join("agent-helper.sock").exists(), "no helper was started");
 }
+
+/// Benchmark (run by scripts/bench-browser.sh, figures in docs/benchmarks.md):
+/// page → SDK → extension → bridge → helper → page round trips for
+/// `getStatus`, and events per second delivered to a page.
+#[test]
+#[ignore = "benchmark: scripts/bench-browser.sh"]
+fn benchmark_round_trip_and_event_rate_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let _helper = Helper::start(dir.path());
+    let web = WebServer::start();
+    let browser = Browser::chromium(dir.path(), FULL);
+    browser.allow_origin_in_options(&web.origin());
+    assert_eq!(browser.open_demo(&web.demo_url(""))["state"], "ready");
+    let figures = browser
+        .session
+        .run(
+            r#"const h = demo.helper;
+               for (let i = 0; i < 50; i++) await h.getStatus();   // warm-up
+               const rtt = [];
+               for (let i = 0; i < 1000; i++) {
+                 const t = performance.now();
+                 await h.getStatus();
+                 rtt.push(performance.now() - t);
+               }
+               rtt.sort((a, b) => a - b);
+               const q = (p) => rtt[Math.min(rtt.length - 1, Math.floor(p * rtt.length))];
+               // Events: 500 setLogLevel requests in flight at once, each
+               // answered by a log-level-changed event to every client.
+               const n = 500;
+               let got = 0;
+               const all = new Promise((resolve) => h.on("log-level-changed", () => { if (++got === n) resolve(); }));
+               const t0 = performance.now();
+               await Promise.all(Array.from({ length: n }, (_, i) => h.request("setLogLevel", { level: i % 2 ? "info" : "debug" })));
+               await all;
+               const seconds = (performance.now() - t0) / 1000;
+               return { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: rtt[rtt.length - 1], eventsPerSecond: n / seconds };"#,
+            json!([]),
+        )
+        .expect("benchmark");
+    println!("BENCH chromium {figures}");
+}

@@ -200,3 +200,38 @@ fn control_characters_from_clients_cannot_forge_log_lines() {
     assert!(log.lines().all(|l| !l.contains("forged") || l.contains("hello")), "{log}");
     assert!(log.contains(r#"name=Some("page\nERROR forged")"#), "{log}");
 }
+
+/// The Python client library and example from crates/client/python, against
+/// the real helper.
+#[test]
+fn the_python_client_talks_to_the_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let _helper = Helper::start(dir.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../client/python/agent_helper_client.py");
+    let out = std::process::Command::new("python3").arg(script).arg(dir.path()).output().expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("helper {} registration not-configured", env!("CARGO_PKG_VERSION")));
+    assert_eq!(lines[1], "error unknown-method");
+    assert_eq!(lines[2], r#"event log-level-changed {'level': 'info', 'persisted': False}"#);
+}
+
+/// The Rust example `watch` of agent-helper-client, against the real helper.
+#[test]
+fn the_rust_client_example_talks_to_the_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let _helper = Helper::start(dir.path());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["run", "-q", "-p", "agent-helper-client", "--example", "watch", "--"])
+        .arg(dir.path())
+        .arg("--once")
+        .output()
+        .expect("cargo run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with(&format!("helper \"{}\" (protocol 1)\n", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains("registration: \"not-configured\""), "{text}");
+    assert!(text.trim_end().ends_with(r#"log-level-changed {"level":"info","persisted":false}"#), "{text}");
+}
