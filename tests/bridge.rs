@@ -5,17 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::bridge::Bridge;
-use support::{Conn, Helper, wait_until};
-
-/// Stops a helper the bridge started (it is not our child).
-struct Started(u32);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) on a pid the helper reported for itself.
-        unsafe { libc::kill(self.0 as i32, libc::SIGTERM) };
-    }
-}
+use support::{Conn, Helper, Started, wait_until};
 
 fn pid_of(status: &Value) -> u32 {
     status["result"]["pid"].as_u64().expect("getStatus has the pid") as u32

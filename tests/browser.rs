@@ -15,33 +15,6 @@ use support::*;
 const PASSWORD: &str = "kam-secret-7";
 const FULL: Setup = Setup { extension: true, host: true };
 
-/// Stops a helper the bridge started (it is not our child).
-struct Started(u32);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) on a pid the helper reported for itself.
-        unsafe { libc::kill(self.0 as i32, libc::SIGTERM) };
-    }
-}
-
-/// A helper registered as agent1 with kamailio.
-fn registered_helper(k: &Kamailio, dir: &std::path::Path) -> (Helper, Conn) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n\n[codecs]\nallow = [\"pcmu\"]\n",
-            k.port
-        ),
-    )
-    .unwrap();
-    let helper = Helper::start(dir);
-    let mut conn = helper.connect();
-    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
-    while conn.event("registration-changed")["state"] != "registered" {}
-    (helper, conn)
-}
-
 fn pid_on_page(browser: &Browser) -> u32 {
     browser.request("getStatus", json!({})).expect("getStatus from the page")["pid"].as_u64().unwrap() as u32
 }
@@ -50,7 +23,7 @@ fn pid_on_page(browser: &Browser) -> u32 {
 fn chromium_page_calls_baresip_and_the_call_survives_a_reload() {
     let k = Kamailio::start(PASSWORD);
     let dir = tempfile::tempdir().unwrap();
-    let (helper, mut conn) = registered_helper(&k, dir.path());
+    let (helper, mut conn) = support::agent::registered_udp(&k, dir.path(), "");
     let mut bob = Baresip::start("bob", k.port, PASSWORD, true);
     let web = WebServer::start();
     let browser = Browser::chromium(dir.path(), FULL);

@@ -19,19 +19,7 @@ fn registered_helper(k: &Kamailio, dir: &std::path::Path) -> (Helper, Conn) {
 
 /// `extra` is appended to the helper's config.toml.
 fn registered_helper_with(k: &Kamailio, dir: &std::path::Path, extra: &str) -> (Helper, Conn) {
-    std::fs::write(
-        dir.join("config.toml"),
-        format!(
-            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n[codecs]\nallow = [\"pcmu\"]\n{extra}",
-            k.port
-        ),
-    )
-    .unwrap();
-    let helper = Helper::start(dir);
-    let mut conn = helper.connect();
-    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
-    while conn.event("registration-changed")["state"] != "registered" {}
-    (helper, conn)
+    support::agent::registered_udp(k, dir, extra)
 }
 
 #[test]

@@ -34,3 +34,21 @@ pub fn registered(
     while conn.event("registration-changed")["state"] != "registered" {}
     (helper, conn)
 }
+
+/// A helper without audio devices registered as `agent1` over UDP, offering
+/// PCMU; `extra` is appended to its config.toml.
+pub fn registered_udp(k: &super::kamailio::Kamailio, dir: &Path, extra: &str) -> (Helper, Conn) {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {}, transport = \"udp\" }}]\n[codecs]\nallow = [\"pcmu\"]\n{extra}",
+            k.port
+        ),
+    )
+    .unwrap();
+    let helper = Helper::start(dir);
+    let mut conn = helper.connect();
+    conn.request("login", json!({"username": "agent1", "password": PASSWORD}));
+    while conn.event("registration-changed")["state"] != "registered" {}
+    (helper, conn)
+}

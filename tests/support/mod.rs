@@ -147,6 +147,16 @@ impl Drop for Helper {
     }
 }
 
+/// A helper the bridge started (not our child): stopped with SIGTERM when dropped.
+pub struct Started(pub u32);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on a pid the helper reported for itself.
+        unsafe { libc::kill(self.0 as i32, libc::SIGTERM) };
+    }
+}
+
 pub fn wait_with_deadline(child: &mut Child) -> ExitStatus {
     let deadline = Instant::now() + TIMEOUT;
     loop {
