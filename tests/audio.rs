@@ -449,7 +449,7 @@ fn plugging_and_unplugging_a_device_sends_devices_changed() {
     let dir = tempfile::tempdir().unwrap();
     let helper = helper_with_pulse(&pulse, dir.path(), "");
     let mut conn = helper.connect();
-    // The watcher compares lists: the first one is its baseline.
+    // Changes are announced against the list a client was given.
     conn.request("listDevices", json!({}));
     let module = pulse.plug_sink("usb_headset");
     let changed = conn.event("devices-changed");

@@ -44,7 +44,7 @@ pub fn spawn(engine: Engine, startup: Option<BlockingJob>) -> (EngineHandle, tok
         run_job(job, tx.clone(), None);
     }
     let (phone_events_tx, mut phone_events) = mpsc::channel(64);
-    let phone = phone::spawn(phone_events_tx);
+    let phone = phone::spawn(phone_events_tx, engine.known_devices());
     let forward = tx.clone();
     tokio::spawn(async move {
         while let Some(e) = phone_events.recv().await {

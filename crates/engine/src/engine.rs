@@ -89,6 +89,8 @@ pub struct Engine {
     /// Calls in progress, in the order they started.
     calls: Vec<m::CallStatus>,
     next_call: u64,
+    /// The device list clients know, shared with the device watcher.
+    known_devices: crate::devices::Known,
 }
 
 impl Engine {
@@ -117,6 +119,7 @@ impl Engine {
             phone: VecDeque::new(),
             calls: Vec::new(),
             next_call: 1,
+            known_devices: crate::devices::Known::default(),
         };
         let job = state.account.filter(|a| a.remembered).map(|a| {
             engine.account = Some(Account { username: a.username.clone(), password: None, remembered: true });
@@ -127,6 +130,11 @@ impl Engine {
             })
         });
         (engine, job)
+    }
+
+    /// For the device watcher: changes are announced against what clients saw.
+    pub fn known_devices(&self) -> crate::devices::Known {
+        self.known_devices.clone()
     }
 
     // ----- clients -----
@@ -158,7 +166,8 @@ impl Engine {
             m::COLLECT_DIAGNOSTICS => return self.collect_diagnostics(now),
             m::LIST_DEVICES => {
                 // Asking the audio system blocks (PulseAudio round trips).
-                return Handled::Blocking(BlockingJob::new(|| Completion(Done::Devices(crate::devices::list()))));
+                let known = self.known_devices.clone();
+                return Handled::Blocking(BlockingJob::new(move || Completion(Done::Devices(known.list_for_client()))));
             }
             m::CALL => self.call(params),
             m::ANSWER_CALL => {

@@ -181,10 +181,10 @@ pub enum CallUpdate {
     },
 }
 
-pub fn spawn(events: mpsc::Sender<PhoneEvent>) -> mpsc::Sender<PhoneCommand> {
+pub fn spawn(events: mpsc::Sender<PhoneEvent>, known: crate::devices::Known) -> mpsc::Sender<PhoneCommand> {
     let (tx, rx) = mpsc::channel(16);
     let (present_tx, present) = tokio::sync::watch::channel(std::sync::Arc::new(Vec::new()));
-    tokio::spawn(watch_devices(events.clone(), present_tx));
+    tokio::spawn(watch_devices(events.clone(), present_tx, known));
     tokio::spawn(run(rx, events, present));
     tx
 }
@@ -197,19 +197,19 @@ const DEVICE_POLL: Duration = Duration::from_millis(1500);
 async fn watch_devices(
     events: mpsc::Sender<PhoneEvent>,
     present: tokio::sync::watch::Sender<std::sync::Arc<Vec<String>>>,
+    known: crate::devices::Known,
 ) {
     let watchable = tokio::task::spawn_blocking(agent_helper_audio::can_watch).await.unwrap_or(false);
     if !watchable {
         tracing::info!("no sound server: audio devices are not watched for changes");
         return;
     }
-    let mut last: Option<Vec<agent_helper_protocol::methods::AudioDevice>> = None;
     let mut tick = tokio::time::interval(DEVICE_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Ok(Ok(now)) = tokio::task::spawn_blocking(crate::devices::list).await else { continue };
-        if last.as_ref().is_some_and(|l| *l != now) {
+        if known.changed_to(&now) {
             tracing::info!(devices = now.len(), "audio devices changed");
             // Calls on a device that went away move to the default at once.
             present.send_replace(std::sync::Arc::new(now.iter().map(|d| d.id.clone()).collect()));
@@ -217,7 +217,6 @@ async fn watch_devices(
                 return;
             }
         }
-        last = Some(now);
     }
 }
 
