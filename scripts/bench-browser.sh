@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser bridge benchmark in headless Chromium: getStatus round trips
+# Browser bridge benchmark in headless Chromium and Firefox ESR: getStatus round trips
 # page → SDK → extension → agent-helper-bridge → helper → page (p50/p99 over
 # 1000 requests) and events per second delivered to the page. Debug build of
 # the helper and the bridge, as the tests run them. Prints one BENCH line per run.
@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh test >/dev/null
 for _ in $(seq "${1:-3}"); do
-  cargo test -q -p agent-helper --test browser -- --ignored --nocapture benchmark 2>/dev/null | grep '^BENCH'
+  cargo test -q -p agent-helper --test browser -- --ignored --nocapture benchmark 2>/dev/null | grep -o 'BENCH.*'
 done

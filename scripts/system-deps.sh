@@ -8,12 +8,14 @@ set -euo pipefail
 # libasound2-dev: cpal links ALSA on Linux (PulseAudio is spoken natively).
 # cmake: the opus crate builds libopus from its bundled source.
 run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev cmake)
+# Browsers for the bridge tests: Chromium + chromedriver, Firefox ESR
+# (geckodriver is not packaged for Debian 12: built from crates.io below).
 # Audio rig: a private PulseAudio server with null sinks, speech from
 # espeak-ng resampled by sox, PESQ scoring in Python. libbcg729-dev: the
 # suite also tests the optional G.729 build (feature g729, GPL-3).
 test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio
   kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils espeak-ng sox nftables libbcg729-dev
-  chromium chromium-driver)
+  chromium chromium-driver firefox-esr)
 
 pkgs=("${run_pkgs[@]}")
 [[ "${1:-run}" == test ]] && pkgs+=("${test_pkgs[@]}")
@@ -41,4 +43,11 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "Rust is not installed: get it with https://rustup.rs (stable, 1.89 or newer), then run this again." >&2
   exit 1
+fi
+
+# geckodriver drives Firefox ESR in the browser tests; pinned to the version
+# the suite was proven with.
+if [[ "${1:-run}" == test ]] && ! command -v geckodriver >/dev/null && [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver" ]]; then
+  echo "installing geckodriver (cargo install)"
+  cargo install -q --locked geckodriver --version 0.37.1
 fi

@@ -4,8 +4,9 @@
 mod support;
 
 use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
 use support::bridge::Bridge;
-use support::{Conn, Helper, Started, wait_until};
+use support::{Conn, Helper, OTHER_USER, Started, ensure_other_user, is_root, wait_until};
 
 fn pid_of(status: &Value) -> u32 {
     status["result"]["pid"].as_u64().expect("getStatus has the pid") as u32
@@ -108,4 +109,26 @@ fn a_helper_that_cannot_start_is_reported_not_waited_for() {
     assert_eq!(v["error"]["code"], "helper-unavailable", "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("exited at start"), "{v}");
     wait_until("no socket left behind", || !dir.path().join("agent-helper.sock").exists());
+}
+
+#[test]
+fn another_users_bridge_cannot_reach_the_helper_and_starts_none() {
+    if !is_root() {
+        eprintln!("not root: cannot create a throwaway user; this test runs in CI (.ci/run runs as root)");
+        return;
+    }
+    ensure_other_user();
+    let dir = tempfile::tempdir().unwrap();
+    // Open the profile folder to everyone so that only the socket's own mode stands in the way.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = Helper::start(dir.path());
+    let mut bridge = Bridge::start_as(OTHER_USER, dir.path(), &[]);
+    let out = bridge.rest_of_stdout();
+    assert!(!bridge.wait().success());
+    let v: Value = serde_json::from_slice(out.get(4..).unwrap_or_default()).unwrap();
+    assert_eq!(v["error"]["code"], "helper-unavailable", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ermission denied") && message.contains("another user"), "{v}");
+    // Nothing was started in its place: the same helper still answers on its socket.
+    assert_eq!(helper.call("getStatus", json!({}))["pid"], helper.pid());
 }

@@ -7,13 +7,17 @@ mod support;
 
 use serde_json::json;
 use support::baresip::Baresip;
-use support::browser::{Browser, Setup};
+use support::browser::{Browser, Kind, Setup};
 use support::kamailio::Kamailio;
 use support::web::WebServer;
 use support::*;
 
 const PASSWORD: &str = "kam-secret-7";
-const FULL: Setup = Setup { extension: true, host: true };
+
+/// The extension, the host, and the demo page's origin allowed.
+fn full(origin: &str) -> Setup<'_> {
+    Setup { extension: true, host: true, allow: Some(origin) }
+}
 
 fn pid_on_page(browser: &Browser) -> u32 {
     browser.request("getStatus", json!({})).expect("getStatus from the page")["pid"].as_u64().unwrap() as u32
@@ -21,13 +25,21 @@ fn pid_on_page(browser: &Browser) -> u32 {
 
 #[test]
 fn chromium_page_calls_baresip_and_the_call_survives_a_reload() {
+    page_calls_baresip_and_the_call_survives_a_reload(Kind::Chromium);
+}
+
+#[test]
+fn firefox_page_calls_baresip_and_the_call_survives_a_reload() {
+    page_calls_baresip_and_the_call_survives_a_reload(Kind::Firefox);
+}
+
+fn page_calls_baresip_and_the_call_survives_a_reload(kind: Kind) {
     let k = Kamailio::start(PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     let (helper, mut conn) = support::agent::registered_udp(&k, dir.path(), "");
     let mut bob = Baresip::start("bob", k.port, PASSWORD, true);
     let web = WebServer::start();
-    let browser = Browser::chromium(dir.path(), FULL);
-    browser.allow_origin_in_options(&web.origin());
+    let browser = Browser::start(kind, dir.path(), full(&web.origin()));
 
     let status = browser.open_demo(&web.demo_url(""));
     assert_eq!(status["state"], "ready", "{status}");
@@ -63,10 +75,18 @@ fn chromium_page_calls_baresip_and_the_call_survives_a_reload() {
 
 #[test]
 fn chromium_starts_the_helper_reconnects_after_a_restart_and_refuses_hostile_requests() {
+    starts_the_helper_reconnects_after_a_restart_and_refuses_hostile_requests(Kind::Chromium);
+}
+
+#[test]
+fn firefox_starts_the_helper_reconnects_after_a_restart_and_refuses_hostile_requests() {
+    starts_the_helper_reconnects_after_a_restart_and_refuses_hostile_requests(Kind::Firefox);
+}
+
+fn starts_the_helper_reconnects_after_a_restart_and_refuses_hostile_requests(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let web = WebServer::start();
-    let browser = Browser::chromium(dir.path(), FULL);
-    browser.allow_origin_in_options(&web.origin());
+    let browser = Browser::start(kind, dir.path(), full(&web.origin()));
 
     // No helper runs: the bridge starts one.
     let status = browser.open_demo(&web.demo_url(""));
@@ -139,19 +159,31 @@ fn chromium_starts_the_helper_reconnects_after_a_restart_and_refuses_hostile_req
 
 #[test]
 fn chromium_without_the_extension_or_without_the_host_says_which() {
+    without_the_extension_or_without_the_host_says_which(Kind::Chromium);
+}
+
+#[test]
+fn firefox_without_the_extension_or_without_the_host_says_which() {
+    without_the_extension_or_without_the_host_says_which(Kind::Firefox);
+}
+
+fn without_the_extension_or_without_the_host_says_which(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let web = WebServer::start();
+    let origin = web.origin();
 
-    let bare = Browser::chromium(dir.path(), Setup { extension: false, host: true });
+    let bare = Browser::start(kind, dir.path(), Setup { extension: false, host: true, allow: Some(&origin) });
     let status = bare.open_demo(&web.demo_url("?extensionTimeoutMs=1500"));
     assert_eq!(status["state"], "extension-missing", "{status}");
     drop(bare);
 
-    let no_host = Browser::chromium(dir.path(), Setup { extension: true, host: false });
-    no_host.allow_origin_in_options(&web.origin());
+    let no_host = Browser::start(kind, dir.path(), Setup { extension: true, host: false, allow: Some(&origin) });
     let status = no_host.open_demo(&web.demo_url(""));
     assert_eq!(status["state"], "helper-missing", "{status}");
-    assert!(status["message"].as_str().unwrap_or_default().contains("not found"), "{status}");
+    // The browser's own words: Chromium "Specified native messaging host not
+    // found.", Firefox "No such native application …".
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not found") || message.contains("No such native application"), "{status}");
     assert!(!dir.path().join("agent-helper.sock").exists(), "no helper was started");
 }
 
@@ -161,11 +193,20 @@ fn chromium_without_the_extension_or_without_the_host_says_which() {
 #[test]
 #[ignore = "benchmark: scripts/bench-browser.sh"]
 fn benchmark_round_trip_and_event_rate_in_chromium() {
+    benchmark_round_trip_and_event_rate(Kind::Chromium);
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench-browser.sh"]
+fn benchmark_round_trip_and_event_rate_in_firefox() {
+    benchmark_round_trip_and_event_rate(Kind::Firefox);
+}
+
+fn benchmark_round_trip_and_event_rate(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let _helper = Helper::start(dir.path());
     let web = WebServer::start();
-    let browser = Browser::chromium(dir.path(), FULL);
-    browser.allow_origin_in_options(&web.origin());
+    let browser = Browser::start(kind, dir.path(), full(&web.origin()));
     assert_eq!(browser.open_demo(&web.demo_url(""))["state"], "ready");
     let figures = browser
         .session
@@ -193,5 +234,5 @@ fn benchmark_round_trip_and_event_rate_in_chromium() {
             json!([]),
         )
         .expect("benchmark");
-    println!("BENCH chromium {figures}");
+    println!("BENCH {kind:?} {figures}");
 }

@@ -125,20 +125,6 @@ fn many_clients_at_once_each_get_their_own_answers() {
     }
 }
 
-const OTHER_USER: &str = "ah-test-other";
-
-fn ensure_other_user() {
-    let exists = Command::new("id").arg(OTHER_USER).output().unwrap().status.success();
-    if !exists {
-        let ok = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "useradd {OTHER_USER}");
-    }
-}
-
 #[test]
 fn another_local_user_cannot_use_the_socket() {
     if !is_root() {

@@ -47,7 +47,17 @@ impl Bridge {
     /// Starts the bridge for `profile` with the browser's arguments and extra
     /// environment.
     pub fn start(profile: &Path, env: &[(&str, &str)]) -> Bridge {
-        let mut cmd = Command::new(exe());
+        Bridge::spawn(Command::new(exe()), profile, env)
+    }
+
+    /// The same, run as local user `user` (root only).
+    pub fn start_as(user: &str, profile: &Path, env: &[(&str, &str)]) -> Bridge {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user, "--"]).arg(exe());
+        Bridge::spawn(cmd, profile, env)
+    }
+
+    fn spawn(mut cmd: Command, profile: &Path, env: &[(&str, &str)]) -> Bridge {
         cmd.arg("chrome-extension://test/")
             .env("AGENT_HELPER_PROFILE", profile)
             .env_remove("AGENT_HELPER_BIN")

@@ -47,21 +47,42 @@ pub fn install_host(browser: &str, dir: &Path) {
     assert!(out.status.success(), "install-browser-hosts: {}", String::from_utf8_lossy(&out.stdout));
 }
 
+pub const FIREFOX_EXTENSION_ID: &str = "agent-helper@agent-helper.org";
+
+/// The browsers the suite drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Chromium,
+    Firefox,
+}
+
 pub struct Browser {
     pub session: Session,
     /// The browser's profile (and for Firefox its HOME).
     pub data: tempfile::TempDir,
 }
 
-/// What the browser gets: the extension, and the native host registration.
+/// What the browser gets: the extension, the native host registration, and
+/// the Agent Desktop origin allowed to use them.
 #[derive(Clone, Copy)]
-pub struct Setup {
+pub struct Setup<'a> {
     pub extension: bool,
     pub host: bool,
+    pub allow: Option<&'a str>,
 }
 
 impl Browser {
-    /// Chromium headless; the bridge it starts uses helper `profile`.
+    /// A headless browser of `kind`; the bridge it starts uses helper `profile`.
+    pub fn start(kind: Kind, profile: &Path, setup: Setup) -> Browser {
+        match kind {
+            Kind::Chromium => Browser::chromium(profile, setup),
+            Kind::Firefox => Browser::firefox(profile, setup),
+        }
+    }
+
+    /// Chromium headless (`--load-extension`, host manifest in the
+    /// user-data-dir); the origin is allowed the way a user does it, on the
+    /// extension's options page.
     pub fn chromium(profile: &Path, setup: Setup) -> Browser {
         let dist = built();
         let data = tempfile::tempdir().unwrap();
@@ -93,11 +114,61 @@ impl Browser {
         let env = [("AGENT_HELPER_PROFILE", profile.display().to_string())];
         let session = Session::start("chromedriver", &[], &env, capabilities);
         session.script_timeout(Duration::from_secs(60));
+        let browser = Browser { session, data };
+        if let Some(origin) = setup.allow {
+            browser.allow_origin_in_options(origin);
+        }
+        browser
+    }
+
+    /// Firefox ESR headless through geckodriver, the add-on installed as a
+    /// temporary one; under a private HOME holding the host manifest and the
+    /// allowed origin as an administrator's managed storage
+    /// (`~/.mozilla/managed-storage/`, what enterprise deployment writes).
+    pub fn firefox(profile: &Path, setup: Setup) -> Browser {
+        let dist = built();
+        let data = tempfile::tempdir().unwrap();
+        let mozilla = data.path().join(".mozilla");
+        if setup.host {
+            install_host("firefox", &mozilla.join("native-messaging-hosts"));
+        }
+        if let Some(origin) = setup.allow {
+            let managed = mozilla.join("managed-storage");
+            std::fs::create_dir_all(&managed).unwrap();
+            let policy = json!({
+                "name": FIREFOX_EXTENSION_ID,
+                "description": "Agent Desktop origins",
+                "type": "storage",
+                "data": { "allowedOrigins": [origin] },
+            });
+            std::fs::write(managed.join(format!("{FIREFOX_EXTENSION_ID}.json")), policy.to_string()).unwrap();
+        }
+        let home = data.path().display().to_string();
+        let env = [("HOME", home.clone()), ("AGENT_HELPER_PROFILE", profile.display().to_string())];
+        let capabilities = json!({
+            "browserName": "firefox",
+            "moz:firefoxOptions": {
+                "binary": firefox_binary(),
+                "args": ["-headless"],
+                "env": { "HOME": home, "AGENT_HELPER_PROFILE": profile.display().to_string() },
+                "prefs": {
+                    "app.update.enabled": false,
+                    "browser.shell.checkDefaultBrowser": false,
+                    "datareporting.policy.dataSubmissionEnabled": false,
+                    "extensions.update.enabled": false,
+                },
+            },
+        });
+        let session = Session::start(&geckodriver(), &[], &env, capabilities);
+        session.script_timeout(Duration::from_secs(60));
+        if setup.extension {
+            session.install_temporary_addon(&dist.join("firefox"));
+        }
         Browser { session, data }
     }
 
     /// Allows `origin` the way a user does: on the extension's options page.
-    pub fn allow_origin_in_options(&self, origin: &str) {
+    fn allow_origin_in_options(&self, origin: &str) {
         self.session.goto(&format!("chrome-extension://{CHROMIUM_EXTENSION_ID}/options.html"));
         let shown = self
             .session
@@ -153,4 +224,21 @@ impl Browser {
     pub fn request(&self, method: &str, params: Value) -> Result<Value, String> {
         self.session.run("const [m, p] = args; return await demo.helper.request(m, p);", json!([method, params]))
     }
+}
+
+fn firefox_binary() -> &'static str {
+    ["/usr/bin/firefox-esr", "/usr/bin/firefox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("firefox-esr is installed (scripts/system-deps.sh test)")
+}
+
+/// geckodriver from PATH or cargo's bin folder (`cargo install geckodriver`).
+fn geckodriver() -> String {
+    let in_cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|d| d.join("bin/geckodriver"))
+        .filter(|p| p.exists());
+    in_cargo_home.map(|p| p.display().to_string()).unwrap_or_else(|| "geckodriver".into())
 }

@@ -309,3 +309,18 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid() has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A throwaway local user for the tests about other users (created when missing; root only).
+pub const OTHER_USER: &str = "ah-test-other";
+
+pub fn ensure_other_user() {
+    let exists = Command::new("id").arg(OTHER_USER).output().unwrap().status.success();
+    if !exists {
+        let ok = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "useradd {OTHER_USER}");
+    }
+}

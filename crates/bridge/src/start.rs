@@ -19,6 +19,11 @@ const MAX_RETRY: Duration = Duration::from_millis(200);
 pub async fn connect_or_start(profile: &Profile) -> Result<Stream, String> {
     match connect_stream(&profile.socket).await {
         Ok(s) => return Ok(s),
+        // The socket is there but not ours (another user's helper, or a
+        // profile folder we may not enter): starting a helper cannot help.
+        Err(e @ ClientError::Connect { .. }) if is_permission_denied(&e) => {
+            return Err(format!("{e}: the helper there belongs to another user"));
+        }
         Err(ClientError::Connect { .. }) => {}
         Err(e) => return Err(e.to_string()),
     }
@@ -57,6 +62,10 @@ pub async fn connect_or_start(profile: &Profile) -> Result<Stream, String> {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_RETRY);
     }
+}
+
+fn is_permission_denied(e: &ClientError) -> bool {
+    matches!(e, ClientError::Connect { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 /// `AGENT_HELPER_BIN`, else `agent-helper` beside this executable (how the
