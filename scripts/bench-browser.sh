@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh test >/dev/null
 for _ in $(seq "${1:-3}"); do
-  cargo test -q -p agent-helper --test browser -- --ignored --nocapture benchmark 2>/dev/null | grep -o 'BENCH.*'
+  cargo test -q -p agent-helper --test browser -- --ignored --nocapture --test-threads=1 benchmark 2>/dev/null | grep -o 'BENCH.*'
 done
