@@ -172,7 +172,7 @@ fn without_the_extension_or_without_the_host_says_which(kind: Kind) {
     let web = WebServer::start();
     let origin = web.origin();
 
-    let bare = Browser::start(kind, dir.path(), Setup { extension: false, host: true, allow: Some(&origin) });
+    let bare = Browser::start(kind, dir.path(), Setup { extension: false, host: true, allow: None });
     let status = bare.open_demo(&web.demo_url("?extensionTimeoutMs=1500"));
     assert_eq!(status["state"], "extension-missing", "{status}");
     drop(bare);

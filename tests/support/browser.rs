@@ -115,7 +115,8 @@ impl Browser {
         let session = Session::start("chromedriver", &[], &env, capabilities);
         session.script_timeout(Duration::from_secs(60));
         let browser = Browser { session, data };
-        if let Some(origin) = setup.allow {
+        // Without the extension there is no options page to visit.
+        if let (Some(origin), true) = (setup.allow, setup.extension) {
             browser.allow_origin_in_options(origin);
         }
         browser
