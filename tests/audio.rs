@@ -478,7 +478,7 @@ fn a_muted_call_sends_silence_and_unmuting_brings_the_microphone_back() {
         std::process::Command::new("sox")
             .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
             .arg(&tone)
-            .args(["synth", "1.5", "sine", "440"])
+            .args(["synth", "2.5", "sine", "440"])
             .status()
             .is_ok_and(|s| s.success())
     );
@@ -486,6 +486,9 @@ fn a_muted_call_sends_silence_and_unmuting_brings_the_microphone_back() {
     let call_id = conn.request("call", json!({"target": "bob"}))["result"]["callId"].as_str().unwrap().to_owned();
     conn.event("call-confirmed");
     bob.wait_event("CALL_ESTABLISHED");
+    // The tone lasts 2.5 s and only the first 1.5 s of what bob heard is
+    // checked for silence: what bob heard starts about when the muted tone
+    // does, and the unmuted tone follows it straight away.
     let out = conn.request("muteCall", json!({}));
     assert_eq!(out["result"], json!({"callId": call_id, "muted": true}));
     assert_eq!(conn.event("call-muted")["callId"], call_id.as_str());
