@@ -6,6 +6,7 @@
 mod support;
 
 use serde_json::json;
+use support::baresip::{Baresip, Options};
 use support::pulse::Pulse;
 use support::*;
 
@@ -146,7 +147,8 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
         _ => (&speech.padded8, "PCMU,PCMA"),
     };
     let account = if secure { ";mediaenc=srtp-mand" } else { "" };
-    let mut bob = support::baresip::Baresip::start_with("bob", k.port, PASSWORD, true, Some(source), codecs, account);
+    let options = Options { auto_answer: true, source: Some(source), codecs, account, config: "" };
+    let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &options);
     // Random loss both ways on baresip's RTP ports.
     let (first, last) = bob.rtp_ports;
     let _loss = match loss {
@@ -280,7 +282,8 @@ fn rtcp_gives_the_round_trip_time_and_the_peers_view_also_over_srtp() {
         let k = support::kamailio::Kamailio::start(PASSWORD);
         let dir = tempfile::tempdir().unwrap();
         let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), "pcmu", HEADSET, &sip);
-        let mut bob = support::baresip::Baresip::start_with("bob", k.port, PASSWORD, true, None, "PCMU", account);
+        let options = Options { auto_answer: true, codecs: "PCMU", account, ..Options::default() };
+        let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &options);
         conn.request("call", json!({"target": "bob"}));
         conn.event("call-confirmed");
         bob.wait_event("CALL_ESTABLISHED");
@@ -511,6 +514,77 @@ fn a_muted_call_sends_silence_and_unmuting_brings_the_microphone_back() {
     assert!(total > 500.0, "the tone after unmuting (rms {total:.1})");
     let bad = conn.request("muteCall", json!({"callId": "o-999"}));
     assert_eq!(bad["error"]["code"], "no-such-call", "{bad}");
+}
+
+/// `seconds` of a sox `synth` (e.g. `whitenoise`) at 48 kHz in `dir`, with
+/// `channels`.
+fn synth(dir: &std::path::Path, name: &str, channels: &str, seconds: &str, kind: &[&str]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let made = std::process::Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", channels, "-b", "16"])
+        .arg(&path)
+        .args(["synth", seconds])
+        .args(kind)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "sox {kind:?}");
+    path
+}
+
+#[test]
+fn opus_keeps_to_the_bitrate_and_the_dtx_the_peer_asks_for() {
+    let _one = one_at_a_time();
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), "opus");
+    // baresip asks for at most 16 kbit/s and for DTX in its a=fmtp; its
+    // Opus source must be 48 kHz stereo (and outlast the call).
+    let source = synth(dir.path(), "bob.wav", "2", "60", &["sine", "300"]);
+    let options = Options {
+        auto_answer: true,
+        source: Some(&source),
+        codecs: "opus/48000/2",
+        config: "opus_bitrate 16000\nopus_dtx yes\n",
+        ..Options::default()
+    };
+    let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &options);
+    let noise = synth(dir.path(), "noise.wav", "1", "12", &["whitenoise", "vol", "0.5"]);
+    let quiet = synth(dir.path(), "quiet.wav", "1", "12", &["sine", "440", "vol", "0"]);
+    conn.request("call", json!({"target": "bob"}));
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    // Quality reports come every 5 s: measure between two that both fall
+    // while the microphone gets the one sound.
+    let interval = |conn: &mut Conn| {
+        conn.event("quality-report");
+        let (first, t) = (conn.event("quality-report"), std::time::Instant::now());
+        let next = conn.event("quality-report");
+        let seconds = t.elapsed().as_secs_f64();
+        let delta = |key: &str| (next[key].as_u64().unwrap() - first[key].as_u64().unwrap()) as f64 / seconds;
+        (delta("payloadBytesSent"), delta("packetsSent"))
+    };
+
+    // Noise, the hardest to compress: our own 80 kbit/s would be 10 kB/s.
+    let mut talk = pulse.play(&noise, "micfeed");
+    let (bytes, packets) = interval(&mut conn);
+    assert!((1_000.0..=2_300.0).contains(&bytes), "16 kbit/s is 2000 B/s; sent {bytes:.0} B/s");
+    // (Opus's voice detector takes steady noise for background, so DTX
+    // skips some of it too.)
+    assert!(packets > 25.0, "sound is sent: {packets:.1} packets/s");
+    wait_until("the noise played", || talk.try_wait().ok().flatten().is_some());
+
+    // Silence: DTX sends a refresh now and then instead of 50 packets a second.
+    let mut talk = pulse.play(&quiet, "micfeed");
+    let (_, packets) = interval(&mut conn);
+    assert!(packets < 15.0, "DTX: {packets:.1} packets/s in silence");
+    wait_until("the silence played", || talk.try_wait().ok().flatten().is_some());
+
+    let log = std::fs::read_to_string(dir.path().join("logs/BPClient.log")).unwrap();
+    assert!(log.contains("maxaveragebitrate=16000"), "the peer's wishes are logged with the codec");
+    conn.request("endCall", json!({}));
+    bob.wait_event("CALL_CLOSED");
+    drop(helper);
 }
 
 #[test]

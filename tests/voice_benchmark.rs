@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
+use support::baresip::{Baresip, Options};
 use support::pulse::Pulse;
 use support::*;
 
@@ -111,15 +112,13 @@ fn helper_and_baresip(codec: &Codec, percent: u32) -> Row {
     let speech = support::speech::Speech::make();
     let dir = tempfile::tempdir().unwrap();
     let (helper, mut conn) = registered(&pulse, &k, dir.path(), "agent1", codec.name, &format!("[audio]\n{HEADSET}"));
-    let mut bob = support::baresip::Baresip::start_with(
-        "bob",
-        k.port,
-        PASSWORD,
-        true,
-        Some(source(&speech, codec)),
-        codec.baresip,
-        "",
-    );
+    let options = Options {
+        auto_answer: true,
+        source: Some(source(&speech, codec)),
+        codecs: codec.baresip,
+        ..Options::default()
+    };
+    let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &options);
     let _loss = loss(percent, bob.rtp_ports);
     let rate = if codec.wideband { 16000 } else { 8000 };
     let played = dir.path().join("played.wav");
@@ -151,9 +150,9 @@ fn baresip_and_baresip(codec: &Codec, percent: u32) -> (f64, f64) {
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let speech = support::speech::Speech::make();
     let src = source(&speech, codec);
-    let mut alice =
-        support::baresip::Baresip::start_with("alice", k.port, PASSWORD, false, Some(src), codec.baresip, "");
-    let mut bob = support::baresip::Baresip::start_with("bob", k.port, PASSWORD, true, Some(src), codec.baresip, "");
+    let options = Options { source: Some(src), codecs: codec.baresip, ..Options::default() };
+    let mut alice = Baresip::start_with("alice", k.port, PASSWORD, &options);
+    let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &Options { auto_answer: true, ..options });
     let _loss = loss(percent, bob.rtp_ports);
     alice.command("dial", "sip:bob@127.0.0.1");
     alice.wait_event("CALL_ESTABLISHED");

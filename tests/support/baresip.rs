@@ -34,42 +34,40 @@ fn free_port() -> u16 {
     }
 }
 
+/// How a test wants its baresip.
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    pub auto_answer: bool,
+    /// Sent as its microphone instead of a tone (at the codec's rate: 8 kHz
+    /// mono for G.711, 48 kHz stereo for `opus/48000/2`). What it hears goes
+    /// to [`Baresip::heard`].
+    pub source: Option<&'a std::path::Path>,
+    /// baresip's `audio_codecs`.
+    pub codecs: &'a str,
+    /// Appended to its account line (`;mediaenc=srtp-mand` for SRTP only, …).
+    pub account: &'a str,
+    /// Extra lines for its config file (`opus_bitrate 16000\n`, …).
+    pub config: &'a str,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options { auto_answer: false, source: None, codecs: "PCMU,PCMA", account: "", config: "" }
+    }
+}
+
 impl Baresip {
     /// Starts baresip as `user`, registered with kamailio on `kamailio_port`.
     pub fn start(user: &str, kamailio_port: u16, password: &str, auto_answer: bool) -> Baresip {
-        Self::start_with_source(user, kamailio_port, password, auto_answer, None, "PCMU,PCMA")
+        Self::start_with(user, kamailio_port, password, &Options { auto_answer, ..Options::default() })
     }
 
-    /// As [`Baresip::start`], sending `source` as its microphone instead of a
-    /// tone and offering `codecs` (baresip's `audio_codecs`; its source must
-    /// be at the codec's rate: 8 kHz mono for G.711, 48 kHz stereo for
-    /// `opus/48000/2`). What it hears goes to [`Baresip::heard`].
-    pub fn start_with_source(
-        user: &str,
-        kamailio_port: u16,
-        password: &str,
-        auto_answer: bool,
-        source: Option<&std::path::Path>,
-        codecs: &str,
-    ) -> Baresip {
-        Self::start_with(user, kamailio_port, password, auto_answer, source, codecs, "")
-    }
-
-    /// As [`Baresip::start_with_source`], with `account` appended to its
-    /// account line (`;mediaenc=srtp-mand` for SRTP only, …).
-    pub fn start_with(
-        user: &str,
-        kamailio_port: u16,
-        password: &str,
-        auto_answer: bool,
-        source: Option<&std::path::Path>,
-        codecs: &str,
-        account: &str,
-    ) -> Baresip {
+    /// As [`Baresip::start`], with the [`Options`] a test needs.
+    pub fn start_with(user: &str, kamailio_port: u16, password: &str, options: &Options) -> Baresip {
         // Ports are picked free but can be taken by a parallel test before baresip
         // binds them; then baresip exits at once and we try again with new ones.
         for _ in 0..4 {
-            if let Some(b) = Self::try_start(user, kamailio_port, password, auto_answer, source, codecs, account) {
+            if let Some(b) = Self::try_start(user, kamailio_port, password, options) {
                 return b;
             }
         }
@@ -92,15 +90,8 @@ impl Baresip {
             })
     }
 
-    fn try_start(
-        user: &str,
-        kamailio_port: u16,
-        password: &str,
-        auto_answer: bool,
-        source: Option<&std::path::Path>,
-        codecs: &str,
-        account: &str,
-    ) -> Option<Baresip> {
+    fn try_start(user: &str, kamailio_port: u16, password: &str, options: &Options) -> Option<Baresip> {
+        let Options { auto_answer, source, codecs, account, config } = *options;
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_port();
         let ctrl_port = free_port();
@@ -120,7 +111,7 @@ impl Baresip {
             format!(
                 "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
                  module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule srtp.so\nsnd_path {d}\nopus_inbandfec yes\nopus_packet_loss 10\n\
-                 module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n",
+                 module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n{config}",
                 rtp + 9,
                 d = dir.path().display()
             ),

@@ -92,6 +92,8 @@ pub struct CallStats {
     pub late: u64,
     pub duplicates: u64,
     pub packets_sent: u64,
+    /// RTP payload bytes sent (the codec's bitrate over the call's time).
+    pub payload_bytes_sent: u64,
     /// Round-trip time from RTCP (the peer's report on our sender report), ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,

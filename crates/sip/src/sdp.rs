@@ -85,6 +85,9 @@ pub enum SrtpPolicy {
 
 /// Crypto lines read from one SDP, at most (a peer offers one per suite).
 const MAX_CRYPTO_LINES: usize = 16;
+/// `a=fmtp` lines read at most, and the longest parameter list kept.
+const MAX_FMTP_LINES: usize = 32;
+const MAX_FMTP_LEN: usize = 512;
 /// Longest `inline:` key we read, in base64 characters (AES-256 + salt is 62).
 const MAX_KEY_CHARS: usize = 64;
 
@@ -189,6 +192,16 @@ pub struct RemoteMedia {
     pub rtcp_mux: bool,
     /// `a=rtcp`, else the RTP port + 1 (RFC 3550 §11).
     pub rtcp_port: u16,
+    /// `a=fmtp` parameters by payload type (what the peer asks of what we
+    /// send it, e.g. Opus `maxaveragebitrate`, RFC 7587 §6.1).
+    pub fmtp: Vec<(u8, String)>,
+}
+
+impl RemoteMedia {
+    /// The peer's format parameters for payload type `pt` ("" without any).
+    pub fn fmtp_of(&self, pt: u8) -> &str {
+        self.fmtp.iter().find(|(p, _)| *p == pt).map_or("", |(_, f)| f.as_str())
+    }
 }
 
 /// What both sides agreed on.
@@ -206,6 +219,8 @@ pub struct Negotiated {
     pub rtcp_mux: bool,
     /// The peer's RTCP port when not multiplexed.
     pub remote_rtcp_port: u16,
+    /// The peer's `a=fmtp` for the codec (its wishes for what we send).
+    pub peer_fmtp: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -335,6 +350,7 @@ pub fn answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<(String, Negot
     Ok((
         text,
         Negotiated {
+            peer_fmtp: remote.fmtp_of(codec.payload_type).to_owned(),
             codec,
             telephone_event: remote.telephone_event,
             remote_address: remote.address.clone(),
@@ -374,6 +390,7 @@ pub fn accept_answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<Negotia
         return Err(SdpError::SecureMediaRequired);
     }
     Ok(Negotiated {
+        peer_fmtp: remote.fmtp_of(codec.payload_type).to_owned(),
         codec,
         telephone_event: remote.telephone_event,
         remote_address: remote.address.clone(),
@@ -457,7 +474,18 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
         .and_then(|v| v.split_ascii_whitespace().next()?.parse::<u16>().ok())
         .filter(|p| *p != 0)
         .unwrap_or(rtp_port.saturating_add(1));
-    Ok(RemoteMedia { address, rtp_port, codecs, telephone_event, direction, secure, crypto, rtcp_mux, rtcp_port })
+    let fmtp = media
+        .attributes
+        .iter()
+        .filter(|a| a.key == "fmtp")
+        .take(MAX_FMTP_LINES)
+        .filter_map(|a| {
+            let (pt, params) = a.value.as_deref()?.trim().split_once(char::is_whitespace)?;
+            let params = params.trim();
+            (params.len() <= MAX_FMTP_LEN).then(|| Some((pt.parse::<u8>().ok()?, params.to_owned())))?
+        })
+        .collect();
+    Ok(RemoteMedia { address, rtp_port, codecs, telephone_event, direction, secure, crypto, rtcp_mux, rtcp_port, fmtp })
 }
 
 #[cfg(test)]
@@ -509,6 +537,22 @@ mod tests {
         let (answer_text, n) = answer(&local(), &back).unwrap();
         assert!(n.rtcp_mux && answer_text.contains("a=rtcp-mux"));
         assert!(!accept_answer(&local(), &plain).unwrap().rtcp_mux);
+    }
+
+    #[test]
+    fn the_peers_format_parameters_for_the_chosen_codec_are_kept() {
+        let theirs = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 96 0\r\n\
+            a=rtpmap:96 opus/48000/2\r\na=fmtp:96 maxaveragebitrate=16000; usedtx=1\r\na=fmtp:0 nonsense\r\n\
+            a=fmtp:x bad\r\na=fmtp:97\r\n";
+        let remote = parse(theirs.as_bytes()).unwrap();
+        assert_eq!(remote.fmtp_of(96), "maxaveragebitrate=16000; usedtx=1");
+        assert_eq!(remote.fmtp_of(0), "nonsense");
+        assert_eq!(remote.fmtp_of(8), "");
+        let (_, n) = answer(&local(), &remote).unwrap();
+        assert_eq!((n.codec.payload_type, n.peer_fmtp.as_str()), (96, "maxaveragebitrate=16000; usedtx=1"));
+        assert_eq!(accept_answer(&local(), &remote).unwrap().peer_fmtp, "maxaveragebitrate=16000; usedtx=1");
+        let huge = format!("{theirs}a=fmtp:8 {}\r\n", "x".repeat(MAX_FMTP_LEN + 1));
+        assert_eq!(parse(huge.as_bytes()).unwrap().fmtp_of(8), "", "an oversized list is not kept");
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
         payload_type: n.codec.payload_type,
         telephone_event: n.telephone_event,
         codec: n.codec.name.clone(),
+        peer_fmtp: n.peer_fmtp.clone(),
         srtp: n.srtp.clone(),
         rtcp_mux: n.rtcp_mux,
         remote_rtcp: if n.rtcp_mux {

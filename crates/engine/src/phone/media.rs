@@ -43,6 +43,8 @@ pub(super) struct MediaControl {
     pub remote: Option<SocketAddr>,
     pub payload_type: u8,
     pub codec: String,
+    /// The peer's `a=fmtp` for the codec: what it asks of what we send.
+    pub peer_fmtp: String,
     /// SRTP keys, when the call agreed on SRTP: then nothing goes out in the clear.
     pub srtp: Option<agent_helper_sip::sdp::SrtpKeys>,
     /// RTCP rides on the RTP port (rtcp-mux); else it goes to `remote_rtcp`.
@@ -192,6 +194,8 @@ async fn run(
     let mut payload = Vec::with_capacity(960);
     // Samples of silence the speaker needed when the jitter buffer had nothing due.
     let mut silence = 0usize;
+    // The codec sent nothing for the last frame (DTX).
+    let mut talkspurt_over = false;
     // Lost frames concealed with the next packet at hand (Opus FEC rebuilds
     // them from it, G.711 concealment bridges into it); the rest were extrapolated.
     let mut from_next = 0u64;
@@ -208,7 +212,13 @@ async fn run(
                     break;
                 }
                 if next.payload_type != ctl.payload_type || next.codec != ctl.codec {
+                    tracing::info!(call_id, codec = next.codec, peer_fmtp = next.peer_fmtp, "call media codec");
                     codec = Codec::for_name(&next.codec).ok();
+                    if let Some(c) = codec.as_mut()
+                        && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp)
+                    {
+                        tracing::warn!(call_id, fmtp = next.peer_fmtp, error = %e, "the peer's codec parameters");
+                    }
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
                     let clock = codec.as_ref().map_or(8000, Codec::rtp_clock);
                     // FEC rebuilds a lost frame from the next packet: hold one more.
@@ -220,6 +230,11 @@ async fn run(
                         devices = Devices::default();
                         opening = None;
                     }
+                } else if next.peer_fmtp != ctl.peer_fmtp
+                    && let Some(c) = codec.as_mut()
+                    && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp)
+                {
+                    tracing::warn!(call_id, fmtp = next.peer_fmtp, error = %e, "the peer's codec parameters");
                 }
                 if next.srtp != ctl.srtp {
                     srtp = Srtp::for_keys(next.srtp.as_ref(), &call_id);
@@ -423,7 +438,14 @@ async fn run(
                     }
                     payload.clear();
                     c.encode(pcm_frame, &mut payload);
-                    let packet = sender.packet(&payload, ticks, false);
+                    // DTX: silence the codec chose not to send; the next
+                    // packet starts a talkspurt (marker bit, RFC 3551 §4.1).
+                    if payload.is_empty() {
+                        sender.skip(ticks);
+                        talkspurt_over = true;
+                        continue;
+                    }
+                    let packet = sender.packet(&payload, ticks, std::mem::take(&mut talkspurt_over));
                     if let Some(d) = dest
                         && let Some(sealed) = srtp.seal(Kind::Rtp, packet)
                     {
@@ -558,6 +580,7 @@ fn quality(
         late: s.late,
         duplicates: s.duplicates,
         packets_sent: sender.packets_sent,
+        payload_bytes_sent: sender.octets_sent,
         rtt_ms: rtt_ms.map(|v| (v * 10.0).round() / 10.0),
         remote_loss_percent: reports.peer_view().map(|v| (v.fraction_lost * 1000.0).round() / 10.0),
         r_factor: (r * 10.0).round() / 10.0,
