@@ -4,9 +4,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::os::unix::fs::PermissionsExt;
 use support::bridge::Bridge;
-use support::{Conn, Helper, OTHER_USER, Started, ensure_other_user, is_root, wait_until};
+use support::{Conn, Helper, OTHER_USER, Started, helper_open_to_other_users, wait_until};
 
 fn pid_of(status: &Value) -> u32 {
     status["result"]["pid"].as_u64().expect("getStatus has the pid") as u32
@@ -113,15 +112,7 @@ fn a_helper_that_cannot_start_is_reported_not_waited_for() {
 
 #[test]
 fn another_users_bridge_cannot_reach_the_helper_and_starts_none() {
-    if !is_root() {
-        eprintln!("not root: cannot create a throwaway user; this test runs in CI (.ci/run runs as root)");
-        return;
-    }
-    ensure_other_user();
-    let dir = tempfile::tempdir().unwrap();
-    // Open the profile folder to everyone so that only the socket's own mode stands in the way.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let helper = Helper::start(dir.path());
+    let Some((dir, helper)) = helper_open_to_other_users() else { return };
     let mut bridge = Bridge::start_as(OTHER_USER, dir.path(), &[]);
     let out = bridge.rest_of_stdout();
     assert!(!bridge.wait().success());

@@ -455,8 +455,14 @@ fn consulted_transfer_of_baresip_to_a_second_baresip() {
     }
     assert_eq!(gone[&a_bob]["reason"], "transferred");
     assert_eq!(gone[&a_carol]["reason"], "local-hangup", "the helper ends the consultation: {gone:?}");
-    let closed = carol.wait_event("CALL_CLOSED");
-    assert!(closed["peeruri"].as_str().unwrap().contains("agent1"), "carol's call with the helper ends: {closed}");
+    // Carol's call with bob may close first (its tone source can run out):
+    // what matters is that her call with the helper closes.
+    loop {
+        let closed = carol.wait_event("CALL_CLOSED");
+        if closed["peeruri"].as_str().unwrap_or_default().contains("agent1") {
+            break;
+        }
+    }
 }
 
 #[test]

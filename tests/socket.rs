@@ -4,7 +4,6 @@
 mod support;
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use agent_helper_protocol::MAX_FRAME_LEN;
@@ -127,15 +126,7 @@ fn many_clients_at_once_each_get_their_own_answers() {
 
 #[test]
 fn another_local_user_cannot_use_the_socket() {
-    if !is_root() {
-        eprintln!("not root: cannot create a throwaway user; this test runs in CI (.ci/run runs as root)");
-        return;
-    }
-    ensure_other_user();
-    let dir = tempfile::tempdir().unwrap();
-    // Open the profile folder to everyone so that only the socket's own mode stands in the way.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let helper = Helper::start(dir.path());
+    let Some((dir, helper)) = helper_open_to_other_users() else { return };
     let out = Command::new("runuser")
         .args(["-u", OTHER_USER, "--", bin(), "ctl", "--profile"])
         .arg(dir.path())

@@ -310,6 +310,22 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A helper in a profile folder everyone may enter, so that only the socket's
+/// own protection stands between it and [`OTHER_USER`]. `None` (and a note)
+/// when not root: creating a user needs root, which CI has.
+pub fn helper_open_to_other_users() -> Option<(tempfile::TempDir, Helper)> {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("not root: cannot create a throwaway user; this test runs in CI (.ci/run runs as root)");
+        return None;
+    }
+    ensure_other_user();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = Helper::start(dir.path());
+    Some((dir, helper))
+}
+
 /// A throwaway local user for the tests about other users (created when missing; root only).
 pub const OTHER_USER: &str = "ah-test-other";
 
