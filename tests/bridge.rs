@@ -30,6 +30,12 @@ fn starts_the_helper_when_none_runs_and_leaves_it_running_when_the_browser_goes(
     // A second bridge finds the running helper instead of starting another.
     let mut again = Bridge::start(dir.path(), &[]);
     assert_eq!(pid_of(&again.conn.request("getStatus", json!({}))), helper.0);
+
+    // Each bridge left its story beside BPClient.log.
+    let log = std::fs::read_to_string(dir.path().join("logs/bridge.log")).unwrap();
+    assert_eq!(log.matches("caller [\"chrome-extension://test/\"]").count(), 2, "{log}");
+    assert_eq!(log.matches(&format!("(pid {})", helper.0)).count(), 1, "one helper started: {log}");
+    assert!(log.contains("the browser closed the connection"), "{log}");
 }
 
 #[test]
@@ -108,6 +114,8 @@ fn a_helper_that_cannot_start_is_reported_not_waited_for() {
     assert_eq!(v["error"]["code"], "helper-unavailable", "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("exited at start"), "{v}");
     wait_until("no socket left behind", || !dir.path().join("agent-helper.sock").exists());
+    let log = std::fs::read_to_string(dir.path().join("logs/bridge.log")).unwrap();
+    assert!(log.contains("exited at start") && log.contains("run `agent-helper check-config`"), "{log}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(10);
 const MAX_RETRY: Duration = Duration::from_millis(200);
 
 /// Connects to the profile's helper, starting it first when nothing listens.
-pub async fn connect_or_start(profile: &Profile) -> Result<Stream, String> {
+pub async fn connect_or_start(profile: &Profile, diag: &mut crate::Diag) -> Result<Stream, String> {
     match connect_stream(&profile.socket).await {
         Ok(s) => return Ok(s),
         // The socket is there but not ours (another user's helper, or a
@@ -36,7 +36,7 @@ pub async fn connect_or_start(profile: &Profile) -> Result<Stream, String> {
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     detach(&mut command);
     let mut child = command.spawn().map_err(|e| format!("cannot start the helper {}: {e}", program.display()))?;
-    eprintln!("agent-helper-bridge: started {} (pid {})", program.display(), child.id());
+    diag.say(&format!("started {} (pid {})", program.display(), child.id()));
 
     let deadline = Instant::now() + START_TIMEOUT;
     let mut pause = FIRST_RETRY;
