@@ -531,21 +531,31 @@ fn synth(dir: &std::path::Path, name: &str, channels: &str, seconds: &str, kind:
     path
 }
 
-#[test]
-fn opus_keeps_to_the_bitrate_and_the_dtx_the_peer_asks_for() {
-    let _one = one_at_a_time();
+/// What the helper sent baresip over Opus: payload bytes and packets per
+/// second while its microphone got noise, packets per second in silence.
+struct OpusSent {
+    noise_bytes: f64,
+    noise_packets: f64,
+    silence_packets: f64,
+    log: String,
+}
+
+/// A call to baresip over Opus: noise into the helper's microphone, then
+/// silence. `codecs` goes into the helper's `[codecs]`, `baresip` into
+/// baresip's config.
+fn opus_noise_then_silence(codecs: &str, baresip: &str) -> OpusSent {
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let dir = tempfile::tempdir().unwrap();
-    let (helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), "opus");
-    // baresip asks for at most 16 kbit/s and for DTX in its a=fmtp; its
-    // Opus source must be 48 kHz stereo (and outlast the call).
+    let rest = format!("{codecs}[audio]\n{HEADSET}");
+    let (helper, mut conn) = support::agent::registered(&pulse, &k, dir.path(), "agent1", "opus", "", &rest);
+    // baresip's Opus source must be 48 kHz stereo (and outlast the call).
     let source = synth(dir.path(), "bob.wav", "2", "60", &["sine", "300"]);
     let options = Options {
         auto_answer: true,
         source: Some(&source),
         codecs: "opus/48000/2",
-        config: "opus_bitrate 16000\nopus_dtx yes\n",
+        config: baresip,
         ..Options::default()
     };
     let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &options);
@@ -564,27 +574,40 @@ fn opus_keeps_to_the_bitrate_and_the_dtx_the_peer_asks_for() {
         let delta = |key: &str| (next[key].as_u64().unwrap() - first[key].as_u64().unwrap()) as f64 / seconds;
         (delta("payloadBytesSent"), delta("packetsSent"))
     };
-
-    // Noise, the hardest to compress: our own 80 kbit/s would be 10 kB/s.
     let mut talk = pulse.play(&noise, "micfeed");
-    let (bytes, packets) = interval(&mut conn);
-    assert!((1_000.0..=2_300.0).contains(&bytes), "16 kbit/s is 2000 B/s; sent {bytes:.0} B/s");
-    // (Opus's voice detector takes steady noise for background, so DTX
-    // skips some of it too.)
-    assert!(packets > 25.0, "sound is sent: {packets:.1} packets/s");
+    let (noise_bytes, noise_packets) = interval(&mut conn);
     wait_until("the noise played", || talk.try_wait().ok().flatten().is_some());
-
-    // Silence: DTX sends a refresh now and then instead of 50 packets a second.
     let mut talk = pulse.play(&quiet, "micfeed");
-    let (_, packets) = interval(&mut conn);
-    assert!(packets < 15.0, "DTX: {packets:.1} packets/s in silence");
+    let (_, silence_packets) = interval(&mut conn);
     wait_until("the silence played", || talk.try_wait().ok().flatten().is_some());
-
-    let log = std::fs::read_to_string(dir.path().join("logs/BPClient.log")).unwrap();
-    assert!(log.contains("maxaveragebitrate=16000"), "the peer's wishes are logged with the codec");
     conn.request("endCall", json!({}));
     bob.wait_event("CALL_CLOSED");
     drop(helper);
+    let log = std::fs::read_to_string(dir.path().join("logs/BPClient.log")).unwrap();
+    OpusSent { noise_bytes, noise_packets, silence_packets, log }
+}
+
+#[test]
+fn opus_keeps_to_the_bitrate_and_the_dtx_the_peer_asks_for() {
+    let _one = one_at_a_time();
+    // baresip asks for at most 16 kbit/s and for DTX in its a=fmtp.
+    let sent = opus_noise_then_silence("", "opus_bitrate 16000\nopus_dtx yes\n");
+    // Noise is the hardest to compress: our own 80 kbit/s would be 10 kB/s.
+    assert!((1_000.0..=2_300.0).contains(&sent.noise_bytes), "16 kbit/s is 2000 B/s; sent {:.0} B/s", sent.noise_bytes);
+    // (Opus's voice detector takes steady noise for background, so DTX
+    // skips some of it too.)
+    assert!(sent.noise_packets > 25.0, "sound is sent: {:.1} packets/s", sent.noise_packets);
+    // Silence: DTX sends a refresh now and then instead of 50 packets a second.
+    assert!(sent.silence_packets < 15.0, "DTX: {:.1} packets/s in silence", sent.silence_packets);
+    assert!(sent.log.contains("maxaveragebitrate=16000"), "the peer's wishes are logged with the codec");
+}
+
+#[test]
+fn opus_dtx_by_our_own_setting_for_a_peer_that_does_not_ask() {
+    let _one = one_at_a_time();
+    let sent = opus_noise_then_silence("opus_dtx = true\n", "");
+    assert!(sent.noise_bytes > 4_000.0, "no bitrate cap asked: {:.0} B/s", sent.noise_bytes);
+    assert!(sent.silence_packets < 15.0, "DTX: {:.1} packets/s in silence", sent.silence_packets);
 }
 
 #[test]

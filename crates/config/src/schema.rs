@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "calls.avoid_two_way_hold",
     "calls.session_expires",
     "codecs.allow",
+    "codecs.opus_dtx",
     "dtmf.mode",
     "dtmf.duration_ms",
     "dtmf.gap_ms",
@@ -194,11 +195,15 @@ pub enum Codec {
 pub struct CodecsConfig {
     /// Allowed codecs, most preferred first; others are removed from SDP.
     pub allow: Vec<Codec>,
+    /// Opus discontinuous transmission: silence is not sent (a refresh every
+    /// 400 ms), and peers are asked to do the same (`usedtx=1`). A peer that
+    /// asks for it gets it either way.
+    pub opus_dtx: bool,
 }
 
 impl Default for CodecsConfig {
     fn default() -> Self {
-        Self { allow: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma] }
+        Self { allow: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma], opus_dtx: false }
     }
 }
 

@@ -124,11 +124,13 @@ impl Codec {
     }
 
     /// Follows what the peer's `a=fmtp` asks of what we send it: for Opus a
-    /// lower bitrate, DTX, constant bitrate. Other codecs have nothing to set.
-    pub fn apply_peer_fmtp(&mut self, fmtp: &str) -> Result<(), CodecError> {
+    /// lower bitrate, DTX, constant bitrate. `dtx`: DTX whatever the peer
+    /// says (our own setting). Other codecs have nothing to set.
+    pub fn apply_peer_fmtp(&mut self, fmtp: &str, dtx_anyway: bool) -> Result<(), CodecError> {
         if let Codec::Opus { encoder, dtx, .. } = self {
             let e = |e: opus::Error| CodecError::Opus(e.to_string());
-            let wishes = OpusWishes::parse(fmtp);
+            let mut wishes = OpusWishes::parse(fmtp);
+            wishes.dtx |= dtx_anyway;
             let bitrate = wishes.max_average_bitrate.map_or(OPUS_BITRATE, |max| max.min(OPUS_BITRATE));
             encoder.set_bitrate(opus::Bitrate::Bits(bitrate as i32)).map_err(e)?;
             encoder.set_vbr(!wishes.cbr).map_err(e)?;
@@ -347,7 +349,7 @@ mod tests {
     /// Payload bytes per second of 2 s of a tone with noise (hard to compress).
     fn opus_bytes_per_second(fmtp: &str) -> usize {
         let mut tx = Codec::for_name("opus").unwrap();
-        tx.apply_peer_fmtp(fmtp).unwrap();
+        tx.apply_peer_fmtp(fmtp, false).unwrap();
         let mut seed = 1u32;
         let mut total = 0;
         for k in 0..100 {
@@ -375,10 +377,10 @@ mod tests {
     }
 
     #[test]
-    fn opus_dtx_sends_nothing_for_silence_only_when_the_peer_asks() {
-        let silent_frames = |fmtp: &str| {
+    fn opus_dtx_sends_nothing_for_silence_when_the_peer_asks_or_we_are_set_to() {
+        let silent_frames = |fmtp: &str, ours: bool| {
             let mut tx = Codec::for_name("opus").unwrap();
-            tx.apply_peer_fmtp(fmtp).unwrap();
+            tx.apply_peer_fmtp(fmtp, ours).unwrap();
             let mut empty = 0;
             for k in 0..100 {
                 let mut p = vec![];
@@ -388,10 +390,13 @@ mod tests {
             }
             empty
         };
-        assert_eq!(silent_frames(""), 0);
-        let skipped = silent_frames("usedtx=1");
+        assert_eq!(silent_frames("", false), 0);
+        assert_eq!(silent_frames("usedtx=0", false), 0);
         // 80 silent frames: most skipped, a refresh every 400 ms still sent.
-        assert!((60..80).contains(&skipped), "{skipped}");
+        for (fmtp, ours) in [("usedtx=1", false), ("", true)] {
+            let skipped = silent_frames(fmtp, ours);
+            assert!((60..80).contains(&skipped), "{fmtp} {ours}: {skipped}");
+        }
     }
 
     #[test]

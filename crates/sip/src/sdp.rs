@@ -175,6 +175,8 @@ pub struct LocalMedia {
     /// Our SRTP keys, one per suite we take, most preferred first (offered
     /// unless the policy is `Off`; the one for the suite chosen answers).
     pub keys: Vec<SdesKey>,
+    /// Ask peers for Opus DTX (`usedtx=1`).
+    pub opus_dtx: bool,
 }
 
 /// The peer's audio stream as its SDP describes it.
@@ -277,7 +279,8 @@ fn session_text(
         // We decode mono (RFC 7587 §7: stereo=0 asks the sender for mono,
         // which spends its bits, and its FEC, on the one channel we play).
         if c.name.eq_ignore_ascii_case("opus") {
-            s.push_str(&format!("a=fmtp:{} stereo=0;sprop-stereo=0;useinbandfec=1\r\n", c.payload_type));
+            let dtx = if local.opus_dtx { ";usedtx=1" } else { "" };
+            s.push_str(&format!("a=fmtp:{} stereo=0;sprop-stereo=0;useinbandfec=1{dtx}\r\n", c.payload_type));
         }
         // No Annex B (VAD/comfort noise): its absence would mean yes (RFC 4856).
         if c.name.eq_ignore_ascii_case("G729") {
@@ -511,6 +514,7 @@ mod tests {
                 SdesKey { tag: 1, suite: "AES_CM_128_HMAC_SHA1_80".into(), keying: vec![1; 30] },
                 SdesKey { tag: 2, suite: "AEAD_AES_128_GCM".into(), keying: vec![2; 28] },
             ],
+            opus_dtx: false,
         }
     }
 
@@ -553,6 +557,14 @@ mod tests {
         assert_eq!(accept_answer(&local(), &remote).unwrap().peer_fmtp, "maxaveragebitrate=16000; usedtx=1");
         let huge = format!("{theirs}a=fmtp:8 {}\r\n", "x".repeat(MAX_FMTP_LEN + 1));
         assert_eq!(parse(huge.as_bytes()).unwrap().fmtp_of(8), "", "an oversized list is not kept");
+    }
+
+    #[test]
+    fn opus_dtx_is_asked_of_peers_only_when_set() {
+        assert!(!offer(&local()).contains("usedtx"));
+        let text = offer(&LocalMedia { opus_dtx: true, ..local() });
+        assert!(text.contains("a=fmtp:111 stereo=0;sprop-stereo=0;useinbandfec=1;usedtx=1\r\n"), "{text}");
+        assert_eq!(parse(text.as_bytes()).unwrap().fmtp_of(111), "stereo=0;sprop-stereo=0;useinbandfec=1;usedtx=1");
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub(super) async fn local_media(
             SrtpMode::Required => SrtpPolicy::Required,
         },
         keys: srtp_keys()?,
+        opus_dtx: config.codecs.opus_dtx,
     };
     Ok((media, super::media::start(socket, rtcp, call_id.to_owned(), links)))
 }
@@ -90,6 +91,7 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
         speaker: config.audio.speaker.clone(),
         microphone: config.audio.microphone.clone(),
         wanted,
+        opus_dtx: config.codecs.opus_dtx,
         ..MediaControl::default()
     };
     let Some(n) = call.negotiated() else { return devices };

@@ -45,6 +45,8 @@ pub(super) struct MediaControl {
     pub codec: String,
     /// The peer's `a=fmtp` for the codec: what it asks of what we send.
     pub peer_fmtp: String,
+    /// `codecs.opus_dtx`: Opus DTX whatever the peer asks.
+    pub opus_dtx: bool,
     /// SRTP keys, when the call agreed on SRTP: then nothing goes out in the clear.
     pub srtp: Option<agent_helper_sip::sdp::SrtpKeys>,
     /// RTCP rides on the RTP port (rtcp-mux); else it goes to `remote_rtcp`.
@@ -215,7 +217,7 @@ async fn run(
                     tracing::info!(call_id, codec = next.codec, peer_fmtp = next.peer_fmtp, "call media codec");
                     codec = Codec::for_name(&next.codec).ok();
                     if let Some(c) = codec.as_mut()
-                        && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp)
+                        && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp, next.opus_dtx)
                     {
                         tracing::warn!(call_id, fmtp = next.peer_fmtp, error = %e, "the peer's codec parameters");
                     }
@@ -230,9 +232,9 @@ async fn run(
                         devices = Devices::default();
                         opening = None;
                     }
-                } else if next.peer_fmtp != ctl.peer_fmtp
+                } else if (next.peer_fmtp != ctl.peer_fmtp || next.opus_dtx != ctl.opus_dtx)
                     && let Some(c) = codec.as_mut()
-                    && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp)
+                    && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp, next.opus_dtx)
                 {
                     tracing::warn!(call_id, fmtp = next.peer_fmtp, error = %e, "the peer's codec parameters");
                 }

@@ -14,6 +14,10 @@ fuzz_target!(|data: &[u8]| {
         direction: Direction::SendRecv,
         session_id: 1,
         version: 1,
+        rtcp_port: None,
+        srtp: agent_helper_sip::sdp::SrtpPolicy::Optional,
+        keys: Vec::new(),
+        opus_dtx: true,
     };
     let _ = sdp::answer(&local, &remote);
     let _ = sdp::accept_answer(&local, &remote);

@@ -41,6 +41,10 @@ fn media() -> LocalMedia {
         direction: Direction::SendRecv,
         session_id: 1,
         version: 1,
+        rtcp_port: None,
+        srtp: agent_helper_sip::sdp::SrtpPolicy::Optional,
+        keys: Vec::new(),
+        opus_dtx: true,
     }
 }
 
