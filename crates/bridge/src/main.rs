@@ -6,7 +6,8 @@
 //! helper checks every request, the extension checks every page. It starts the
 //! helper when none is running, caps frames at 1 MiB both ways, writes nothing
 //! but frames to stdout (diagnostics go to stderr, which browsers log, and to
-//! `bridge.log` beside BPClient.log) and exits when the browser closes stdin or the helper closes the socket.
+//! `bridge.log` beside BPClient.log) and exits when the browser closes stdin
+//! or the helper closes the socket.
 //!
 //! The profile is the helper's default one, or `AGENT_HELPER_PROFILE` from the
 //! browser's environment. Browsers pass the caller's origin (Chromium) or the

@@ -124,8 +124,8 @@ impl Codec {
     }
 
     /// Follows what the peer's `a=fmtp` asks of what we send it: for Opus a
-    /// lower bitrate, DTX, constant bitrate. `dtx`: DTX whatever the peer
-    /// says (our own setting). Other codecs have nothing to set.
+    /// lower bitrate, DTX, constant bitrate. `dtx_anyway`: DTX whatever the
+    /// peer says (our own setting). Other codecs have nothing to set.
     pub fn apply_peer_fmtp(&mut self, fmtp: &str, dtx_anyway: bool) -> Result<(), CodecError> {
         if let Codec::Opus { encoder, dtx, .. } = self {
             let e = |e: opus::Error| CodecError::Opus(e.to_string());

@@ -213,14 +213,10 @@ async fn run(
                 if !next.wanted {
                     break;
                 }
-                if next.payload_type != ctl.payload_type || next.codec != ctl.codec {
+                let new_codec = next.payload_type != ctl.payload_type || next.codec != ctl.codec;
+                if new_codec {
                     tracing::info!(call_id, codec = next.codec, peer_fmtp = next.peer_fmtp, "call media codec");
                     codec = Codec::for_name(&next.codec).ok();
-                    if let Some(c) = codec.as_mut()
-                        && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp, next.opus_dtx)
-                    {
-                        tracing::warn!(call_id, fmtp = next.peer_fmtp, error = %e, "the peer's codec parameters");
-                    }
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
                     let clock = codec.as_ref().map_or(8000, Codec::rtp_clock);
                     // FEC rebuilds a lost frame from the next packet: hold one more.
@@ -232,7 +228,9 @@ async fn run(
                         devices = Devices::default();
                         opening = None;
                     }
-                } else if (next.peer_fmtp != ctl.peer_fmtp || next.opus_dtx != ctl.opus_dtx)
+                }
+                // A new codec, or a re-INVITE that changed what the peer asks.
+                if (new_codec || next.peer_fmtp != ctl.peer_fmtp || next.opus_dtx != ctl.opus_dtx)
                     && let Some(c) = codec.as_mut()
                     && let Err(e) = c.apply_peer_fmtp(&next.peer_fmtp, next.opus_dtx)
                 {
