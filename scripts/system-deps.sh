@@ -13,8 +13,10 @@ run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev cmake)
 # Audio rig: a private PulseAudio server with null sinks, speech from
 # espeak-ng resampled by sox, PESQ scoring in Python. libbcg729-dev: the
 # suite also tests the optional G.729 build (feature g729, GPL-3).
+# libasound2-plugins: baresip's ALSA output through PulseAudio (the voice
+# benchmark's latency reference).
 test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio
-  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils espeak-ng sox nftables libbcg729-dev
+  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox nftables libbcg729-dev
   chromium chromium-driver firefox-esr)
 
 pkgs=("${run_pkgs[@]}")

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
-use support::baresip::{Baresip, Options};
+use support::baresip::{Baresip, Options, PulseDevices};
 use support::pulse::Pulse;
 use support::*;
 
@@ -181,25 +181,38 @@ fn baresip_and_baresip(codec: &Codec, percent: u32) -> (f64, f64) {
     (support::speech::pesq(reference, &alice.heard(), mode), support::speech::pesq(reference, &bob.heard(), mode))
 }
 
-/// Seconds from the start of `recording` to where `reference` best matches,
-/// searched in `[from, to)` seconds (cross-correlation).
-fn offset(reference: &Path, recording: &Path, from: f64, to: f64) -> f64 {
+/// Milliseconds between the two copies of `reference` in `recording`
+/// (cross-correlation): per second of speech, the two strongest matches at
+/// least 25 ms apart (past a pitch period) near where the whole speech
+/// matches; the median over the seconds, as the sound server's combine sink
+/// drifts one copy by a few ms while it adjusts its resampling.
+fn copies_apart_ms(reference: &Path, recording: &Path) -> f64 {
     let script = r#"
 import sys, numpy as np, soundfile as sf
 from scipy.signal import correlate
 ref, rs = sf.read(sys.argv[1]); rec, fs = sf.read(sys.argv[2])
 assert rs == fs, (rs, fs)
-lo, hi = int(float(sys.argv[3]) * fs), int(float(sys.argv[4]) * fs)
-seg = rec[lo:hi + len(ref)]
-c = correlate(seg, ref, mode='valid', method='fft')
-print((lo + int(np.argmax(c))) / fs)
+at = int(np.argmax(correlate(rec, ref, mode='valid', method='fft')))
+guard, reach = int(0.025 * fs), int(0.4 * fs)
+apart = []
+for k in range(len(ref) // fs):
+    seg = ref[k * fs:(k + 1) * fs]
+    if np.sqrt(np.mean(seg ** 2)) < 0.02:
+        continue
+    lo = max(0, at + k * fs - reach)
+    c = correlate(rec[lo:at + k * fs + reach + len(seg)], seg, mode='valid', method='fft')
+    a = int(np.argmax(c))
+    m = c.copy(); m[max(0, a - guard):a + guard] = -np.inf
+    b = int(np.argmax(m))
+    if c[b] > 0.3 * c[a]:
+        apart.append(abs(b - a) / fs * 1000)
+assert len(apart) >= 3, ('the two copies were not found', apart)
+print(np.median(apart))
 "#;
     let out = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(reference)
         .arg(recording)
-        .arg(from.to_string())
-        .arg(to.to_string())
         .output()
         .expect("python3");
     String::from_utf8_lossy(&out.stdout)
@@ -208,51 +221,99 @@ print((lo + int(np.argmax(c))) / fs)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
 }
 
-/// Mouth-to-ear through two helpers: the speech is played straight onto the
-/// headset (the recording's own delay), then into agent 1's microphone while
-/// agent 2 (auto-answering) plays the call on that headset. The difference
-/// of the two offsets, less the time between the two plays, is what the two
-/// helpers and the network add.
-fn helper_to_helper_latency_ms(codec: &Codec) -> f64 {
+/// A private sound server where one play of the speech reaches both the
+/// headset (straight) and the `headset_mic` a caller talks into.
+fn latency_rig() -> Pulse {
     let pulse = Pulse::start();
-    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let (ok, out) = pulse.pactl(&["load-module", "module-combine-sink", "sink_name=mouth", "slaves=micfeed,headset"]);
+    assert!(ok, "module-combine-sink: {out}");
+    pulse
+}
+
+/// Once a call from a caller talking into `headset_mic` to a callee playing
+/// on the headset is up (`connected`, waiting for it): the speech is played
+/// once onto the rig's mouth; returns the milliseconds between its two
+/// copies on the headset's monitor, straight and through the call. `end`
+/// hangs up.
+fn mouth_to_ear_ms(pulse: &Pulse, codec: &Codec, connected: impl FnOnce(), end: impl FnOnce()) -> f64 {
     let speech = support::speech::Speech::make();
+    let rate = if codec.wideband { 16000 } else { 8000 };
+    let reference = if codec.wideband { &speech.reference16 } else { &speech.reference8 };
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("heard.wav");
+    let recorder = pulse.record("headset.monitor", rate, &recording);
+    connected();
+    // Let the audio settle (devices open, jitter buffers trimmed): a
+    // benchmark warm-up, not a wait for an event.
+    let answered = Instant::now();
+    while answered.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut talk = pulse.play(reference, "mouth");
+    wait_until("the caller finished speaking", || talk.try_wait().ok().flatten().is_some());
+    // A second more for the call's copy to arrive.
+    let played = std::fs::metadata(&recording).map_or(0, |m| m.len());
+    wait_until("the call's audio recorded", || {
+        std::fs::metadata(&recording).map_or(0, |m| m.len()) > played + u64::from(rate) * 2
+    });
+    end();
+    let recording = recorder.stop();
+    copies_apart_ms(reference, &recording)
+}
+
+/// Mouth to ear through two helpers, against the sound server alone: the
+/// headset's monitor holds the speech twice, straight and through agent 1
+/// (talking into `headset_mic`) and agent 2 (auto-answering, playing on the
+/// headset); the time between the two copies is what the two helpers and
+/// the network add (the microphone's monitor hop aside). One play and one
+/// recording: no process start-up in the figure. The call's copy lags by
+/// more than the 25 ms a pitch period can fake.
+fn helper_to_helper_latency_ms(codec: &Codec) -> f64 {
+    let pulse = latency_rig();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let one = "[audio]\nspeaker = \"pulseaudio:speaker2\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
     let two = format!("[calls]\nauto_answer = true\n[audio]\n{HEADSET}");
-    let (_h1, mut c1) = registered(&pulse, &k, d1.path(), "agent1", codec.name, one);
+    let (_h1, c1) = registered(&pulse, &k, d1.path(), "agent1", codec.name, one);
     let (_h2, mut c2) = registered(&pulse, &k, d2.path(), "agent2", codec.name, &two);
-    let rate = if codec.wideband { 16000 } else { 8000 };
-    let reference = if codec.wideband { &speech.reference16 } else { &speech.reference8 };
-    let recording = d1.path().join("heard.wav");
-    let recorder = pulse.record("headset.monitor", rate, &recording);
-    let t0 = Instant::now();
-    let mut direct = pulse.play(reference, "headset");
-    wait_until("the direct play", || direct.try_wait().ok().flatten().is_some());
-    c1.request("call", json!({"target": "agent2"}));
-    c1.event("call-confirmed");
-    c2.event("call-confirmed");
-    // Let the audio settle (devices open, jitter buffers filled): a benchmark
-    // warm-up, not a wait for an event.
-    let answered = Instant::now();
-    while answered.elapsed() < std::time::Duration::from_secs(3) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let t1 = Instant::now();
-    let mut talk = pulse.play(reference, "micfeed");
-    wait_until("agent 1 finished speaking", || talk.try_wait().ok().flatten().is_some());
-    // The recording must reach past the speech's arrival (half a second of margin).
-    let between = t1.duration_since(t0).as_secs_f64();
-    let spoken = speech.seconds();
-    wait_until("the call's audio recorded", || {
-        let bytes = std::fs::metadata(&recording).map_or(0, |m| m.len()) as f64;
-        bytes / (f64::from(rate) * 2.0) > between + spoken + 0.5
-    });
-    c1.request("endCall", json!({}));
-    let recording = recorder.stop();
-    let first = offset(reference, &recording, 0.0, between - 0.5);
-    let second = offset(reference, &recording, between - 0.5, between + 3.0);
-    (second - first - between) * 1000.0
+    let c1 = std::cell::RefCell::new(c1);
+    mouth_to_ear_ms(
+        &pulse,
+        codec,
+        || {
+            c1.borrow_mut().request("call", json!({"target": "agent2"}));
+            c1.borrow_mut().event("call-confirmed");
+            c2.event("call-confirmed");
+        },
+        || {
+            c1.borrow_mut().request("endCall", json!({}));
+        },
+    )
+}
+
+/// The same for two baresips on the same devices (ALSA through its
+/// PulseAudio plugin): the reference.
+fn baresip_to_baresip_latency_ms(codec: &Codec) -> f64 {
+    let pulse = latency_rig();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let devices = |sink| PulseDevices { server: &pulse.server, sink, source: "headset_mic" };
+    let caller = Options { codecs: codec.baresip, pulse: Some(devices("speaker2")), ..Options::default() };
+    let callee = Options { auto_answer: true, pulse: Some(devices("headset")), ..caller };
+    let alice = std::cell::RefCell::new(Baresip::start_with("alice", k.port, PASSWORD, &caller));
+    let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &callee);
+    mouth_to_ear_ms(
+        &pulse,
+        codec,
+        || {
+            alice.borrow_mut().command("dial", "sip:bob@127.0.0.1");
+            alice.borrow_mut().wait_event("CALL_ESTABLISHED");
+            bob.wait_event("CALL_ESTABLISHED");
+        },
+        || {
+            alice.borrow_mut().command("hangup", "");
+            alice.borrow_mut().wait_event("CALL_CLOSED");
+        },
+    )
 }
 
 #[test]
@@ -297,10 +358,11 @@ fn voice_benchmark() {
             table.push_str(&line);
         }
     }
-    table.push_str("\n| codec | helper → helper added latency, ms |\n|---|---|\n");
+    table.push_str("\n| codec | helper → helper added latency, ms | baresip → baresip, ms |\n|---|---|---|\n");
     for codec in CODECS.iter().filter(|c| c.name != "g722" && wanted("BENCH_CODECS", c.name)) {
         let ms: Vec<f64> = (0..runs).map(|_| helper_to_helper_latency_ms(codec)).collect();
-        let line = format!("| {} | {} |\n", codec.baresip, range(&ms));
+        let reference: Vec<f64> = (0..runs).map(|_| baresip_to_baresip_latency_ms(codec)).collect();
+        let line = format!("| {} | {} | {} |\n", codec.baresip, range(&ms), range(&reference));
         eprint!("{line}");
         table.push_str(&line);
     }

@@ -48,11 +48,21 @@ pub struct Options<'a> {
     pub account: &'a str,
     /// Extra lines for its config file (`opus_bitrate 16000\n`, …).
     pub config: &'a str,
+    /// Real devices instead of files: ALSA through its PulseAudio plugin
+    /// on this server, sink and source (baresip 1.0 has no PulseAudio module).
+    pub pulse: Option<PulseDevices<'a>>,
+}
+
+#[derive(Clone, Copy)]
+pub struct PulseDevices<'a> {
+    pub server: &'a str,
+    pub sink: &'a str,
+    pub source: &'a str,
 }
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Options { auto_answer: false, source: None, codecs: "PCMU,PCMA", account: "", config: "" }
+        Options { auto_answer: false, source: None, codecs: "PCMU,PCMA", account: "", config: "", pulse: None }
     }
 }
 
@@ -91,7 +101,7 @@ impl Baresip {
     }
 
     fn try_start(user: &str, kamailio_port: u16, password: &str, options: &Options) -> Option<Baresip> {
-        let Options { auto_answer, source, codecs, account, config } = *options;
+        let Options { auto_answer, source, codecs, account, config, pulse } = *options;
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_port();
         let ctrl_port = free_port();
@@ -106,14 +116,18 @@ impl Baresip {
             // baresip hangs up when its source file ends: longer than any test call.
             None => write_tone_wav(&tone, 8000, 440.0, 30.0),
         }
+        let d = dir.path().display();
+        let devices = match pulse {
+            Some(_) => "audio_player alsa,pulse\naudio_source alsa,pulse\nmodule alsa.so\n".to_owned(),
+            None => format!("audio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n"),
+        };
         std::fs::write(
             dir.path().join("config"),
             format!(
-                "sip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/tone8k.wav\n\
+                "sip_listen 127.0.0.1:{sip_port}\n{devices}\
                  module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule srtp.so\nsnd_path {d}\nopus_inbandfec yes\nopus_packet_loss 10\n\
                  module account.so\nmodule menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\nrtp_ports {rtp}-{}\n{config}",
                 rtp + 9,
-                d = dir.path().display()
             ),
         )
         .unwrap();
@@ -127,7 +141,12 @@ impl Baresip {
         )
         .unwrap();
         let log = dir.path().join("log");
-        let mut child = Command::new("baresip")
+        let mut command = Command::new("baresip");
+        if let Some(p) = pulse {
+            // libpulse takes its server and default devices from these.
+            command.env("PULSE_SERVER", p.server).env("PULSE_SINK", p.sink).env("PULSE_SOURCE", p.source);
+        }
+        let mut child = command
             .arg("-f")
             .arg(dir.path())
             .stdin(Stdio::null())

@@ -12,7 +12,7 @@
 //!   lives on a small thread of its own, ended by dropping its handle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -138,6 +138,7 @@ pub struct Playback {
     /// The device id actually in use.
     pub device: String,
     failed: Arc<AtomicBool>,
+    starved: Arc<AtomicU64>,
     _stop: mpsc::Sender<()>,
 }
 
@@ -150,6 +151,19 @@ impl Playback {
     /// The caller saw the stream stop taking audio: treat it as failed.
     pub fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Samples the sound card asked for when the ring was empty (it played
+    /// silence instead): underruns, since the stream opened.
+    pub fn starved(&self) -> u64 {
+        self.starved.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Playback {
+    fn drop(&mut self) {
+        let starved_ms = self.starved() * 1000 / u64::from(self.rate.max(1));
+        tracing::info!(device = %self.device, starved_ms, "playback stream closed");
     }
 }
 
@@ -181,19 +195,29 @@ fn ring_len(rate: u32) -> usize {
 /// Opens `device` (an id from [`list_devices`]; `None` = the default) for
 /// playback of mono audio at `rate` Hz.
 pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioError> {
+    let starved = Arc::new(AtomicU64::new(0));
+    let counter = starved.clone();
     let (samples, device, failed, stop) = on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
         let channels = stream_channels(d, Direction::Output);
         let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
-        // 20 ms periods keep the speaker's latency low (PulseAudio buffers
-        // two seconds by default).
+        // 10 ms periods, two of them buffered, keep the speaker's latency
+        // low (PulseAudio buffers two seconds by default).
         let config =
-            cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
+            cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 100) };
         let ch = usize::from(channels);
         let stream = d.build_output_stream::<i16, _, _>(
             config,
             move |data: &mut [i16], _| {
+                let mut missing = 0;
                 for frame in data.chunks_mut(ch) {
-                    frame.fill(consumer.pop().unwrap_or(0));
+                    let sample = consumer.pop().unwrap_or_else(|_| {
+                        missing += 1;
+                        0
+                    });
+                    frame.fill(sample);
+                }
+                if missing > 0 {
+                    counter.fetch_add(missing, Ordering::Relaxed);
                 }
             },
             move |e: cpal::Error| {
@@ -204,7 +228,7 @@ pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioE
         )?;
         Ok((stream, producer))
     })?;
-    Ok(Playback { samples, rate, device, failed, _stop: stop })
+    Ok(Playback { samples, rate, device, failed, starved, _stop: stop })
 }
 
 /// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
@@ -213,7 +237,9 @@ pub fn open_capture(device: Option<&str>, rate: u32) -> Result<Capture, AudioErr
         let channels = stream_channels(d, Direction::Input);
         let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
         // 20 ms fragments: PulseAudio's default would hand the microphone
-        // over in blocks of up to two seconds.
+        // over in blocks of up to two seconds, and cpal lets the server hold
+        // no more than one fragment, so a smaller one overruns (gaps in what
+        // the peer hears) whenever this thread is a little late.
         let config =
             cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
         let ch = usize::from(channels);

@@ -13,6 +13,13 @@
 //!   are queued a frame is skipped; an empty buffer conceals while it waits
 //!   for the frame that is due (a slow sender stretches the playout instead of
 //!   making every later packet late). Both are counted.
+//! - Latency: a buffer that held at least a frame beyond `target` at every
+//!   turn for a whole [`TRIM_WINDOW`] (it started deep, the sound card
+//!   stalled, or jitter that has since calmed filled it) has a frame to
+//!   spare ([`JitterBuffer::spare`]); the caller drops one when it is quiet
+//!   ([`JitterBuffer::drop_spare`]), so the delay settles within a frame of
+//!   the target instead of staying wherever a burst left it, and no word is
+//!   cut for it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,6 +28,10 @@ use std::time::{Duration, Instant};
 const RESYNC: Duration = Duration::from_secs(3);
 /// Packets held at most (a hostile sender cannot make us hold more).
 const MAX_PACKETS: usize = 256;
+/// How long the buffer must hold a spare frame at every turn before one is
+/// skipped: long enough that jitter the target covers is not mistaken for
+/// excess, short enough that a deep start settles within seconds.
+pub const TRIM_WINDOW: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playout {
@@ -60,6 +71,13 @@ pub struct JitterBuffer {
     transit: Option<f64>,
     epoch: Option<Instant>,
     stats: JitterStats,
+    /// The current trim window: when it began, the least depth seen at a
+    /// turn in it, and the sum and count of depths (for [`Self::held`]).
+    window: Option<(Instant, Duration, Duration, u32)>,
+    /// The mean depth at a turn over the last whole window.
+    held: Duration,
+    /// The last whole window held a frame beyond the target at every turn.
+    spare: bool,
 }
 
 impl JitterBuffer {
@@ -77,6 +95,9 @@ impl JitterBuffer {
             transit: None,
             epoch: None,
             stats: JitterStats::default(),
+            window: None,
+            held: Duration::ZERO,
+            spare: false,
         }
     }
 
@@ -97,7 +118,13 @@ impl JitterBuffer {
         (jitter + frame).clamp(self.min, self.max)
     }
 
-    /// How much audio is queued beyond the next frame.
+    /// What the buffer held when the sound card asked, on average over the
+    /// last [`TRIM_WINDOW`]: the audio queued from the frame due onwards.
+    pub fn held(&self) -> Duration {
+        self.held
+    }
+
+    /// How much audio is queued, from the next frame on.
     pub fn depth(&self) -> Duration {
         let (Some(next), Some((&last, &(_, n)))) = (self.next, self.packets.iter().next_back()) else {
             return Duration::ZERO;
@@ -124,6 +151,8 @@ impl JitterBuffer {
         };
         if resync {
             self.packets.clear();
+            self.window = None;
+            self.spare = false;
             self.next = Some(ext);
             self.start_at = Some(now + self.target());
         }
@@ -152,7 +181,9 @@ impl JitterBuffer {
         self.start_at = None;
         // Too much queued (a burst, or the sender's clock runs fast): skip one.
         let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
-        if self.depth() > self.target() + frame_time * 2
+        let depth = self.depth();
+        self.turn(now, depth, frame_time);
+        if depth > self.target() + frame_time * 2
             && let Some((&ts, &(_, n))) = self.packets.iter().next()
             && ts == next
         {
@@ -180,6 +211,38 @@ impl JitterBuffer {
                 Playout::Missing { samples }
             }
         }
+    }
+
+    /// A frame could go without eating into the target delay: the last
+    /// whole [`TRIM_WINDOW`] held one beyond it at every turn.
+    pub fn spare(&self) -> bool {
+        self.spare
+    }
+
+    /// The caller dropped the frame it was just given (a quiet one) because
+    /// there was one to spare.
+    pub fn drop_spare(&mut self) {
+        if std::mem::take(&mut self.spare) {
+            self.stats.skipped += 1;
+            // The next verdict needs a whole window at the new depth.
+            self.window = None;
+        }
+    }
+
+    /// Notes the depth at this turn; at the end of a window, whether it had
+    /// a frame to spare throughout.
+    fn turn(&mut self, now: Instant, depth: Duration, frame_time: Duration) {
+        let target = self.target();
+        let (since, least, sum, turns) = self.window.get_or_insert((now, depth, Duration::ZERO, 0));
+        *least = (*least).min(depth);
+        *sum += depth;
+        *turns += 1;
+        if now.duration_since(*since) < TRIM_WINDOW {
+            return;
+        }
+        self.spare = *least >= target + frame_time;
+        self.held = *sum / *turns;
+        self.window = None;
     }
 
     /// The packet right after the one just reported missing, if it is here

@@ -27,6 +27,18 @@ fn simulate(
     frames: usize,
     arrivals: &mut Vec<(Instant, u32, u32)>,
 ) -> Vec<Option<u32>> {
+    simulate_trimming(jb, start, frames, arrivals, |_| false)
+}
+
+/// As [`simulate`], with a caller that drops a spare frame when `quiet`
+/// says the frame it was given is quiet.
+fn simulate_trimming(
+    jb: &mut JitterBuffer,
+    start: Instant,
+    frames: usize,
+    arrivals: &mut Vec<(Instant, u32, u32)>,
+    quiet: impl Fn(u32) -> bool,
+) -> Vec<Option<u32>> {
     arrivals.sort_by_key(|a| a.0);
     let mut out = vec![];
     for i in 0..frames {
@@ -35,7 +47,15 @@ fn simulate(
             arrivals.remove(0);
             jb.push(at, ts, FRAME, vec![n as u8; 160]);
         }
-        match jb.pop(now) {
+        let mut playout = jb.pop(now);
+        while let Playout::Frame { payload, .. } = &playout
+            && jb.spare()
+            && quiet(u32::from(payload[0]))
+        {
+            jb.drop_spare();
+            playout = jb.pop(now);
+        }
+        match playout {
             Playout::Frame { payload, .. } => out.push(Some(u32::from(payload[0]))),
             Playout::Missing { .. } => out.push(None),
             Playout::Waiting => {}
@@ -170,4 +190,44 @@ fn a_sender_whose_clock_runs_slow_is_stretched_not_dropped() {
     let played: Vec<u32> = out.iter().flatten().copied().collect();
     assert_eq!(played.len(), 300, "every frame played once: {s:?}");
     assert!(played.windows(2).all(|w| w[1] == (w[0] + 1) % 256), "in order");
+}
+
+#[test]
+fn a_buffer_that_started_deep_settles_within_a_frame_of_its_target() {
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    // A steady stream, but the sound card first asks 40 ms after the first
+    // packet (a slow device open): three frames wait, under the two frames
+    // beyond the target that count as a burst and go at once.
+    let mut arrivals: Vec<_> = (0..500u32).map(|n| (t0 + PERIOD * n, n, n * FRAME)).collect();
+    // Payloads carry the frame number mod 256: frames 0–199 are "speech".
+    let out = simulate_trimming(&mut jb, t0 + Duration::from_millis(40), 480, &mut arrivals, |n| n >= 200);
+    assert!(out.iter().all(Option::is_some), "nothing concealed");
+    // Nothing was cut from the speech: frames 0–199 all played, in order.
+    assert_eq!(out.iter().take(200).map(|f| f.unwrap()).collect::<Vec<_>>(), (0..200).collect::<Vec<_>>());
+    // 20 ms target: what is queued at a turn is the frame due and at most a part of the next.
+    assert!(jb.depth() <= Duration::from_millis(40), "{:?}", jb.depth());
+    assert!(jb.held() <= Duration::from_millis(40), "{:?}", jb.held());
+    // Three frames queued at a turn against a one-frame target: two spare
+    // ones, dropped one per window once it is quiet, then no more.
+    assert_eq!(jb.stats().skipped, 2, "{:?}", jb.stats());
+}
+
+#[test]
+fn jitter_the_target_covers_is_not_trimmed_into_losses() {
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    // Arrivals spread over 0–30 ms late (deterministic pseudo-random).
+    let mut seed = 7u32;
+    let mut arrivals: Vec<_> = (0..1500u32)
+        .map(|n| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let late = Duration::from_millis(u64::from((seed >> 16) % 31));
+            (t0 + PERIOD * n + late, n, n * FRAME)
+        })
+        .collect();
+    let out = simulate_trimming(&mut jb, t0, 1480, &mut arrivals, |_| true);
+    let concealed = out.iter().filter(|f| f.is_none()).count();
+    assert!(concealed <= 3, "{concealed} frames concealed, {:?}", jb.stats());
+    assert!(jb.target() > Duration::from_millis(30), "{:?}", jb.target());
 }

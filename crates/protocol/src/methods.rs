@@ -85,7 +85,8 @@ pub struct CallStats {
     pub loss_percent: f64,
     /// RFC 3550 interarrival jitter, ms.
     pub jitter_ms: f64,
-    /// What the jitter buffer holds back, ms.
+    /// What the jitter buffer held when the speaker asked for audio (the
+    /// frame due and any after it), ms, averaged over the last two seconds.
     pub buffer_ms: f64,
     /// Frames concealed (lost or late), late and duplicate packets.
     pub concealed: u64,

@@ -31,7 +31,7 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA"];
 pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 
 /// How much audio the speaker's ring holds ahead of the sound card.
-const PLAYOUT_FILL: Duration = Duration::from_millis(60);
+const PLAYOUT_FILL: Duration = Duration::from_millis(30);
 const TICK: Duration = Duration::from_millis(10);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
 const EVENT_RATE: u32 = 8000;
@@ -191,16 +191,14 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
     let mut next_report = Instant::now() + REPORT_EVERY;
+    // The frame being played, and how much of it is in the speaker's ring.
     let mut pcm = Vec::with_capacity(960);
+    let mut played = 0usize;
     let mut mic: Vec<i16> = Vec::with_capacity(4 * 960);
     let mut payload = Vec::with_capacity(960);
-    // Samples of silence the speaker needed when the jitter buffer had nothing due.
-    let mut silence = 0usize;
     // The codec sent nothing for the last frame (DTX).
     let mut talkspurt_over = false;
-    // Lost frames concealed with the next packet at hand (Opus FEC rebuilds
-    // them from it, G.711 concealment bridges into it); the rest were extrapolated.
-    let mut from_next = 0u64;
+    let mut heard = Heard::default();
     loop {
         tokio::select! {
             changed = control.changed() => {
@@ -217,6 +215,8 @@ async fn run(
                 if new_codec {
                     tracing::info!(call_id, codec = next.codec, peer_fmtp = next.peer_fmtp, "call media codec");
                     codec = Codec::for_name(&next.codec).ok();
+                    // Audio decoded by the old codec is not played on.
+                    played = pcm.len();
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
                     let clock = codec.as_ref().map_or(8000, Codec::rtp_clock);
                     // FEC rebuilds a lost frame from the next packet: hold one more.
@@ -343,34 +343,42 @@ async fn run(
                         } else {
                             devices.stalled_since = None;
                         }
-                        // A ring that ran low (the speaker just opened, or the
-                        // sound card took a burst) is topped up with silence:
-                        // frames only leave the jitter buffer at the card's pace,
-                        // or they would eat the delay that absorbs jitter and
-                        // gives FEC its look-ahead.
-                        let queued = p.samples.buffer().capacity() - p.samples.slots();
-                        if queued + 2 * frame < fill {
-                            silence += fill - frame - queued;
-                            for _ in queued..fill - frame {
-                                let _ = p.samples.push(0);
+                        // Frames leave the jitter buffer only as the card takes
+                        // audio: a card that ran dry played silence already and
+                        // the buffer, now deeper, gives the time back in a
+                        // quiet frame (see `next_frame`).
+                        let mut queued = p.samples.buffer().capacity() - p.samples.slots();
+                        // Then audio up to `fill`, sample by sample: the ring
+                        // stays within one card period of it whatever the frame.
+                        while queued < fill {
+                            if played >= pcm.len() {
+                                next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
+                                if !ctl.receive {
+                                    pcm.iter_mut().for_each(|s| *s = 0);
+                                }
+                                played = 0;
+                                if pcm.is_empty() {
+                                    break;
+                                }
                             }
-                        }
-                        while p.samples.buffer().capacity() - p.samples.slots() < fill && p.samples.slots() >= frame {
-                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut from_next);
-                            if !ctl.receive {
-                                pcm.iter_mut().for_each(|s| *s = 0);
+                            let n = (fill - queued).min(pcm.len() - played).min(p.samples.slots());
+                            if n == 0 {
+                                break;
                             }
-                            for s in &pcm {
+                            for s in &pcm[played..played + n] {
                                 let _ = p.samples.push(*s);
                             }
+                            played += n;
+                            queued += n;
                         }
                         devices.queued_after_push = p.samples.buffer().capacity() - p.samples.slots();
                     }
                     // No speaker: still consume at the stream's pace, so stats stay right.
                     None => {
                         while jitter.depth() > PLAYOUT_FILL {
-                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut from_next);
+                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
                         }
+                        played = pcm.len();
                     }
                 }
                 if now >= next_report {
@@ -462,8 +470,7 @@ async fn run(
         lost = counters.lost(),
         concealed = stats.concealed,
         skipped = stats.skipped,
-        from_next,
-        silence_ms = (silence as u64 * 1000) / u64::from(codec.as_ref().map_or(8000, Codec::rate)),
+        from_next = heard.from_next,
         late = stats.late,
         duplicates = stats.duplicates,
         malformed = dropped,
@@ -563,10 +570,12 @@ fn quality(
     reports: &Rtcp,
 ) -> agent_helper_protocol::methods::CallStats {
     let s = jitter.stats();
-    let buffer_ms = jitter.target().as_secs_f64() * 1000.0;
+    let buffer_ms = (jitter.held().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
     let loss_percent = lost_ratio * 100.0;
     let rtt_ms = reports.rtt().map(|d| d.as_secs_f64() * 1000.0);
-    let delay = buffer_ms + 40.0 + rtt_ms.unwrap_or(0.0) / 2.0;
+    // Mouth to ear: the buffer, the speaker's ring and the sound card's
+    // buffer on our side, the frame and capture on the peer's, half the RTT.
+    let delay = buffer_ms + PLAYOUT_FILL.as_secs_f64() * 1000.0 + 40.0 + rtt_ms.unwrap_or(0.0) / 2.0;
     let r = agent_helper_media::quality::r_factor(&ctl.codec, delay, loss_percent, 1.0);
     agent_helper_protocol::methods::CallStats {
         call_id: call_id.to_owned(),
@@ -643,6 +652,21 @@ impl Dtmf {
     }
 }
 
+/// What the speaker side keeps between frames.
+#[derive(Default)]
+struct Heard {
+    /// Lost frames concealed with the next packet at hand (Opus FEC rebuilds
+    /// them from it, G.711 concealment bridges into it); the rest were extrapolated.
+    from_next: u64,
+    /// Quiet frames played in a row.
+    quiet_run: u32,
+}
+
+/// Quiet frames in a row that make a pause between words or sentences
+/// (200 ms: longer than the closure before a plosive), where a spare frame
+/// can go unheard.
+const PAUSE_FRAMES: u32 = 10;
+
 /// The next 20 ms for the speaker: a received frame, or concealment (from
 /// the next packet's FEC when the codec has it and the packet is here).
 fn next_frame(
@@ -651,14 +675,36 @@ fn next_frame(
     frame: usize,
     now: Instant,
     pcm: &mut Vec<i16>,
-    from_next: &mut u64,
+    heard: &mut Heard,
+) {
+    fill_frame(jitter, codec, frame, now, pcm, heard);
+    if !quiet(pcm) {
+        heard.quiet_run = 0;
+        return;
+    }
+    heard.quiet_run += 1;
+    // Delay the buffer can spare goes in a pause, not mid-word.
+    if heard.quiet_run > PAUSE_FRAMES && jitter.spare() {
+        jitter.drop_spare();
+        tracing::info!(held_ms = jitter.held().as_millis() as u64, "a spare frame dropped in a pause");
+        fill_frame(jitter, codec, frame, now, pcm, heard);
+    }
+}
+
+fn fill_frame(
+    jitter: &mut JitterBuffer,
+    codec: &mut Codec,
+    frame: usize,
+    now: Instant,
+    pcm: &mut Vec<i16>,
+    heard: &mut Heard,
 ) {
     match jitter.pop(now) {
         Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
         Playout::Missing { samples } => {
             let next = jitter.peek_next();
             tracing::trace!(depth_ms = jitter.depth().as_millis() as u64, fec = next.is_some(), "concealing a frame");
-            *from_next += u64::from(next.is_some());
+            heard.from_next += u64::from(next.is_some());
             // The buffer counts RTP ticks; the codec, samples.
             let samples = samples as usize * codec.rate() as usize / codec.rtp_clock() as usize;
             codec.conceal(next, samples, pcm);
@@ -668,6 +714,13 @@ fn next_frame(
             pcm.resize(frame, 0);
         }
     }
+}
+
+/// Below −45 dBFS: a pause, where dropping 20 ms is not heard.
+fn quiet(pcm: &[i16]) -> bool {
+    const QUIET_RMS: f64 = 184.0;
+    let energy: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    !pcm.is_empty() && energy / pcm.len() as f64 <= QUIET_RMS * QUIET_RMS
 }
 
 /// Keeps the call on working devices: one that failed (unplugged) is
@@ -690,7 +743,7 @@ async fn follow_devices(
         chosen: (false, false),
     });
     if o.playback.is_none() && devices.playback.as_ref().is_some_and(|p| p.failed()) {
-        let lost = devices.playback.take().map(|p| p.device).unwrap_or_default();
+        let lost = devices.playback.take().map(|p| p.device.clone()).unwrap_or_default();
         devices.stalled_since = None;
         devices.queued_after_push = 0;
         tracing::warn!(call_id, device = %lost, "speaker lost; the call goes on on the default output");
