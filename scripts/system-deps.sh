@@ -5,9 +5,10 @@
 #   scripts/system-deps.sh test   plus the test rigs (Secret Service, D-Bus, secret-tool)
 set -euo pipefail
 
-# libasound2-dev: cpal links ALSA on Linux (PulseAudio is spoken natively).
+# libasound2-dev: cpal links ALSA on Linux. libpulse-dev: call streams go
+# through libpulse (crates/audio/src/pulse.rs).
 # cmake: the opus crate builds libopus from its bundled source.
-run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev cmake)
+run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev libpulse-dev cmake)
 # Browsers for the bridge tests: Chromium + chromedriver, Firefox ESR
 # (geckodriver is not packaged for Debian 12: built from crates.io below).
 # Audio rig: a private PulseAudio server with null sinks, speech from

@@ -10,6 +10,8 @@
 //!   when the ring runs dry (playback) or dropping when it is full (capture).
 //! - cpal streams may not leave the thread that built them; each stream
 //!   lives on a small thread of its own, ended by dropping its handle.
+//! - On a PulseAudio server (Linux) the call streams go through libpulse
+//!   instead ([`pulse`]): devices are still listed and found through cpal.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +19,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+#[cfg(target_os = "linux")]
+mod pulse;
 
 /// How long opening a stream may take before the device counts as unavailable.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,6 +70,12 @@ fn host() -> Result<cpal::Host, AudioError> {
         return Ok(h);
     }
     Ok(cpal::default_host())
+}
+
+/// A PulseAudio server (or PipeWire's) answers: streams go through libpulse.
+#[cfg(target_os = "linux")]
+fn on_pulseaudio() -> bool {
+    cpal::available_hosts().contains(&cpal::HostId::PulseAudio)
 }
 
 /// Whether listing devices is cheap enough to repeat every second or two
@@ -197,6 +208,12 @@ fn ring_len(rate: u32) -> usize {
 pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioError> {
     let starved = Arc::new(AtomicU64::new(0));
     let counter = starved.clone();
+    #[cfg(target_os = "linux")]
+    if on_pulseaudio() {
+        let device = pulse::resolve(device, Direction::Output)?;
+        let (samples, failed, stop) = pulse::open_playback(&device, rate, ring_len(rate), counter)?;
+        return Ok(Playback { samples, rate, device, failed, starved, _stop: stop });
+    }
     let (samples, device, failed, stop) = on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
         let channels = stream_channels(d, Direction::Output);
         let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
@@ -233,6 +250,12 @@ pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioE
 
 /// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
 pub fn open_capture(device: Option<&str>, rate: u32) -> Result<Capture, AudioError> {
+    #[cfg(target_os = "linux")]
+    if on_pulseaudio() {
+        let device = pulse::resolve(device, Direction::Input)?;
+        let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate))?;
+        return Ok(Capture { samples, rate, device, failed, _stop: stop });
+    }
     let (samples, device, failed, stop) = on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
         let channels = stream_channels(d, Direction::Input);
         let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));

@@ -1,0 +1,245 @@
+//! Call streams on a PulseAudio server (or PipeWire's) through libpulse's
+//! asynchronous API. Devices are still listed and chosen through cpal; only
+//! the streams go this way, because cpal's PulseAudio host (the pure-Rust
+//! `pulseaudio` crate) zero-fills a 1 MiB buffer on every socket read and
+//! asks the server for timing after every callback, which cost a call
+//! 8–14 % of a core (docs/decisions.md).
+//!
+//! Each stream has a thread with its own connection and a plain main loop:
+//! the thread sleeps in libpulse until the server asks for audio or hands
+//! some over, then moves samples between the server's memory and the ring.
+//! Nothing there allocates or takes a lock of ours. The latency is asked for
+//! explicitly (`ADJUST_LATENCY`): 2 × 10 ms on the speaker, 20 ms pieces
+//! from the microphone; no timing updates are requested.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use libpulse_binding::context::{Context, FlagSet as ContextFlags, State as ContextState};
+use libpulse_binding::def::BufferAttr;
+use libpulse_binding::mainloop::standard::{IterateResult, Mainloop};
+use libpulse_binding::sample::{Format, Spec};
+use libpulse_binding::stream::{FlagSet as StreamFlags, PeekResult, SeekMode, State as StreamState, Stream};
+
+use crate::{AudioError, Direction, OPEN_TIMEOUT};
+
+/// The speaker's server-side buffer, asked for in two requests of half.
+const PLAYBACK_BUFFER_MS: u32 = 20;
+/// The microphone is handed over in pieces of this much (one codec frame):
+/// the server holds up to a second for a thread that is late.
+const CAPTURE_PIECE_MS: u32 = 20;
+
+/// A running stream: its ring end, the failure flag, the stop sender
+/// (dropping it ends the stream).
+pub(crate) type Running<T> = (T, Arc<AtomicBool>, mpsc::Sender<()>);
+
+/// The PulseAudio name in a device id from `list_devices` (`pulseaudio:NAME`).
+fn pulse_name(id: &str) -> &str {
+    id.strip_prefix("pulseaudio:").unwrap_or(id)
+}
+
+fn bytes_for(rate: u32, ms: u32) -> u32 {
+    rate * ms / 1000 * 2
+}
+
+/// Opens `device_id` (already resolved) for mono 16-bit playback at `rate`;
+/// samples the server asks for when the ring is empty are counted in `starved`.
+pub(crate) fn open_playback(
+    device_id: &str,
+    rate: u32,
+    ring: usize,
+    starved: Arc<AtomicU64>,
+) -> Result<Running<rtrb::Producer<i16>>, AudioError> {
+    let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring);
+    let attr = BufferAttr {
+        maxlength: u32::MAX,
+        tlength: bytes_for(rate, PLAYBACK_BUFFER_MS),
+        prebuf: u32::MAX,
+        minreq: bytes_for(rate, PLAYBACK_BUFFER_MS / 2),
+        fragsize: u32::MAX,
+    };
+    let (failed, stop) = on_thread("audio-out", device_id, rate, Direction::Output, attr, move |stream| {
+        let Some(wanted) = stream.writable_size().filter(|n| *n >= 2) else { return Ok(()) };
+        let Some(buffer) = stream.begin_write(Some(wanted))? else { return Ok(()) };
+        let mut missing = 0;
+        for b in buffer.chunks_exact_mut(2) {
+            let s = consumer.pop().unwrap_or_else(|_| {
+                missing += 1;
+                0
+            });
+            b.copy_from_slice(&s.to_ne_bytes());
+        }
+        if missing > 0 {
+            starved.fetch_add(missing, Ordering::Relaxed);
+        }
+        let whole = buffer.len() & !1;
+        stream.write(&buffer[..whole], None, 0, SeekMode::Relative)
+    })?;
+    Ok((producer, failed, stop))
+}
+
+/// Opens `device_id` (already resolved) for mono 16-bit capture at `rate`.
+pub(crate) fn open_capture(
+    device_id: &str,
+    rate: u32,
+    ring: usize,
+) -> Result<Running<rtrb::Consumer<i16>>, AudioError> {
+    let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring);
+    let attr = BufferAttr {
+        maxlength: bytes_for(rate, 1000),
+        tlength: u32::MAX,
+        prebuf: u32::MAX,
+        minreq: u32::MAX,
+        fragsize: bytes_for(rate, CAPTURE_PIECE_MS),
+    };
+    let (failed, stop) = on_thread("audio-in", device_id, rate, Direction::Input, attr, move |stream| {
+        loop {
+            match stream.peek()? {
+                PeekResult::Empty => return Ok(()),
+                PeekResult::Hole(_) => {}
+                PeekResult::Data(bytes) => {
+                    for b in bytes.chunks_exact(2) {
+                        // A full ring drops (never blocks).
+                        let _ = producer.push(i16::from_ne_bytes([b[0], b[1]]));
+                    }
+                }
+            }
+            stream.discard()?;
+        }
+    })?;
+    Ok((consumer, failed, stop))
+}
+
+/// Connects a stream on a thread of its own, then runs `step` there each
+/// time the main loop wakes, until the stop sender is dropped or the stream
+/// fails (the flag is then set).
+fn on_thread(
+    thread: &str,
+    device_id: &str,
+    rate: u32,
+    direction: Direction,
+    attr: BufferAttr,
+    mut step: impl FnMut(&mut Stream) -> Result<(), libpulse_binding::error::PAErr> + Send + 'static,
+) -> Result<(Arc<AtomicBool>, mpsc::Sender<()>), AudioError> {
+    let device = pulse_name(device_id).to_owned();
+    let id = device_id.to_owned();
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(move || {
+            let spec = Spec { format: Format::S16NE, channels: 1, rate };
+            let (mut mainloop, _context, mut stream) = match connect(&device, direction, &spec, &attr) {
+                Ok(c) => c,
+                Err(message) => {
+                    let _ = ready_tx.send(Err(AudioError::Device { device: id, message }));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            // Serve first, then sleep: the server's first request may have
+            // come with the stream's creation, and it asks again only once
+            // that one is answered.
+            while let Err(mpsc::TryRecvError::Empty) = stop_rx.try_recv() {
+                let outcome = match stream.get_state() {
+                    StreamState::Ready => step(&mut stream).map_err(text),
+                    StreamState::Creating => Ok(()),
+                    state => Err(format!("stream {state:?}")),
+                }
+                .and_then(|()| match mainloop.iterate(true) {
+                    IterateResult::Success(_) => Ok(()),
+                    IterateResult::Err(e) => Err(text(e)),
+                    IterateResult::Quit(_) => Err("the main loop quit".to_owned()),
+                });
+                if let Err(error) = outcome {
+                    tracing::warn!(device = %id, error, "audio stream failed");
+                    flag.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+            let _ = stream.disconnect();
+        })
+        .map_err(|e| AudioError::NoHost(e.to_string()))?;
+    ready_rx
+        .recv_timeout(OPEN_TIMEOUT * 2)
+        .map_err(|_| AudioError::NoHost("the audio system did not answer".into()))??;
+    Ok((failed, stop_tx))
+}
+
+/// Connects to the server and opens the stream, iterating the main loop
+/// until both are ready.
+fn connect(
+    device: &str,
+    direction: Direction,
+    spec: &Spec,
+    attr: &BufferAttr,
+) -> Result<(Mainloop, Context, Stream), String> {
+    let mut mainloop = Mainloop::new().ok_or("no libpulse main loop")?;
+    let mut context = Context::new(&mainloop, "Agent Helper").ok_or("no libpulse context")?;
+    context.connect(None, ContextFlags::NOAUTOSPAWN, None).map_err(text)?;
+    wait(&mut mainloop, || match context.get_state() {
+        ContextState::Ready => Some(Ok(())),
+        ContextState::Failed | ContextState::Terminated => Some(Err("the sound server refused us".to_owned())),
+        _ => None,
+    })?;
+    let name = match direction {
+        Direction::Output => "call audio",
+        Direction::Input => "call microphone",
+    };
+    let mut stream = Stream::new(&mut context, name, spec, None).ok_or("no libpulse stream")?;
+    let flags = StreamFlags::ADJUST_LATENCY;
+    match direction {
+        Direction::Output => stream.connect_playback(Some(device), Some(attr), flags, None, None),
+        Direction::Input => stream.connect_record(Some(device), Some(attr), flags),
+    }
+    .map_err(text)?;
+    wait(&mut mainloop, || match stream.get_state() {
+        StreamState::Ready => Some(Ok(())),
+        StreamState::Failed | StreamState::Terminated => Some(Err(format!("{device}: the stream was refused"))),
+        _ => None,
+    })?;
+    Ok((mainloop, context, stream))
+}
+
+/// Runs the main loop until `done` has an answer.
+fn wait(mainloop: &mut Mainloop, mut done: impl FnMut() -> Option<Result<(), String>>) -> Result<(), String> {
+    loop {
+        if let Some(answer) = done() {
+            return answer;
+        }
+        match mainloop.iterate(true) {
+            IterateResult::Success(_) => {}
+            IterateResult::Err(e) => return Err(format!("the sound server connection failed: {}", text(e))),
+            IterateResult::Quit(_) => return Err("the sound server connection ended".to_owned()),
+        }
+    }
+}
+
+fn text(e: libpulse_binding::error::PAErr) -> String {
+    e.to_string().unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// The device's id for `direction`, resolved through cpal (the default when
+/// none is asked for), so a missing device is `NotFound` as on other hosts.
+pub(crate) fn resolve(device: Option<&str>, direction: Direction) -> Result<String, AudioError> {
+    use cpal::traits::DeviceTrait;
+    let host = crate::host()?;
+    let d = crate::find(&host, device, direction)?;
+    d.id().map(|i| i.to_string()).map_err(|e| AudioError::NoHost(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_map_to_pulseaudio_names() {
+        assert_eq!(pulse_name("pulseaudio:alsa_output.usb-Jabra.analog-stereo"), "alsa_output.usb-Jabra.analog-stereo");
+        assert_eq!(pulse_name("headset"), "headset");
+        assert_eq!(bytes_for(16_000, 20), 640);
+        assert_eq!(bytes_for(8000, 10), 160);
+    }
+}
