@@ -142,6 +142,9 @@ enum Media {
     Plain,
     /// SRTP only, both sides ("secure phone" here, `srtp-mand` in baresip).
     Srtp,
+    /// Plain, with the helper's devices at their own rate (`audio.device_rate
+    /// = "native"`: the null sinks run at 44.1 kHz), converted by the helper.
+    NativeRate,
 }
 
 fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
@@ -152,7 +155,11 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let secure = media == Media::Srtp;
     let sip = if secure { "srtp = \"required\"\n" } else { "" };
-    let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), codec, HEADSET, sip);
+    let audio = match media {
+        Media::NativeRate => format!("{HEADSET}device_rate = \"native\"\n"),
+        _ => HEADSET.to_owned(),
+    };
+    let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), codec, &audio, sip);
     // baresip's file source runs at the codec's rate.
     let (source, codecs) = match codec {
         "opus" => (&speech.padded48s, "opus/48000/2"),
@@ -221,6 +228,19 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
         // baresip (srtp-mand) would drop anything plain we sent, and we
         // anything plain it sent: the PESQ scores below show both ways decrypted.
         assert!(summary.contains(" srtp_rejected=0"), "{summary}");
+    }
+    if media == Media::NativeRate {
+        // The devices ran at the sound server's rates (44.1 or 48 kHz), and
+        // at least one of them not at the codec's: converted here.
+        let rate_of = |what: &str| -> u32 {
+            let line = text.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what}: {text}"));
+            let at = line.find(" rate=").unwrap() + 6;
+            line[at..].split(' ').next().unwrap().parse().unwrap()
+        };
+        let codec_rate = if codec == "opus" { 48000 } else { 8000 };
+        let rates = [rate_of("speaker open"), rate_of("microphone open")];
+        assert!(rates.iter().all(|r| [44_100, 48_000].contains(r)), "{rates:?}");
+        assert!(rates.iter().any(|r| *r != codec_rate), "{rates:?}");
     }
     if loss_percent > 0 {
         // Most lost frames are concealed with the next packet at hand (Opus
@@ -396,6 +416,19 @@ fn secure_only_refuses_calls_without_srtp_with_a_clear_reason() {
     wait_until("the refusal in BPClient.log", || {
         std::fs::read_to_string(&log).unwrap_or_default().contains("secure media (SRTP) required")
     });
+}
+
+/// Devices at their own rate: what the helper converts to and from 44.1 kHz
+/// scores as the codec's own rate does.
+#[test]
+fn speech_through_devices_at_their_own_rate_scores_as_at_the_codec_rate() {
+    let _one = one_at_a_time();
+    let (helper_heard, bob_heard) = clean_speech_both_ways("pcmu", Media::NativeRate, 3.9);
+    assert!(helper_heard >= 3.9, "helper heard baresip at PESQ {helper_heard:.3}");
+    assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ {bob_heard:.3}");
+    let (helper_heard, bob_heard) = clean_speech_both_ways("opus", Media::NativeRate, 4.3);
+    assert!(helper_heard >= 4.3, "Opus: helper heard baresip at PESQ-WB {helper_heard:.3}");
+    assert!(bob_heard >= 4.3, "Opus: baresip heard the helper at PESQ-WB {bob_heard:.3}");
 }
 
 #[test]

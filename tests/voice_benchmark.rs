@@ -233,9 +233,16 @@ fn latency_rig() -> Pulse {
 /// Once a call from a caller talking into `headset_mic` to a callee playing
 /// on the headset is up (`connected`, waiting for it): the speech is played
 /// once onto the rig's mouth; returns the milliseconds between its two
-/// copies on the headset's monitor, straight and through the call. `end`
-/// hangs up.
-fn mouth_to_ear_ms(pulse: &Pulse, codec: &Codec, connected: impl FnOnce(), end: impl FnOnce()) -> f64 {
+/// copies on the headset's monitor, straight and through the call, and the
+/// CPU (% of a core) each of `pids` took over the speech, both sides on
+/// real (null-sink) devices. `end` hangs up.
+fn mouth_to_ear_ms(
+    pulse: &Pulse,
+    codec: &Codec,
+    pids: [u32; 2],
+    connected: impl FnOnce(),
+    end: impl FnOnce(),
+) -> (f64, f64) {
     let speech = support::speech::Speech::make();
     let rate = if codec.wideband { 16000 } else { 8000 };
     let reference = if codec.wideband { &speech.reference16 } else { &speech.reference8 };
@@ -249,8 +256,10 @@ fn mouth_to_ear_ms(pulse: &Pulse, codec: &Codec, connected: impl FnOnce(), end: 
     while answered.elapsed() < std::time::Duration::from_secs(5) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let cpu = pids.map(CpuWatch::start);
     let mut talk = pulse.play(reference, "mouth");
     wait_until("the caller finished speaking", || talk.try_wait().ok().flatten().is_some());
+    let cpu = cpu.iter().map(CpuWatch::percent).sum::<f64>() / 2.0;
     // A second more for the call's copy to arrive.
     let played = std::fs::metadata(&recording).map_or(0, |m| m.len());
     wait_until("the call's audio recorded", || {
@@ -258,7 +267,7 @@ fn mouth_to_ear_ms(pulse: &Pulse, codec: &Codec, connected: impl FnOnce(), end: 
     });
     end();
     let recording = recorder.stop();
-    copies_apart_ms(reference, &recording)
+    (copies_apart_ms(reference, &recording), cpu)
 }
 
 /// Mouth to ear through two helpers, against the sound server alone: the
@@ -268,18 +277,19 @@ fn mouth_to_ear_ms(pulse: &Pulse, codec: &Codec, connected: impl FnOnce(), end: 
 /// the network add (the microphone's monitor hop aside). One play and one
 /// recording: no process start-up in the figure. The call's copy lags by
 /// more than the 25 ms a pitch period can fake.
-fn helper_to_helper_latency_ms(codec: &Codec) -> f64 {
+fn helper_to_helper_latency_ms(codec: &Codec) -> (f64, f64) {
     let pulse = latency_rig();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let one = "[audio]\nspeaker = \"pulseaudio:speaker2\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
     let two = format!("[calls]\nauto_answer = true\n[audio]\n{HEADSET}");
-    let (_h1, c1) = registered(&pulse, &k, d1.path(), "agent1", codec.name, one);
-    let (_h2, mut c2) = registered(&pulse, &k, d2.path(), "agent2", codec.name, &two);
+    let (h1, c1) = registered(&pulse, &k, d1.path(), "agent1", codec.name, one);
+    let (h2, mut c2) = registered(&pulse, &k, d2.path(), "agent2", codec.name, &two);
     let c1 = std::cell::RefCell::new(c1);
     mouth_to_ear_ms(
         &pulse,
         codec,
+        [h1.pid(), h2.pid()],
         || {
             c1.borrow_mut().request("call", json!({"target": "agent2"}));
             c1.borrow_mut().event("call-confirmed");
@@ -293,7 +303,7 @@ fn helper_to_helper_latency_ms(codec: &Codec) -> f64 {
 
 /// The same for two baresips on the same devices (ALSA through its
 /// PulseAudio plugin): the reference.
-fn baresip_to_baresip_latency_ms(codec: &Codec) -> f64 {
+fn baresip_to_baresip_latency_ms(codec: &Codec) -> (f64, f64) {
     let pulse = latency_rig();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let devices = |sink| PulseDevices { server: &pulse.server, sink, source: "headset_mic" };
@@ -301,9 +311,11 @@ fn baresip_to_baresip_latency_ms(codec: &Codec) -> f64 {
     let callee = Options { auto_answer: true, pulse: Some(devices("headset")), ..caller };
     let alice = std::cell::RefCell::new(Baresip::start_with("alice", k.port, PASSWORD, &caller));
     let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &callee);
+    let pids = [alice.borrow().pid(), bob.pid()];
     mouth_to_ear_ms(
         &pulse,
         codec,
+        pids,
         || {
             alice.borrow_mut().command("dial", "sip:bob@127.0.0.1");
             alice.borrow_mut().wait_event("CALL_ESTABLISHED");
@@ -358,11 +370,22 @@ fn voice_benchmark() {
             table.push_str(&line);
         }
     }
-    table.push_str("\n| codec | helper → helper added latency, ms | baresip → baresip, ms |\n|---|---|---|\n");
+    table.push_str(
+        "\n| codec | helper → helper added latency, ms | baresip → baresip, ms | helper CPU % | baresip CPU % |\n|---|---|---|---|---|\n",
+    );
     for codec in CODECS.iter().filter(|c| c.name != "g722" && wanted("BENCH_CODECS", c.name)) {
-        let ms: Vec<f64> = (0..runs).map(|_| helper_to_helper_latency_ms(codec)).collect();
-        let reference: Vec<f64> = (0..runs).map(|_| baresip_to_baresip_latency_ms(codec)).collect();
-        let line = format!("| {} | {} | {} |\n", codec.baresip, range(&ms), range(&reference));
+        let helpers: Vec<(f64, f64)> = (0..runs).map(|_| helper_to_helper_latency_ms(codec)).collect();
+        let baresips: Vec<(f64, f64)> = (0..runs).map(|_| baresip_to_baresip_latency_ms(codec)).collect();
+        let (ms, helper_cpu): (Vec<f64>, Vec<f64>) = helpers.into_iter().unzip();
+        let (reference, baresip_cpu): (Vec<f64>, Vec<f64>) = baresips.into_iter().unzip();
+        let line = format!(
+            "| {} | {} | {} | {} | {} |\n",
+            codec.baresip,
+            range(&ms),
+            range(&reference),
+            range(&helper_cpu),
+            range(&baresip_cpu)
+        );
         eprint!("{line}");
         table.push_str(&line);
     }

@@ -205,83 +205,87 @@ fn ring_len(rate: u32) -> usize {
 
 /// Opens `device` (an id from [`list_devices`]; `None` = the default) for
 /// playback of mono audio at `rate` Hz.
-pub fn open_playback(device: Option<&str>, rate: u32) -> Result<Playback, AudioError> {
+pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Playback, AudioError> {
     let starved = Arc::new(AtomicU64::new(0));
     let counter = starved.clone();
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
-        let device = pulse::resolve(device, Direction::Output)?;
+        let (device, rate) = pulse::resolve(device, Direction::Output, rate, native)?;
         let (samples, failed, stop) = pulse::open_playback(&device, rate, ring_len(rate), counter)?;
         return Ok(Playback { samples, rate, device, failed, starved, _stop: stop });
     }
-    let (samples, device, failed, stop) = on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
-        let channels = stream_channels(d, Direction::Output);
-        let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
-        // 10 ms periods, two of them buffered, keep the speaker's latency
-        // low (PulseAudio buffers two seconds by default).
-        let config =
-            cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 100) };
-        let ch = usize::from(channels);
-        let stream = d.build_output_stream::<i16, _, _>(
-            config,
-            move |data: &mut [i16], _| {
-                let mut missing = 0;
-                for frame in data.chunks_mut(ch) {
-                    let sample = consumer.pop().unwrap_or_else(|_| {
-                        missing += 1;
-                        0
-                    });
-                    frame.fill(sample);
-                }
-                if missing > 0 {
-                    counter.fetch_add(missing, Ordering::Relaxed);
-                }
-            },
-            move |e: cpal::Error| {
-                tracing::warn!(error = %e, "playback stream failed");
-                flag.store(true, Ordering::Relaxed);
-            },
-            Some(OPEN_TIMEOUT),
-        )?;
-        Ok((stream, producer))
-    })?;
+    let ((samples, rate), device, failed, stop) =
+        on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
+            let channels = stream_channels(d, Direction::Output);
+            let rate = stream_rate(d, Direction::Output, rate, native);
+            let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
+            // 10 ms periods, two of them buffered, keep the speaker's latency
+            // low (PulseAudio buffers two seconds by default).
+            let config =
+                cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 100) };
+            let ch = usize::from(channels);
+            let stream = d.build_output_stream::<i16, _, _>(
+                config,
+                move |data: &mut [i16], _| {
+                    let mut missing = 0;
+                    for frame in data.chunks_mut(ch) {
+                        let sample = consumer.pop().unwrap_or_else(|_| {
+                            missing += 1;
+                            0
+                        });
+                        frame.fill(sample);
+                    }
+                    if missing > 0 {
+                        counter.fetch_add(missing, Ordering::Relaxed);
+                    }
+                },
+                move |e: cpal::Error| {
+                    tracing::warn!(error = %e, "playback stream failed");
+                    flag.store(true, Ordering::Relaxed);
+                },
+                Some(OPEN_TIMEOUT),
+            )?;
+            Ok((stream, (producer, rate)))
+        })?;
     Ok(Playback { samples, rate, device, failed, starved, _stop: stop })
 }
 
 /// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
-pub fn open_capture(device: Option<&str>, rate: u32) -> Result<Capture, AudioError> {
+pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Capture, AudioError> {
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
-        let device = pulse::resolve(device, Direction::Input)?;
+        let (device, rate) = pulse::resolve(device, Direction::Input, rate, native)?;
         let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate))?;
         return Ok(Capture { samples, rate, device, failed, _stop: stop });
     }
-    let (samples, device, failed, stop) = on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
-        let channels = stream_channels(d, Direction::Input);
-        let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
-        // 20 ms fragments: PulseAudio's default would hand the microphone
-        // over in blocks of up to two seconds, and cpal lets the server hold
-        // no more than one fragment, so a smaller one overruns (gaps in what
-        // the peer hears) whenever this thread is a little late.
-        let config =
-            cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
-        let ch = usize::from(channels);
-        let stream = d.build_input_stream::<i16, _, _>(
-            config,
-            move |data: &[i16], _| {
-                // The first channel is the microphone; a full ring drops (never blocks).
-                for frame in data.chunks(ch) {
-                    let _ = producer.push(frame[0]);
-                }
-            },
-            move |e: cpal::Error| {
-                tracing::warn!(error = %e, "capture stream failed");
-                flag.store(true, Ordering::Relaxed);
-            },
-            Some(OPEN_TIMEOUT),
-        )?;
-        Ok((stream, consumer))
-    })?;
+    let ((samples, rate), device, failed, stop) =
+        on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
+            let channels = stream_channels(d, Direction::Input);
+            let rate = stream_rate(d, Direction::Input, rate, native);
+            let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
+            // 20 ms fragments: PulseAudio's default would hand the microphone
+            // over in blocks of up to two seconds, and cpal lets the server hold
+            // no more than one fragment, so a smaller one overruns (gaps in what
+            // the peer hears) whenever this thread is a little late.
+            let config =
+                cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 50) };
+            let ch = usize::from(channels);
+            let stream = d.build_input_stream::<i16, _, _>(
+                config,
+                move |data: &[i16], _| {
+                    // The first channel is the microphone; a full ring drops (never blocks).
+                    for frame in data.chunks(ch) {
+                        let _ = producer.push(frame[0]);
+                    }
+                },
+                move |e: cpal::Error| {
+                    tracing::warn!(error = %e, "capture stream failed");
+                    flag.store(true, Ordering::Relaxed);
+                },
+                Some(OPEN_TIMEOUT),
+            )?;
+            Ok((stream, (consumer, rate)))
+        })?;
     Ok(Capture { samples, rate, device, failed, _stop: stop })
 }
 
@@ -332,6 +336,27 @@ fn on_stream_thread<T: Send + 'static>(
         .recv_timeout(OPEN_TIMEOUT * 2)
         .map_err(|_| AudioError::NoHost("the audio system did not answer".into()))??;
     Ok((end, name, failed, stop_tx))
+}
+
+/// The rate to open `d` at: the codec's `rate`, unless the device is wanted
+/// at its own (`native`) or does not take the codec's (a shared-mode device
+/// on Windows or macOS runs at its mix rate); then the caller converts.
+fn stream_rate(d: &cpal::Device, direction: Direction, rate: u32, native: bool) -> u32 {
+    let (configs, own): (Vec<_>, _) = match direction {
+        Direction::Input => (
+            d.supported_input_configs().map(|c| c.collect()).unwrap_or_default(),
+            d.default_input_config().ok().map(|c| c.sample_rate()),
+        ),
+        Direction::Output => (
+            d.supported_output_configs().map(|c| c.collect()).unwrap_or_default(),
+            d.default_output_config().ok().map(|c| c.sample_rate()),
+        ),
+    };
+    let takes = configs.iter().any(|c| c.min_sample_rate() <= rate && rate <= c.max_sample_rate());
+    match own {
+        Some(own) if native || !takes => own,
+        _ => rate,
+    }
 }
 
 /// Mono where the device takes it (PulseAudio mixes), else its own count.

@@ -223,12 +223,19 @@ fn text(e: libpulse_binding::error::PAErr) -> String {
 }
 
 /// The device's id for `direction`, resolved through cpal (the default when
-/// none is asked for), so a missing device is `NotFound` as on other hosts.
-pub(crate) fn resolve(device: Option<&str>, direction: Direction) -> Result<String, AudioError> {
+/// none is asked for), so a missing device is `NotFound` as on other hosts,
+/// and the rate to open it at.
+pub(crate) fn resolve(
+    device: Option<&str>,
+    direction: Direction,
+    rate: u32,
+    native: bool,
+) -> Result<(String, u32), AudioError> {
     use cpal::traits::DeviceTrait;
     let host = crate::host()?;
     let d = crate::find(&host, device, direction)?;
-    d.id().map(|i| i.to_string()).map_err(|e| AudioError::NoHost(e.to_string()))
+    let id = d.id().map(|i| i.to_string()).map_err(|e| AudioError::NoHost(e.to_string()))?;
+    Ok((id, crate::stream_rate(&d, direction, rate, native)))
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub const KEYS: &[&str] = &[
     "audio.ringer",
     "audio.ring_on_all_devices",
     "audio.ringtone",
+    "audio.device_rate",
     "browser.allowed_origins",
     "log.level",
     "log.max_file_bytes",
@@ -244,6 +245,20 @@ pub struct AudioConfig {
     /// WAV file played as the ring tone instead of the built-in one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ringtone: Option<PathBuf>,
+    /// The rate call audio devices are opened at.
+    pub device_rate: DeviceRate,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceRate {
+    /// The codec's (8, 16 or 48 kHz): the sound server converts, where it
+    /// can; a device that refuses the rate is opened at its own.
+    #[default]
+    Codec,
+    /// The device's own: the helper converts (a headset that glitches when
+    /// its rate switches, or to keep the sound server's converter out).
+    Native,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ pub mod g729;
 pub mod jitter;
 pub mod plc;
 pub mod quality;
+pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod srtp;

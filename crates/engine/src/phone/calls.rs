@@ -92,6 +92,7 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
         microphone: config.audio.microphone.clone(),
         wanted,
         opus_dtx: config.codecs.opus_dtx,
+        native_rate: config.audio.device_rate == agent_helper_config::DeviceRate::Native,
         ..MediaControl::default()
     };
     let Some(n) = call.negotiated() else { return devices };

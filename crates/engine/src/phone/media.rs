@@ -19,6 +19,7 @@ use agent_helper_media::codec::Codec;
 use agent_helper_media::dtmf::{EventSender, TelephoneEvent, digit_of};
 use agent_helper_media::jitter::{JitterBuffer, Playout};
 use agent_helper_media::quality::ReceiveCounters;
+use agent_helper_media::resample::Resampler;
 use agent_helper_media::rtcp::{self, Rtcp};
 use agent_helper_media::rtp::{self, Kind, RtpSender};
 use tokio::net::UdpSocket;
@@ -30,7 +31,10 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA"];
 #[cfg(feature = "g729")]
 pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 
-/// How much audio the speaker's ring holds ahead of the sound card.
+/// How much audio the speaker's ring is topped up to every tick, ahead of
+/// the sound card's own 2 × 10 ms: a tick may come 20 ms late before the
+/// card runs dry. (It was 60 ms, whole frames, on a 2 × 20 ms card buffer:
+/// 40 ms of mouth to ear went with it.)
 const PLAYOUT_FILL: Duration = Duration::from_millis(30);
 const TICK: Duration = Duration::from_millis(10);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
@@ -47,6 +51,8 @@ pub(super) struct MediaControl {
     pub peer_fmtp: String,
     /// `codecs.opus_dtx`: Opus DTX whatever the peer asks.
     pub opus_dtx: bool,
+    /// `audio.device_rate = "native"`: devices at their own rate, converted here.
+    pub native_rate: bool,
     /// SRTP keys, when the call agreed on SRTP: then nothing goes out in the clear.
     pub srtp: Option<agent_helper_sip::sdp::SrtpKeys>,
     /// RTCP rides on the RTP port (rtcp-mux); else it goes to `remote_rtcp`.
@@ -135,8 +141,12 @@ struct Devices {
     capture: Option<agent_helper_audio::Capture>,
     /// Opened (or failed to) once: not again every tick.
     tried: bool,
-    /// The sample rate they run at: the codec's.
+    /// The codec's rate; each device runs at it or at its own (`native`,
+    /// or when it takes no other), converted by `to_speaker` / `from_mic`.
     rate: u32,
+    native: bool,
+    to_speaker: Option<Resampler>,
+    from_mic: Option<Resampler>,
     /// Running on the system default because the chosen device went away.
     speaker_fallback: bool,
     mic_fallback: bool,
@@ -194,6 +204,8 @@ async fn run(
     // The frame being played, and how much of it is in the speaker's ring.
     let mut pcm = Vec::with_capacity(960);
     let mut played = 0usize;
+    // The frame at the speaker's rate, when that is not the codec's.
+    let mut converted = Vec::with_capacity(960);
     let mut mic: Vec<i16> = Vec::with_capacity(4 * 960);
     let mut payload = Vec::with_capacity(960);
     // The codec sent nothing for the last frame (DTX).
@@ -239,7 +251,7 @@ async fn run(
                 if next.srtp != ctl.srtp {
                     srtp = Srtp::for_keys(next.srtp.as_ref(), &call_id);
                 }
-                if next.speaker != ctl.speaker || next.microphone != ctl.microphone {
+                if next.speaker != ctl.speaker || next.microphone != ctl.microphone || next.native_rate != ctl.native_rate {
                     devices = Devices::default();
                     opening = None;
                 }
@@ -317,6 +329,7 @@ async fn run(
                 if !devices.tried && ctl.wanted {
                     devices.tried = true;
                     devices.rate = rate;
+                    devices.native = ctl.native_rate;
                     opening = Some(open_devices(&ctl, rate));
                 }
                 if let Some(o) = &mut opening {
@@ -329,9 +342,9 @@ async fn run(
                 }
                 let now = Instant::now();
                 // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
-                let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(rate)) as usize;
                 match &mut devices.playback {
                     Some(p) => {
+                        let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(p.rate)) as usize;
                         // A sound card that stops taking samples is gone (an
                         // unplugged device's stream may just stop, with no error).
                         let queued = p.samples.buffer().capacity() - p.samples.slots();
@@ -355,6 +368,11 @@ async fn run(
                                 next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
                                 if !ctl.receive {
                                     pcm.iter_mut().for_each(|s| *s = 0);
+                                }
+                                if let Some(r) = devices.to_speaker.as_mut() {
+                                    converted.clear();
+                                    r.process(&pcm, &mut converted);
+                                    std::mem::swap(&mut pcm, &mut converted);
                                 }
                                 played = 0;
                                 if pcm.is_empty() {
@@ -411,15 +429,25 @@ async fn run(
                 }
                 // Microphone: every 20 ms of it becomes a packet.
                 let dest = learned.or(ctl.remote);
-                // Whole frames of microphone audio, in one buffer reused every tick.
-                mic.clear();
+                // Microphone audio at the codec's rate, in one buffer reused
+                // every tick; whole frames are sent, a rest waits for the next.
                 match &mut devices.capture {
-                    Some(c) => {
-                        while c.samples.slots() >= frame {
-                            let Ok(chunk) = c.samples.read_chunk(frame) else { break };
-                            mic.extend(chunk);
+                    Some(c) => match devices.from_mic.as_mut() {
+                        None => {
+                            while c.samples.slots() >= frame {
+                                let Ok(chunk) = c.samples.read_chunk(frame) else { break };
+                                mic.extend(chunk);
+                            }
                         }
-                    }
+                        Some(r) => {
+                            if let Ok(chunk) = c.samples.read_chunk(c.samples.slots()) {
+                                let (a, b) = chunk.as_slices();
+                                r.process(a, &mut mic);
+                                r.process(b, &mut mic);
+                                chunk.commit_all();
+                            }
+                        }
+                    },
                     None => {
                         while now.duration_since(last_send) >= Duration::from_millis(20) {
                             last_send += Duration::from_millis(20);
@@ -460,6 +488,8 @@ async fn run(
                         let _ = socket.send_to(&sealed, d).await;
                     }
                 }
+                let whole = mic.len() / frame * frame;
+                mic.drain(..whole);
             }
         }
     }
@@ -734,7 +764,7 @@ async fn follow_devices(
     ctl: &MediaControl,
     call_id: &str,
 ) {
-    let rate = devices.rate;
+    let (rate, native) = (devices.rate, devices.native);
     let o = opening.get_or_insert_with(|| Opening {
         playback: None,
         capture: None,
@@ -748,7 +778,7 @@ async fn follow_devices(
         devices.queued_after_push = 0;
         tracing::warn!(call_id, device = %lost, "speaker lost; the call goes on on the default output");
         devices.speaker_fallback = true;
-        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(None, rate)));
+        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(None, rate, native)));
         o.reasons.0 = Some("lost");
         o.chosen.0 = false;
     }
@@ -756,7 +786,7 @@ async fn follow_devices(
         let lost = devices.capture.take().map(|c| c.device).unwrap_or_default();
         tracing::warn!(call_id, device = %lost, "microphone lost; the call goes on on the default input");
         devices.mic_fallback = true;
-        o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate)));
+        o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate, native)));
         o.reasons.1 = Some("lost");
         o.chosen.1 = false;
     }
@@ -783,7 +813,8 @@ async fn follow_devices(
         && let Some(id) = ctl.speaker.clone().filter(|id| present.contains(id))
     {
         devices.speaker_fallback = false;
-        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(Some(&id), rate)));
+        o.playback =
+            Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(Some(&id), rate, native)));
         o.reasons.0 = Some("restored");
         o.chosen.0 = true;
     }
@@ -792,7 +823,8 @@ async fn follow_devices(
         && let Some(id) = ctl.microphone.clone().filter(|id| present.contains(id))
     {
         devices.mic_fallback = false;
-        o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(Some(&id), rate)));
+        o.capture =
+            Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(Some(&id), rate, native)));
         o.reasons.1 = Some("restored");
         o.chosen.1 = true;
     }
@@ -802,12 +834,13 @@ async fn follow_devices(
 /// (calls into the audio system block); the loop picks them up when ready.
 fn open_devices(ctl: &MediaControl, rate: u32) -> Opening {
     let (speaker, microphone) = (ctl.speaker.clone(), ctl.microphone.clone());
+    let native = ctl.native_rate;
     Opening {
         playback: Some(tokio::task::spawn_blocking(move || {
-            agent_helper_audio::open_playback(speaker.as_deref(), rate)
+            agent_helper_audio::open_playback(speaker.as_deref(), rate, native)
         })),
         capture: Some(tokio::task::spawn_blocking(move || {
-            agent_helper_audio::open_capture(microphone.as_deref(), rate)
+            agent_helper_audio::open_capture(microphone.as_deref(), rate, native)
         })),
         since: Instant::now(),
         reasons: (None, None),
@@ -829,7 +862,7 @@ struct Opening {
 impl Opening {
     /// Moves devices that finished opening into `devices`.
     async fn collect(&mut self, devices: &mut Devices, call_id: &str, events: &tokio::sync::mpsc::Sender<MediaEvent>) {
-        let rate = devices.rate;
+        let (rate, native) = (devices.rate, devices.native);
         let tell = |direction: &'static str, device: &str, reason: Option<&'static str>| {
             if let Some(reason) = reason {
                 let device = device.to_owned();
@@ -846,16 +879,18 @@ impl Opening {
         {
             match h.await {
                 Ok(Ok(p)) => {
-                    tracing::info!(call_id, device = %p.device, ms = self.since.elapsed().as_millis() as u64, "speaker open");
+                    tracing::info!(call_id, device = %p.device, rate = p.rate, ms = self.since.elapsed().as_millis() as u64, "speaker open");
                     tell("output", &p.device, self.reasons.0.take());
+                    devices.to_speaker = converter(call_id, rate, p.rate);
                     devices.playback = Some(p);
                 }
                 // The chosen speaker is not there: the system default carries the call.
                 Ok(Err(e)) if self.chosen.0 && !devices.speaker_fallback => {
                     tracing::warn!(call_id, error = %e, "chosen speaker missing; using the default output");
                     devices.speaker_fallback = true;
-                    self.playback =
-                        Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(None, rate)));
+                    self.playback = Some(tokio::task::spawn_blocking(move || {
+                        agent_helper_audio::open_playback(None, rate, native)
+                    }));
                     self.reasons.0 = Some("lost");
                 }
                 Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no speaker for this call; its audio is not played"),
@@ -867,20 +902,35 @@ impl Opening {
         {
             match h.await {
                 Ok(Ok(c)) => {
-                    tracing::info!(call_id, device = %c.device, ms = self.since.elapsed().as_millis() as u64, "microphone open");
+                    tracing::info!(call_id, device = %c.device, rate = c.rate, ms = self.since.elapsed().as_millis() as u64, "microphone open");
                     tell("input", &c.device, self.reasons.1.take());
+                    devices.from_mic = converter(call_id, c.rate, rate);
                     devices.capture = Some(c);
                 }
                 Ok(Err(e)) if self.chosen.1 && !devices.mic_fallback => {
                     tracing::warn!(call_id, error = %e, "chosen microphone missing; using the default input");
                     devices.mic_fallback = true;
                     self.capture =
-                        Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate)));
+                        Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate, native)));
                     self.reasons.1 = Some("lost");
                 }
                 Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no microphone for this call; silence is sent"),
                 Err(_) => {}
             }
+        }
+    }
+}
+
+/// A rate converter for a device that runs at another rate than the codec.
+fn converter(call_id: &str, from: u32, to: u32) -> Option<Resampler> {
+    if from == to {
+        return None;
+    }
+    match Resampler::new(from, to) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(call_id, error = e, "no rate conversion; the device's audio is dropped");
+            None
         }
     }
 }

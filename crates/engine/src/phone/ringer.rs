@@ -11,8 +11,6 @@ use agent_helper_config::Config;
 
 /// Rate the ringer plays at (PulseAudio resamples for the device).
 const RATE: u32 = 16_000;
-/// How far ahead of the sound card the ring is written.
-const AHEAD: usize = (RATE / 10) as usize;
 
 /// Rings until dropped.
 pub(super) struct Ringer {
@@ -61,7 +59,7 @@ pub(super) fn start(config: &Config) -> Ringer {
         let opened = tokio::task::spawn_blocking(move || {
             ringer_devices(&config)
                 .into_iter()
-                .filter_map(|d| match agent_helper_audio::open_playback(d.as_deref(), RATE) {
+                .filter_map(|d| match agent_helper_audio::open_playback(d.as_deref(), RATE, false) {
                     Ok(p) => Some(p),
                     Err(e) => {
                         tracing::warn!(error = %e, "a ringer device cannot ring");
@@ -73,14 +71,16 @@ pub(super) fn start(config: &Config) -> Ringer {
         .await;
         let Ok(mut outputs) = opened else { return };
         tracing::info!(devices = ?outputs.iter().map(|p| p.device.clone()).collect::<Vec<_>>(), "ringing");
-        // Each device plays the tone in a loop, kept AHEAD of its sound card.
+        // A device that would not take the tone's rate plays it converted.
+        let tones: Vec<Vec<i16>> = outputs.iter().map(|p| at_rate(&tone, p.rate)).collect();
+        // Each device plays the tone in a loop, kept 100 ms ahead of its sound card.
         let mut positions = vec![0usize; outputs.len()];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
             tick.tick().await;
-            for (p, pos) in outputs.iter_mut().zip(positions.iter_mut()) {
+            for ((p, pos), tone) in outputs.iter_mut().zip(positions.iter_mut()).zip(&tones) {
                 let queued = p.samples.buffer().capacity() - p.samples.slots();
-                for _ in queued..AHEAD {
+                for _ in queued..p.rate as usize / 10 {
                     if p.samples.push(tone[*pos]).is_err() {
                         break;
                     }
@@ -90,6 +90,19 @@ pub(super) fn start(config: &Config) -> Ringer {
         }
     });
     Ringer { task }
+}
+
+/// The tone (at [`RATE`]) at `rate`.
+fn at_rate(tone: &[i16], rate: u32) -> Vec<i16> {
+    if rate == RATE {
+        return tone.to_vec();
+    }
+    let Ok(mut r) = agent_helper_media::resample::Resampler::new(RATE, rate) else { return tone.to_vec() };
+    let mut out = Vec::with_capacity(tone.len() * rate as usize / RATE as usize + rate as usize);
+    r.process(tone, &mut out);
+    // The tail still in the converter (the tone ends in silence anyway).
+    r.process(&vec![0; RATE as usize / 10], &mut out);
+    out
 }
 
 /// One cadence of the built-in ring: 1 s of 425 Hz, 3 s of silence.
