@@ -707,42 +707,37 @@ fn next_frame(
     pcm: &mut Vec<i16>,
     heard: &mut Heard,
 ) {
-    fill_frame(jitter, codec, frame, now, pcm, heard);
-    if !quiet(pcm) {
-        heard.quiet_run = 0;
-        return;
-    }
-    heard.quiet_run += 1;
-    // Delay the buffer can spare goes in a pause, not mid-word.
-    if heard.quiet_run > PAUSE_FRAMES && jitter.spare() {
+    loop {
+        match jitter.pop(now) {
+            Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
+            Playout::Missing { samples } => {
+                let next = jitter.peek_next();
+                tracing::trace!(
+                    depth_ms = jitter.depth().as_millis() as u64,
+                    fec = next.is_some(),
+                    "concealing a frame"
+                );
+                heard.from_next += u64::from(next.is_some());
+                // The buffer counts RTP ticks; the codec, samples.
+                let samples = samples as usize * codec.rate() as usize / codec.rtp_clock() as usize;
+                codec.conceal(next, samples, pcm);
+            }
+            Playout::Waiting => {
+                pcm.clear();
+                pcm.resize(frame, 0);
+            }
+        }
+        if !quiet(pcm) {
+            heard.quiet_run = 0;
+            return;
+        }
+        heard.quiet_run += 1;
+        // Delay the buffer can spare goes in a pause, not mid-word.
+        if heard.quiet_run <= PAUSE_FRAMES || !jitter.spare() {
+            return;
+        }
         jitter.drop_spare();
         tracing::info!(held_ms = jitter.held().as_millis() as u64, "a spare frame dropped in a pause");
-        fill_frame(jitter, codec, frame, now, pcm, heard);
-    }
-}
-
-fn fill_frame(
-    jitter: &mut JitterBuffer,
-    codec: &mut Codec,
-    frame: usize,
-    now: Instant,
-    pcm: &mut Vec<i16>,
-    heard: &mut Heard,
-) {
-    match jitter.pop(now) {
-        Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
-        Playout::Missing { samples } => {
-            let next = jitter.peek_next();
-            tracing::trace!(depth_ms = jitter.depth().as_millis() as u64, fec = next.is_some(), "concealing a frame");
-            heard.from_next += u64::from(next.is_some());
-            // The buffer counts RTP ticks; the codec, samples.
-            let samples = samples as usize * codec.rate() as usize / codec.rtp_clock() as usize;
-            codec.conceal(next, samples, pcm);
-        }
-        Playout::Waiting => {
-            pcm.clear();
-            pcm.resize(frame, 0);
-        }
     }
 }
 
