@@ -216,8 +216,9 @@ pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Pl
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
-            let channels = stream_channels(d, Direction::Output);
-            let rate = stream_rate(d, Direction::Output, rate, native);
+            let supported = supported(d, Direction::Output);
+            let channels = stream_channels(&supported);
+            let rate = stream_rate(d, Direction::Output, &supported, rate, native);
             let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
             // 10 ms periods, two of them buffered, keep the speaker's latency
             // low (PulseAudio buffers two seconds by default).
@@ -260,8 +261,9 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
-            let channels = stream_channels(d, Direction::Input);
-            let rate = stream_rate(d, Direction::Input, rate, native);
+            let supported = supported(d, Direction::Input);
+            let channels = stream_channels(&supported);
+            let rate = stream_rate(d, Direction::Input, &supported, rate, native);
             let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
             // 20 ms fragments: PulseAudio's default would hand the microphone
             // over in blocks of up to two seconds, and cpal lets the server hold
@@ -341,18 +343,20 @@ fn on_stream_thread<T: Send + 'static>(
 /// The rate to open `d` at: the codec's `rate`, unless the device is wanted
 /// at its own (`native`) or does not take the codec's (a shared-mode device
 /// on Windows or macOS runs at its mix rate); then the caller converts.
-fn stream_rate(d: &cpal::Device, direction: Direction, rate: u32, native: bool) -> u32 {
-    let (configs, own): (Vec<_>, _) = match direction {
-        Direction::Input => (
-            d.supported_input_configs().map(|c| c.collect()).unwrap_or_default(),
-            d.default_input_config().ok().map(|c| c.sample_rate()),
-        ),
-        Direction::Output => (
-            d.supported_output_configs().map(|c| c.collect()).unwrap_or_default(),
-            d.default_output_config().ok().map(|c| c.sample_rate()),
-        ),
-    };
-    let takes = configs.iter().any(|c| c.min_sample_rate() <= rate && rate <= c.max_sample_rate());
+fn stream_rate(
+    d: &cpal::Device,
+    direction: Direction,
+    supported: &[cpal::SupportedStreamConfigRange],
+    rate: u32,
+    native: bool,
+) -> u32 {
+    let own = match direction {
+        Direction::Input => d.default_input_config(),
+        Direction::Output => d.default_output_config(),
+    }
+    .ok()
+    .map(|c| c.sample_rate());
+    let takes = supported.iter().any(|c| c.min_sample_rate() <= rate && rate <= c.max_sample_rate());
     match own {
         Some(own) if native || !takes => own,
         _ => rate,
@@ -360,10 +364,15 @@ fn stream_rate(d: &cpal::Device, direction: Direction, rate: u32, native: bool) 
 }
 
 /// Mono where the device takes it (PulseAudio mixes), else its own count.
-fn stream_channels(d: &cpal::Device, direction: Direction) -> u16 {
-    let configs: Vec<_> = match direction {
+fn stream_channels(supported: &[cpal::SupportedStreamConfigRange]) -> u16 {
+    if supported.iter().any(|c| c.channels() == 1) { 1 } else { supported.first().map_or(2, |c| c.channels()) }
+}
+
+/// What `d` supports for `direction`: asked once per stream, for its
+/// channels and its rate.
+fn supported(d: &cpal::Device, direction: Direction) -> Vec<cpal::SupportedStreamConfigRange> {
+    match direction {
         Direction::Input => d.supported_input_configs().map(|c| c.collect()).unwrap_or_default(),
         Direction::Output => d.supported_output_configs().map(|c| c.collect()).unwrap_or_default(),
-    };
-    if configs.iter().any(|c| c.channels() == 1) { 1 } else { configs.first().map_or(2, |c| c.channels()) }
+    }
 }

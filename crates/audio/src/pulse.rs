@@ -144,9 +144,9 @@ fn on_thread(
             // come with the stream's creation, and it asks again only once
             // that one is answered.
             while let Err(mpsc::TryRecvError::Empty) = stop_rx.try_recv() {
+                // `connect` waited for Ready: any other state is the end.
                 let outcome = match stream.get_state() {
                     StreamState::Ready => step(&mut stream).map_err(text),
-                    StreamState::Creating => Ok(()),
                     state => Err(format!("stream {state:?}")),
                 }
                 .and_then(|()| match mainloop.iterate(true) {
@@ -235,7 +235,8 @@ pub(crate) fn resolve(
     let host = crate::host()?;
     let d = crate::find(&host, device, direction)?;
     let id = d.id().map(|i| i.to_string()).map_err(|e| AudioError::NoHost(e.to_string()))?;
-    Ok((id, crate::stream_rate(&d, direction, rate, native)))
+    let supported = crate::supported(&d, direction);
+    Ok((id, crate::stream_rate(&d, direction, &supported, rate, native)))
 }
 
 #[cfg(test)]
