@@ -231,3 +231,17 @@ fn jitter_the_target_covers_is_not_trimmed_into_losses() {
     assert!(concealed <= 3, "{concealed} frames concealed, {:?}", jb.stats());
     assert!(jb.target() > Duration::from_millis(30), "{:?}", jb.target());
 }
+
+#[test]
+fn before_its_start_a_buffer_gives_nothing_and_keeps_its_depth() {
+    // Callers that pop until the depth falls must stop on Waiting: two
+    // packets queued before the start time are 40 ms deep and stay so.
+    let t0 = Instant::now();
+    let mut jb = buffer();
+    jb.push(t0, 0, FRAME, vec![0; 160]);
+    jb.push(t0, FRAME, FRAME, vec![1; 160]);
+    assert_eq!(jb.pop(t0), Playout::Waiting);
+    assert_eq!(jb.depth(), Duration::from_millis(40));
+    assert!(matches!(jb.pop(t0 + Duration::from_millis(20)), Playout::Frame { .. }));
+    assert_eq!(jb.depth(), Duration::from_millis(20));
+}

@@ -393,8 +393,15 @@ async fn run(
                     }
                     // No speaker: still consume at the stream's pace, so stats stay right.
                     None => {
+                        // Until the buffer plays (packets may queue past the fill
+                        // before its start time) a pop takes nothing: stop then,
+                        // or this loop would spin and starve the runtime.
                         while jitter.depth() > PLAYOUT_FILL {
+                            let before = jitter.depth();
                             next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
+                            if jitter.depth() >= before {
+                                break;
+                            }
                         }
                         played = pcm.len();
                     }
