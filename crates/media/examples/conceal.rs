@@ -9,7 +9,8 @@
 //! cargo run -p agent-helper-media --example conceal -- speech8.raw /tmp/out 5 pcmu 1
 //! ```
 //!
-//! `raw16` instead of a codec runs the concealment on uncoded 16 kHz PCM.
+//! `raw16` instead of a codec runs the concealment on uncoded 16 kHz PCM,
+//! `g722-oracle` on G.722 decoded without a loss (see below).
 
 use std::io::{Read, Write};
 
@@ -19,7 +20,7 @@ use agent_helper_media::plc::Concealer;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, input, out, percent, codec, seed] = &args[..] else {
-        eprintln!("usage: conceal INPUT.raw OUT_PREFIX LOSS_PERCENT CODEC|raw16 SEED");
+        eprintln!("usage: conceal INPUT.raw OUT_PREFIX LOSS_PERCENT CODEC|raw16|g722-oracle SEED");
         std::process::exit(2);
     };
     let mut bytes = vec![];
@@ -39,18 +40,33 @@ fn main() {
         }
     };
 
-    if codec == "raw16" {
-        let losses: Vec<bool> = pcm.chunks_exact(320).map(|_| lost()).collect();
+    // Concealment alone, at 16 kHz, bridging into the next frame when it is
+    // here: on the uncoded speech (`raw16`), or on G.722 decoded with no
+    // packet missed (`g722-oracle`: a decoder state that never goes stale,
+    // the best any state recovery after a loss could do).
+    if codec == "raw16" || codec == "g722-oracle" {
+        let mut frames: Vec<Vec<i16>> = pcm.chunks_exact(320).map(<[i16]>::to_vec).collect();
+        if codec == "g722-oracle" {
+            let (mut encoder, mut decoder) = (Codec::for_name("g722").unwrap(), Codec::for_name("g722").unwrap());
+            let mut packet = vec![];
+            for frame in &mut frames {
+                packet.clear();
+                encoder.encode(frame, &mut packet);
+                decoder.decode(&packet, frame);
+            }
+        }
+        let losses: Vec<bool> = frames.iter().map(|_| lost()).collect();
         let mut plc = Concealer::new(16_000);
         let mut played = vec![];
-        for (chunk, &lost) in pcm.chunks_exact(320).zip(&losses) {
-            let mut frame = chunk.to_vec();
-            if lost {
-                plc.conceal(&mut frame)
+        for (k, frame) in frames.iter().enumerate() {
+            let mut out = frame.clone();
+            if losses[k] {
+                let next = frames.get(k + 1).filter(|_| !losses.get(k + 1).copied().unwrap_or(true));
+                plc.conceal_before(&mut out, next.map(Vec::as_slice));
             } else {
-                plc.good(&mut frame)
+                plc.good(&mut out);
             }
-            played.extend(frame);
+            played.extend(out);
         }
         write("plc", &played);
         return;
