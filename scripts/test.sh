@@ -8,6 +8,10 @@ scripts/system-deps.sh test
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --tests --locked
+# The desktop app: its pages (ui/, type-checked against the generated API
+# types), then the Tauri shell, linted like the rest (tests/desktop.rs drives it).
+(cd ui && { [[ -d node_modules ]] || npm ci --no-audit --no-fund; } && node build.mjs)
+(cd src-tauri && cargo clippy --locked --all-targets -- -D warnings && cargo build --locked)
 # dbus-daemon warns when it cannot raise its fd limit in containers; harmless.
 dbus-run-session -- scripts/with-keyring.sh cargo test --workspace --locked --no-fail-fast "$@"
 # The optional G.729 build (feature g729, libbcg729): its codec and a call.

@@ -1,7 +1,11 @@
 //! The desktop app: the same engine as `agent-helper --headless`, plus a tray
-//! icon. Windows (softphone, call popup, settings) arrive with issue 6.
+//! icon and the windows (softphone, inbound-call popup, settings,
+//! diagnostics) whose pages are built from `ui/`.
 
+mod commands;
+mod shell;
 mod tray;
+mod windows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +13,7 @@ use std::process::ExitCode;
 use agent_helper::runner;
 
 fn main() -> ExitCode {
-    let profile = match profile_arg() {
+    let (profile, minimized) = match args() {
         Ok(p) => p,
         Err(message) => {
             eprintln!("agent-helper-desktop: {message}");
@@ -25,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code);
         }
     };
-    match tray::run(prepared) {
+    match shell::run(prepared, minimized) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("desktop shell failed: {e}");
@@ -35,9 +39,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--profile DIR` / `AGENT_HELPER_PROFILE`, as for `agent-helper`; `--headless`
-/// is accepted (and ignored) because `agent-helper` passes its arguments on.
-fn profile_arg() -> Result<Option<PathBuf>, String> {
+/// `--profile DIR` / `AGENT_HELPER_PROFILE`, as for `agent-helper`;
+/// `--minimized` starts in the tray only; `--headless` is accepted (and
+/// ignored) because `agent-helper` passes its arguments on.
+fn args() -> Result<(Option<PathBuf>, bool), String> {
+    let mut minimized = false;
     let mut args = std::env::args_os().skip(1);
     let mut profile = std::env::var_os("AGENT_HELPER_PROFILE").filter(|v| !v.is_empty()).map(PathBuf::from);
     while let Some(arg) = args.next() {
@@ -45,8 +51,13 @@ fn profile_arg() -> Result<Option<PathBuf>, String> {
             Some("--profile") => profile = Some(args.next().ok_or("--profile needs a folder")?.into()),
             Some(s) if s.starts_with("--profile=") => profile = Some(PathBuf::from(&s["--profile=".len()..])),
             Some("--headless") => {}
-            _ => return Err(format!("unknown argument {arg:?}; usage: agent-helper-desktop [--profile DIR]")),
+            Some("--minimized") => minimized = true,
+            _ => {
+                return Err(format!(
+                    "unknown argument {arg:?}; usage: agent-helper-desktop [--profile DIR] [--minimized]"
+                ));
+            }
         }
     }
-    Ok(profile)
+    Ok((profile, minimized))
 }

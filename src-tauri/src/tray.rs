@@ -1,87 +1,64 @@
-//! The tray icon: a status line that follows engine events (no polling),
-//! collect diagnostics, open the log folder, quit.
+//! The tray icon: its look follows the phone (not registered, registered,
+//! ringing, in a call, muted), its menu opens the windows.
 
-use std::io::Write;
-
-use agent_helper::runner::{self, Prepared};
-use agent_helper_engine::EngineHandle;
-use agent_helper_protocol::{Request, RequestId};
-use serde_json::{Value, json};
+use agent_helper_protocol::methods::Status;
+use agent_helper_shell::look::Look;
+use serde_json::json;
 use tauri::image::Image;
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
-use tauri::{AppHandle, Manager, RunEvent};
-use tokio::sync::{Mutex, oneshot};
+use tauri::{AppHandle, Manager, Wry};
 
-const TRAY_OFFLINE: &[u8] = include_bytes!("../icons/tray-offline.png");
+use crate::shell::{self, Shell};
+use crate::windows;
 
-/// What the shell keeps between events.
-struct Shell {
-    engine: EngineHandle,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    stopped: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+const TRAY_ID: &str = "main";
+
+fn icon(look: Look) -> &'static [u8] {
+    match look {
+        Look::NotRegistered => include_bytes!("../icons/tray-offline.png"),
+        Look::Registered => include_bytes!("../icons/tray-registered.png"),
+        Look::InCall => include_bytes!("../icons/tray-in-call.png"),
+        Look::Muted => include_bytes!("../icons/tray-muted.png"),
+        Look::Ringing => include_bytes!("../icons/tray-ringing.png"),
+    }
 }
 
-pub fn run(prepared: Prepared) -> tauri::Result<()> {
-    let app = tauri::Builder::default()
-        .setup(move |app| {
-            // `start` binds the socket and must run inside the tokio runtime Tauri owns.
-            let running = tauri::async_runtime::block_on(async move { prepared.start() })
-                .map_err(|e| Box::new(std::io::Error::other(e.message)) as Box<dyn std::error::Error>)?;
-            let engine = running.handle.clone();
-            let socket = running.socket.to_string();
-            let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let app_handle = app.handle().clone();
-            let stopped = tauri::async_runtime::spawn(async move {
-                let shutdown = runner::shutdown_signal();
-                running
-                    .serve_until(async move {
-                        tokio::select! {
-                            _ = shutdown => {}
-                            _ = stop_rx => {}
-                        }
-                    })
-                    .await;
-                app_handle.exit(0);
-            });
-            app.manage(Shell {
-                engine: engine.clone(),
-                stop: Mutex::new(Some(stop_tx)),
-                stopped: Mutex::new(Some(stopped)),
-            });
-            build_tray(app.handle(), engine)?;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "agent-helper ready: socket={socket} pid={} shell=desktop", std::process::id());
-            let _ = out.flush();
-            Ok(())
-        })
-        .build(tauri::generate_context!())?;
-    app.run(|app, event| {
-        // Closing windows must not end the helper; only Quit (or a signal) does.
-        if let RunEvent::ExitRequested { code: None, api, .. } = event {
-            api.prevent_exit();
-            let _ = app;
-        }
-    });
-    Ok(())
-}
+/// The menu's status line, kept to change its text.
+struct StatusLine(MenuItem<Wry>);
 
-fn build_tray(app: &AppHandle, engine: EngineHandle) -> tauri::Result<()> {
-    let status = MenuItem::with_id(app, "status", status_line(None), false, None::<&str>)?;
-    let diagnostics = MenuItem::with_id(app, "diagnostics", "Collect diagnostics", true, None::<&str>)?;
+pub fn build(app: &AppHandle) -> tauri::Result<()> {
+    let status = MenuItem::with_id(app, "status", "Agent Helper — starting", false, None::<&str>)?;
+    let softphone = MenuItem::with_id(app, "softphone", "Open softphone", true, None::<&str>)?;
+    let settings = MenuItem::with_id(app, "settings", "Settings and audio devices", true, None::<&str>)?;
+    let dnd = CheckMenuItem::with_id(app, "dnd", "Do not disturb", true, false, None::<&str>)?;
+    let diagnostics = MenuItem::with_id(app, "diagnostics", "Diagnostics", true, None::<&str>)?;
+    let collect = MenuItem::with_id(app, "collect", "Collect diagnostics", true, None::<&str>)?;
     let logs = MenuItem::with_id(app, "logs", "Open log folder", true, None::<&str>)?;
     let quit_item = MenuItem::with_id(app, "quit", "Quit Agent Helper", true, None::<&str>)?;
-    let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&status, &separator, &diagnostics, &logs, &separator, &quit_item])?;
-    TrayIconBuilder::with_id("main")
-        .icon(Image::from_bytes(TRAY_OFFLINE)?)
+    let sep = || PredefinedMenuItem::separator(app);
+    let menu = Menu::with_items(
+        app,
+        &[&status, &sep()?, &softphone, &settings, &dnd, &sep()?, &diagnostics, &collect, &logs, &sep()?, &quit_item],
+    )?;
+    app.manage(StatusLine(status));
+    TrayIconBuilder::with_id(TRAY_ID)
+        .icon(Image::from_bytes(icon(Look::NotRegistered))?)
         .tooltip("Agent Helper")
         .menu(&menu)
         .show_menu_on_left_click(true)
-        .on_menu_event(|app, event| {
+        .on_menu_event(move |app, event| {
             let app = app.clone();
             match event.id.as_ref() {
-                "diagnostics" => {
+                "softphone" => windows::show(&app, windows::SOFTPHONE),
+                "settings" => windows::show(&app, windows::SETTINGS),
+                "diagnostics" => windows::show(&app, windows::DIAGNOSTICS),
+                "dnd" => {
+                    let on = dnd.is_checked().unwrap_or(false);
+                    app.state::<Shell>().state().do_not_disturb = on;
+                    tracing::info!(on, "do not disturb");
+                }
+                "collect" => {
                     tauri::async_runtime::spawn(async move { collect_diagnostics(&app).await });
                 }
                 "logs" => {
@@ -94,43 +71,38 @@ fn build_tray(app: &AppHandle, engine: EngineHandle) -> tauri::Result<()> {
             }
         })
         .build(app)?;
-
-    // Follow the engine: the account line changes on account-changed.
-    let (client, mut events) = tauri::async_runtime::block_on(engine.connect());
-    tauri::async_runtime::spawn(async move {
-        let status_now = ask(&engine, client, "getStatus", json!({})).await.ok();
-        let _ = status.set_text(status_line(status_now.as_ref()));
-        while let Ok(event) = events.recv().await {
-            if event.event == agent_helper_protocol::events::ACCOUNT_CHANGED {
-                if let Ok(s) = ask(&engine, client, "getStatus", json!({})).await {
-                    let _ = status.set_text(status_line(Some(&s)));
-                }
-            }
-        }
-    });
     Ok(())
 }
 
-fn status_line(status: Option<&Value>) -> String {
-    let version = agent_helper_protocol::HELPER_VERSION;
-    let account = status
-        .and_then(|s| s["account"]["username"].as_str())
-        .map(|u| format!("account {u}"))
-        .unwrap_or_else(|| "not logged in".into());
-    format!("Agent Helper {version} — phone not configured — {account}")
+/// Sets the icon, tooltip and status line for `look`.
+pub fn show(app: &AppHandle, look: Look, status: &Status) {
+    let line = status_line(look, status);
+    if let Some(tray) = app.tray_by_id(TRAY_ID) {
+        if let Ok(image) = Image::from_bytes(icon(look)) {
+            let _ = tray.set_icon(Some(image));
+        }
+        let _ = tray.set_tooltip(Some(&line));
+    }
+    if let Some(item) = app.try_state::<StatusLine>() {
+        let _ = item.0.set_text(&line);
+    }
 }
 
-async fn ask(engine: &EngineHandle, client: u64, method: &str, params: Value) -> Result<Value, String> {
-    engine
-        .request(client, Request::new(RequestId::Text(format!("tray-{method}")), method, params))
-        .await
-        .into_result()
-        .map_err(|e| e.to_string())
+fn status_line(look: Look, status: &Status) -> String {
+    let account = status.account.as_ref().map(|a| a.username.as_str()).unwrap_or("not logged in");
+    let phone = match look {
+        Look::NotRegistered => "phone offline",
+        Look::Registered => "phone ready",
+        Look::InCall => "in a call",
+        Look::Muted => "in a call, muted",
+        Look::Ringing => "incoming call",
+    };
+    format!("Agent Helper {} — {phone} — {account}", status.helper_version)
 }
 
 async fn collect_diagnostics(app: &AppHandle) {
     let shell = app.state::<Shell>();
-    match ask(&shell.engine, 0, "collectDiagnostics", json!({})).await {
+    match shell.ask("collectDiagnostics", json!({})).await {
         Ok(r) => {
             if let Some(path) = r["path"].as_str() {
                 reveal(std::path::Path::new(path).parent().unwrap_or(std::path::Path::new(path)));
@@ -142,10 +114,10 @@ async fn collect_diagnostics(app: &AppHandle) {
 
 async fn open_log_folder(app: &AppHandle) {
     let shell = app.state::<Shell>();
-    if let Ok(s) = ask(&shell.engine, 0, "getStatus", json!({})).await {
-        if let Some(dir) = s["logFile"].as_str().and_then(|f| std::path::Path::new(f).parent()) {
-            reveal(dir);
-        }
+    if let Ok(s) = shell.ask("getStatus", json!({})).await
+        && let Some(dir) = s["logFile"].as_str().and_then(|f| std::path::Path::new(f).parent())
+    {
+        reveal(dir);
     }
 }
 
@@ -163,14 +135,14 @@ fn reveal(dir: &std::path::Path) {
     }
 }
 
-/// Stops the engine (flushing BPClient.log) before the process exits.
+/// Quit warns first when calls are up: the softphone window asks the agent.
 async fn quit(app: &AppHandle) {
-    let shell = app.state::<Shell>();
-    if let Some(stop) = shell.stop.lock().await.take() {
-        let _ = stop.send(());
+    let calls = app.state::<Shell>().state().calls_up;
+    if calls > 0 {
+        use tauri::Emitter;
+        windows::show(app, windows::SOFTPHONE);
+        let _ = app.emit_to(windows::SOFTPHONE, "confirm-quit", calls);
+        return;
     }
-    if let Some(stopped) = shell.stopped.lock().await.take() {
-        let _ = stopped.await;
-    }
-    app.exit(0);
+    shell::quit(app).await;
 }

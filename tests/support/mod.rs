@@ -8,6 +8,7 @@ pub mod agent;
 pub mod baresip;
 pub mod bridge;
 pub mod browser;
+pub mod desktop;
 pub mod kamailio;
 pub mod netloss;
 pub mod pulse;

@@ -72,7 +72,11 @@ impl Session {
         let port = free_port();
         let mut cmd = Command::new(driver);
         cmd.arg(format!("--port={port}")).args(args).envs(env.iter().map(|(k, v)| (k, v)));
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdout(Stdio::null()).stderr(if std::env::var_os("WEBDRIVER_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
         let mut driver = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", cmd.get_program().display()));
         let deadline = Instant::now() + TIMEOUT;
         while !http(port, "GET", "/status", None).is_ok_and(|v| v["ready"] == true) {
@@ -116,6 +120,28 @@ impl Session {
     /// Sets how long async scripts may run.
     pub fn script_timeout(&self, timeout: Duration) {
         self.command("POST", "/timeouts", Some(json!({ "script": timeout.as_millis() as u64 }))).expect("timeouts");
+    }
+
+    /// The handles of the session's windows (top-level browsing contexts).
+    pub fn window_handles(&self) -> Vec<String> {
+        let v = self.command("GET", "/window/handles", None).unwrap_or(Value::Null);
+        v.as_array().map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    }
+
+    /// Makes `handle` the window later commands act on.
+    pub fn switch_to(&self, handle: &str) -> Result<(), String> {
+        self.command("POST", "/window", Some(json!({ "handle": handle }))).map(|_| ())
+    }
+
+    pub fn title(&self) -> Result<String, String> {
+        self.command("GET", "/title", None).map(|v| v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// A PNG of the current window.
+    pub fn screenshot(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        let v = self.command("GET", "/screenshot", None)?;
+        base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default()).map_err(|e| e.to_string())
     }
 
     /// Firefox: installs an add-on from a folder or .xpi for this session.

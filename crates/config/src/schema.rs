@@ -47,6 +47,10 @@ pub const KEYS: &[&str] = &[
     "recording.segment_seconds",
     "monitoring.allowed",
     "monitoring.allowed_supervisors",
+    "desktop.language",
+    "desktop.call_popup",
+    "desktop.customer_fields",
+    "desktop.autostart",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -61,6 +65,7 @@ pub struct Config {
     pub log: LogConfig,
     pub recording: RecordingConfig,
     pub monitoring: MonitoringConfig,
+    pub desktop: DesktopConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +316,46 @@ pub struct MonitoringConfig {
     pub allowed_supervisors: Vec<String>,
 }
 
+/// The desktop app's windows (the headless helper has none and ignores these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DesktopConfig {
+    pub language: Language,
+    /// Show the inbound-call popup over other windows.
+    pub call_popup: bool,
+    /// `X-Customer-Info` fields the popup shows, in this order, under these
+    /// labels; empty = every field under its own name.
+    pub customer_fields: Vec<CustomerField>,
+    /// Start the desktop app when the agent logs in to the computer.
+    pub autostart: bool,
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        Self { language: Language::En, call_popup: true, customer_fields: Vec::new(), autostart: false }
+    }
+}
+
+/// The languages the desktop windows are translated into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    Fi,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerField {
+    /// The field's name in the `X-Customer-Info` JSON object.
+    pub key: String,
+    /// What the agent sees.
+    pub label: String,
+}
+
+/// The popup has room for this many customer fields.
+pub const MAX_CUSTOMER_FIELDS: usize = 20;
+
 /// Headers the SIP stack writes itself; configuring them would break dialogs.
 const RESERVED_HEADERS: &[&str] = &[
     "via",
@@ -443,6 +488,19 @@ impl Config {
                 "recording.segment_seconds",
                 format!("must be 10–3600 seconds (got {})", self.recording.segment_seconds),
             );
+        }
+
+        let fields = &self.desktop.customer_fields;
+        if fields.len() > MAX_CUSTOMER_FIELDS {
+            bad("desktop.customer_fields", format!("at most {MAX_CUSTOMER_FIELDS} fields (got {})", fields.len()));
+        }
+        let printable = |t: &str| !t.is_empty() && t.chars().count() <= 64 && !t.chars().any(char::is_control);
+        for (i, f) in fields.iter().enumerate() {
+            if !printable(&f.key) || !printable(&f.label) {
+                bad("desktop.customer_fields", format!("field {i}: key and label must be 1–64 printable characters"));
+            } else if fields[..i].iter().any(|g| g.key == f.key) {
+                bad("desktop.customer_fields", format!("{:?} is listed twice", f.key));
+            }
         }
         out
     }

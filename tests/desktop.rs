@@ -1,0 +1,150 @@
+//! The desktop app end to end: the real app (Tauri, WebKitGTK) on its own
+//! Xvfb display, driven window by window through tauri-driver and
+//! WebKitWebDriver, registered with kamailio, calling and called by baresip,
+//! playing its test tone on a PulseAudio null sink. Screenshots of each
+//! window land in target/desktop-screenshots/ (artifacts, not committed).
+
+mod support;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde_json::json;
+use support::agent::PASSWORD;
+use support::baresip::Baresip;
+use support::desktop::Desktop;
+use support::kamailio::Kamailio;
+use support::pulse::Pulse;
+
+/// One app at a time: each brings an X server, a WebKit and a sound server.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn configure(profile: &Path, k: &Kamailio) {
+    std::fs::write(
+        profile.join("config.toml"),
+        format!(
+            "[sip]\ndomain = \"127.0.0.1\"\nservers = [{{ host = \"127.0.0.1\", port = {} }}]\n[codecs]\nallow = [\"pcmu\"]\n\
+             [desktop]\ncustomer_fields = [{{ key = \"tier\", label = \"Service level\" }}, {{ key = \"acct\", label = \"Account\" }}]\n",
+            k.port
+        ),
+    )
+    .unwrap();
+}
+
+/// Logs in as agent1 from the settings window (opened from the softphone).
+fn log_in(app: &Desktop) {
+    app.window("Agent Helper — Softphone");
+    app.until("the softphone", "document.body.dataset.ready");
+    app.click("#open-settings");
+    app.window("Agent Helper — Settings");
+    app.until("the settings", "document.body.dataset.ready");
+    app.fill("#username", "agent1");
+    app.fill("#password", PASSWORD);
+    app.run("document.querySelector('#remember').checked = false");
+    app.click("#login");
+    app.until("registration", "document.querySelector('#registration-state').dataset.state === 'registered'");
+    app.screenshot("settings");
+}
+
+/// Closes the settings window (it hides; the app keeps running), so the
+/// softphone is in front again.
+fn close_settings(app: &Desktop) {
+    app.window("Agent Helper — Settings");
+    app.run("window.close()");
+    app.window("Agent Helper — Softphone");
+}
+
+#[test]
+fn softphone_logs_in_calls_baresip_and_hangs_up() {
+    let _one = one_at_a_time();
+    let k = Kamailio::start(PASSWORD);
+    let mut bob = Baresip::start("bob", k.port, PASSWORD, true);
+    let profile = tempfile::tempdir().unwrap();
+    configure(profile.path(), &k);
+    let app = Desktop::start(profile.path(), &[]);
+    log_in(&app);
+    close_settings(&app);
+    app.until("the look to follow registration", "document.querySelector('#look').dataset.look === 'registered'");
+    app.fill("#target", "bob");
+    app.click("#dial");
+    bob.wait_event("CALL_ESTABLISHED");
+    app.until(
+        "the call to show as connected",
+        "document.querySelector('li.call .state')?.dataset.i18n === 'state.connected'",
+    );
+    app.click("li.call button.hangup");
+    bob.wait_event("CALL_CLOSED");
+    app.until("the call list to empty", "!document.querySelector('li.call')");
+    let history = app.until("the call in the history", "document.querySelector('#history li')?.textContent");
+    assert!(history.as_str().unwrap().contains("bob"), "history shows the call: {history}");
+    assert!(history.as_str().unwrap().contains("local-hangup"), "{history}");
+    // The history is in the profile, for the next start.
+    let saved = std::fs::read_to_string(profile.path().join("call-history.json")).unwrap();
+    assert!(saved.contains("sip:bob@127.0.0.1"), "{saved}");
+}
+
+#[test]
+fn an_inbound_call_pops_up_over_the_desktop_and_is_answered_there() {
+    let _one = one_at_a_time();
+    let k = Kamailio::start(PASSWORD);
+    let profile = tempfile::tempdir().unwrap();
+    configure(profile.path(), &k);
+    let app = Desktop::start(profile.path(), &[]);
+    log_in(&app);
+
+    let mut bob = Baresip::start("bob", k.port, PASSWORD, false);
+    bob.command("dial", "sip:agent1@127.0.0.1");
+    let popup = app.window("Incoming call");
+    app.until("the popup's caller", "document.body.dataset.ready && document.querySelector('#caller').textContent");
+    let caller = app.run("return document.querySelector('#caller').textContent");
+    assert_eq!(caller, json!("bob"));
+    app.click("#answer");
+    bob.wait_event("CALL_ESTABLISHED");
+    support::wait_until("the popup to close once answered", || !app.is_open(&popup));
+    app.wait_log("call popup shown");
+
+    app.window("Agent Helper — Softphone");
+    app.until(
+        "the call in the softphone",
+        "document.querySelector('li.call .state')?.dataset.i18n === 'state.connected'",
+    );
+    app.click("li.call button.hangup");
+    bob.wait_event("CALL_CLOSED");
+}
+
+#[test]
+fn the_test_tone_lands_on_the_chosen_sink_and_the_language_switches() {
+    let _one = one_at_a_time();
+    let pulse = Pulse::start();
+    let k = Kamailio::start(PASSWORD);
+    let profile = tempfile::tempdir().unwrap();
+    configure(profile.path(), &k);
+    let app = Desktop::start(profile.path(), &[("PULSE_SERVER", pulse.server.clone())]);
+    log_in(&app);
+
+    // The ringer sink's test button: its tone is on the ringer and not on the headset.
+    let ringer = pulse.record("ringer.monitor", 8000, &profile.path().join("ringer.wav"));
+    let headset = pulse.record("headset.monitor", 8000, &profile.path().join("headset.wav"));
+    app.until("the output devices", "document.querySelector('#outputs li[data-device-id$=\"ringer\"] button')");
+    app.click("#outputs li[data-device-id$=\"ringer\"] button");
+    app.until(
+        "the tone to finish",
+        "document.querySelector('#outputs li[data-device-id$=\"ringer\"] button').dataset.played",
+    );
+    let (on_ringer, on_headset) = (support::pulse::wav_rms(&ringer.stop()), support::pulse::wav_rms(&headset.stop()));
+    assert!(on_ringer > 1000.0, "tone on the ringer: rms {on_ringer}");
+    assert!(on_headset < 100.0, "nothing on the headset: rms {on_headset}");
+
+    // Finnish, from the settings; every open window follows.
+    app.run("const s = document.querySelector('#language'); s.value = 'fi'; s.dispatchEvent(new Event('change'))");
+    app.until("Finnish in the settings", "document.querySelector('#login').textContent === 'Kirjaudu'");
+    app.screenshot("settings-fi");
+    // The window titles are translated too.
+    app.window("Agent Helper — Ohjelmapuhelin");
+    app.until("Finnish in the softphone", "document.querySelector('#dial').textContent === 'Soita'");
+    let config = std::fs::read_to_string(profile.path().join("config.toml")).unwrap();
+    assert!(config.contains("language = \"fi\""), "{config}");
+}

@@ -1,0 +1,204 @@
+//! The desktop app under test: built once (ui pages, then the Tauri shell),
+//! run on its own Xvfb display and driven through tauri-driver and
+//! WebKitWebDriver, window by window.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::webdriver::Session;
+use super::{TIMEOUT, wait_until};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds ui/dist and the desktop binary once per test binary; returns the binary.
+pub fn built() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let ui = root().join("ui");
+            if !ui.join("node_modules").exists() {
+                let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&ui).status();
+                assert!(ok.is_ok_and(|s| s.success()), "npm ci in ui/");
+            }
+            let ok = Command::new("node").arg("build.mjs").current_dir(&ui).status();
+            assert!(ok.is_ok_and(|s| s.success()), "building ui/");
+            let ok = Command::new("cargo").args(["build", "--locked"]).current_dir(root().join("src-tauri")).status();
+            assert!(ok.is_ok_and(|s| s.success()), "building src-tauri (needs scripts/system-deps.sh test)");
+            root().join("target/debug/agent-helper-desktop")
+        })
+        .clone()
+}
+
+/// An X server of our own (Xvfb picks a free display number).
+pub struct Display {
+    child: Child,
+    pub name: String,
+}
+
+impl Display {
+    pub fn start() -> Display {
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (scripts/system-deps.sh test installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("Xvfb's display number");
+        Display { child, name: format!(":{}", line.trim()) }
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The app, started by tauri-driver on `display` with `profile`.
+pub struct Desktop {
+    pub session: Session,
+    pub profile: PathBuf,
+    _display: Display,
+}
+
+impl Desktop {
+    /// `env`: extra variables for the app (PULSE_SERVER …).
+    pub fn start(profile: &Path, env: &[(&str, String)]) -> Desktop {
+        let binary = built();
+        let display = Display::start();
+        let native_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut vars: Vec<(&str, String)> = vec![
+            ("DISPLAY", display.name.clone()),
+            ("WEBKIT_DISABLE_COMPOSITING_MODE", "1".into()),
+            ("WEBKIT_DISABLE_DMABUF_RENDERER", "1".into()),
+            ("AGENT_HELPER_PROFILE", profile.display().to_string()),
+        ];
+        vars.extend(env.iter().cloned());
+        let driver = std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into());
+        let session = Session::start(
+            &driver,
+            &[format!("--native-port={native_port}")],
+            &vars,
+            json!({ "tauri:options": { "application": binary } }),
+        );
+        session.script_timeout(TIMEOUT);
+        Desktop { session, profile: profile.to_owned(), _display: display }
+    }
+
+    /// Switches to the window whose title starts with `title`, waiting for it to appear.
+    pub fn window(&self, title: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            for handle in self.session.window_handles() {
+                if self.session.switch_to(&handle).is_ok() && self.session.title().is_ok_and(|t| t.starts_with(title)) {
+                    return handle;
+                }
+            }
+            assert!(Instant::now() < deadline, "no window titled {title:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a window with this handle is still open.
+    pub fn is_open(&self, handle: &str) -> bool {
+        self.session.window_handles().iter().any(|h| h == handle)
+    }
+
+    /// Runs `body` (an async function body) in the current window.
+    pub fn run(&self, body: &str) -> Value {
+        self.script(body).unwrap_or_else(|e| panic!("script failed: {e}\n{body}"))
+    }
+
+    /// WebKitWebDriver now and then drops the connection of a script sent
+    /// while the page is still settling (seen about one run in three here);
+    /// the scripts these tests send can be sent again.
+    fn script(&self, body: &str) -> Result<Value, String> {
+        let mut tries = 0;
+        loop {
+            match self.session.run(body, json!([])) {
+                Err(e) if e.contains("closed the connection") && tries < 3 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until `expression` is truthy in the current window; returns its value.
+    pub fn until(&self, what: &str, expression: &str) -> Value {
+        let body = format!(
+            "const end = Date.now() + {}; for (;;) {{ const v = ({expression}); if (v) return v; \
+             if (Date.now() > end) throw new Error('timed out'); await new Promise(r => setTimeout(r, 50)); }}",
+            TIMEOUT.as_millis() - 2000
+        );
+        self.script(&body).unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+    }
+
+    /// Clicks the element matched by `selector` in the current window.
+    pub fn click(&self, selector: &str) {
+        self.until(
+            &format!("{selector} to be enabled"),
+            &format!("(e => e && !e.disabled)(document.querySelector({selector:?}))"),
+        );
+        self.run(&format!("document.querySelector({selector:?}).click()"));
+    }
+
+    /// Types `value` into the input matched by `selector`.
+    pub fn fill(&self, selector: &str, value: &str) {
+        self.run(&format!(
+            "const e = document.querySelector({selector:?}); e.focus(); e.value = {value:?}; \
+             e.dispatchEvent(new Event('input', {{ bubbles: true }}));"
+        ));
+    }
+
+    /// Saves a screenshot of the current window as an artifact
+    /// (`target/desktop-screenshots/NAME.png`, not committed).
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = root().join("target/desktop-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Without a window manager a window that is covered or was opened
+        // without focus (the popup) is not painted, and WebKit's screenshot
+        // waits 30 s for a paint: tests shoot the focused window only.
+        let png = self.session.screenshot().expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.profile.join("logs/BPClient.log")).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str) {
+        wait_until(needle, || self.log().contains(needle));
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        // The app outlives its windows (it is a tray app): stop it as the
+        // system would, by signal, with its pid from BPClient.log.
+        let log = self.log();
+        let pid = log.lines().find_map(|l| l.contains("starting version=").then(|| l.split(" pid=").nth(1)).flatten());
+        if let Some(pid) = pid.and_then(|p| p.split_whitespace().next()).and_then(|p| p.parse::<i32>().ok()) {
+            // SAFETY: kill(2) on the app this test started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- BPClient.log (last lines) ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+// The inbound-call popup: who calls and what the contact center sent, with
+// Answer and Reject. The shell closes the window when the call is answered
+// (here, in the page or through the API) or ends.
+import { $, command, errorText, request } from "./engine";
+import { follow, t } from "./i18n";
+
+async function main(): Promise<void> {
+  const info = await command("window_info");
+  follow(info.language);
+  const call = await command("incoming_call");
+  $("name").textContent = call.name ?? t("popup.unknown");
+  $("caller").textContent = call.number;
+  if (call.queue) {
+    $("queue").textContent = call.queue;
+    $("queue-line").hidden = false;
+  }
+  const fields = $("fields");
+  for (const f of call.fields) {
+    const dt = document.createElement("dt");
+    dt.textContent = f.label;
+    const dd = document.createElement("dd");
+    dd.textContent = f.value;
+    fields.append(dt, dd);
+  }
+  const act = (p: Promise<unknown>) =>
+    p.catch((e) => {
+      $("error").textContent = errorText(e);
+    });
+  $("answer").addEventListener("click", () => void act(request("answerCall", { callId: call.callId })));
+  $("reject").addEventListener("click", () => void act(request("rejectCall", { callId: call.callId })));
+  document.body.dataset.ready = "true";
+}
+
+void main();
