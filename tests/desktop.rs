@@ -53,7 +53,9 @@ fn log_in(app: &Desktop) {
 /// softphone is in front again.
 fn close_settings(app: &Desktop) {
     app.window("Agent Helper — Settings");
-    app.run("window.close()");
+    // Closed after the script has answered: a window gone mid-script leaves
+    // WebKitWebDriver with no result to parse.
+    app.run("setTimeout(() => window.close(), 0)");
     app.window("Agent Helper — Softphone");
 }
 
