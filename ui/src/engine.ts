@@ -57,3 +57,14 @@ export function button(label: string, className: string, onClick: () => void): H
   b.addEventListener("click", onClick);
   return b;
 }
+
+/** Runs an action, showing its error (or clearing the last one) in the page's #error. */
+export async function act(p: Promise<unknown>): Promise<void> {
+  const shown = document.getElementById("error");
+  try {
+    if (shown) shown.textContent = "";
+    await p;
+  } catch (e) {
+    if (shown) shown.textContent = errorText(e);
+  }
+}

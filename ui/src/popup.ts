@@ -1,7 +1,7 @@
 // The inbound-call popup: who calls and what the contact center sent, with
 // Answer and Reject. The shell closes the window when the call is answered
 // (here, in the page or through the API) or ends.
-import { $, command, errorText, request } from "./engine";
+import { $, act, command, request } from "./engine";
 import { follow, t } from "./i18n";
 
 async function main(): Promise<void> {
@@ -22,10 +22,6 @@ async function main(): Promise<void> {
     dd.textContent = f.value;
     fields.append(dt, dd);
   }
-  const act = (p: Promise<unknown>) =>
-    p.catch((e) => {
-      $("error").textContent = errorText(e);
-    });
   $("answer").addEventListener("click", () => void act(request("answerCall", { callId: call.callId })));
   $("reject").addEventListener("click", () => void act(request("rejectCall", { callId: call.callId })));
   document.body.dataset.ready = "true";

@@ -2,24 +2,12 @@
 // the OS keyring), audio devices with a test tone per output and a live
 // microphone meter, codec order, auto-answer, log level and language.
 // Settings the administrator's policy fixes are shown disabled and marked.
-import { $, button, command, errorText, onEvent, request } from "./engine";
+import { $, act, button, command, onEvent, request } from "./engine";
 import { apply, follow, t } from "./i18n";
 import type { AudioDevice } from "./protocol";
 
 let locked: string[] = [];
 
-function showError(e: unknown): void {
-  $("error").textContent = e ? errorText(e) : "";
-}
-
-async function act(p: Promise<unknown>): Promise<void> {
-  try {
-    showError(null);
-    await p;
-  } catch (e) {
-    showError(e);
-  }
-}
 
 function setConfig(key: string, value: unknown): Promise<void> {
   return act(request("setConfig", { key, value: value as never }));

@@ -1,7 +1,7 @@
 // The softphone window: dial, the calls in progress with their controls, a
 // DTMF keypad for the selected call, and the call history.
 import { listen } from "@tauri-apps/api/event";
-import { $, button, command, errorText, onAnyEvent, request, shortUri } from "./engine";
+import { $, act, button, command, onAnyEvent, request, shortUri } from "./engine";
 import { apply, follow, t } from "./i18n";
 import type { CallStatus } from "./protocol";
 
@@ -9,18 +9,6 @@ let selected: string | undefined;
 /** Calls whose consulted transfer is under way: the original call → the consultation call. */
 const consulting = new Map<string, string>();
 
-function showError(e: unknown): void {
-  $("error").textContent = e ? errorText(e) : "";
-}
-
-async function act(p: Promise<unknown>): Promise<void> {
-  try {
-    showError(null);
-    await p;
-  } catch (e) {
-    showError(e);
-  }
-}
 
 function callItem(call: CallStatus): HTMLLIElement {
   const li = document.createElement("li");
