@@ -103,6 +103,7 @@ fn an_inbound_call_pops_up_over_the_desktop_and_is_answered_there() {
     app.until("the popup's caller", "document.body.dataset.ready && document.querySelector('#caller').textContent");
     let caller = app.run("return document.querySelector('#caller').textContent");
     assert_eq!(caller, json!("bob"));
+    app.screenshot("popup-over-softphone");
     app.click("#answer");
     bob.wait_event("CALL_ESTABLISHED");
     support::wait_until("the popup to close once answered", || !app.is_open(&popup));
@@ -149,4 +150,70 @@ fn the_test_tone_lands_on_the_chosen_sink_and_the_language_switches() {
     app.until("Finnish in the softphone", "document.querySelector('#dial').textContent === 'Soita'");
     let config = std::fs::read_to_string(profile.path().join("config.toml")).unwrap();
     assert!(config.contains("language = \"fi\""), "{config}");
+}
+
+/// Benchmark (`scripts/bench-desktop.sh`): the idle app's memory (RSS of
+/// the app and its WebKit processes, all windows closed but the softphone)
+/// and CPU over 60 s, and the time from an INVITE reaching the helper to the
+/// popup drawing its caller, over ten calls. Figures go to
+/// target/desktop-benchmark.md and docs/benchmarks.md.
+#[test]
+#[ignore = "benchmark: run by scripts/bench-desktop.sh"]
+fn desktop_benchmark() {
+    let _one = one_at_a_time();
+    let k = Kamailio::start(PASSWORD);
+    let profile = tempfile::tempdir().unwrap();
+    configure(profile.path(), &k);
+    let app = Desktop::start(profile.path(), &[]);
+    log_in(&app);
+    close_settings(&app);
+    let pid = app.pid();
+
+    // Idle: registered, the softphone open, nothing happening.
+    let idle_secs = std::env::var("BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60u64);
+    let before = support::desktop::Tree::of(pid);
+    let wall = std::time::Instant::now();
+    let mut peak_rss = before.rss_kib();
+    while wall.elapsed() < std::time::Duration::from_secs(idle_secs) {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        peak_rss = peak_rss.max(support::desktop::Tree::of(pid).rss_kib());
+    }
+    let after = support::desktop::Tree::of(pid);
+    let cpu = after.cpu_ticks_since(&before) as f64 / support::desktop::ticks_per_second() * 100.0
+        / wall.elapsed().as_secs_f64();
+
+    // INVITE to popup, ten calls.
+    let mut bob = Baresip::start("bob", k.port, PASSWORD, false);
+    let mut delays = vec![];
+    for n in 0..10 {
+        let from = app.log().matches("incoming call").count();
+        bob.command("dial", "sip:agent1@127.0.0.1");
+        app.window("Incoming call");
+        let shown = app.until("the popup drawn", "document.body.dataset.shownAt");
+        let shown: i64 = shown.as_str().unwrap().parse().unwrap();
+        support::wait_until("the INVITE in the log", || app.log().matches("incoming call").count() > from);
+        let log = app.log();
+        let line = log.lines().filter(|l| l.contains("incoming call")).nth(from).unwrap().to_owned();
+        let invite = chrono::DateTime::parse_from_str(line.split_whitespace().next().unwrap(), "%Y-%m-%dT%H:%M:%S%.3f%:z")
+            .unwrap()
+            .timestamp_millis();
+        delays.push(shown - invite);
+        app.click("#reject");
+        bob.wait_event("CALL_CLOSED");
+        eprintln!("call {n}: INVITE to popup {} ms", shown - invite);
+    }
+    delays.sort_unstable();
+    let text = format!(
+        "| idle memory, app + WebKit processes | PSS {:.1} MiB ({}); RSS {:.1} MiB (peak {:.1}) |\n\
+         | idle CPU over {idle_secs} s | {cpu:.2} % of a core |\n\
+         | INVITE to popup drawn, 10 calls | median {} ms, max {} ms |\n",
+        after.pss_kib() as f64 / 1024.0,
+        after.breakdown(),
+        after.rss_kib() as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+        delays[delays.len() / 2],
+        delays[delays.len() - 1],
+    );
+    eprintln!("{text}");
+    std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/desktop-benchmark.md"), text).unwrap();
 }

@@ -67,7 +67,7 @@ impl Drop for Display {
 pub struct Desktop {
     pub session: Session,
     pub profile: PathBuf,
-    _display: Display,
+    display: Display,
 }
 
 impl Desktop {
@@ -91,7 +91,7 @@ impl Desktop {
             json!({ "tauri:options": { "application": binary } }),
         );
         session.script_timeout(TIMEOUT);
-        Desktop { session, profile: profile.to_owned(), _display: display }
+        Desktop { session, profile: profile.to_owned(), display }
     }
 
     /// Switches to the window whose title starts with `title`, waiting for it to appear.
@@ -158,19 +158,29 @@ impl Desktop {
         ));
     }
 
-    /// Saves a screenshot of the current window as an artifact
-    /// (`target/desktop-screenshots/NAME.png`, not committed).
+    /// Saves a screenshot of the whole display (every window, as the agent
+    /// sees it) as an artifact: `target/desktop-screenshots/NAME.png`, not
+    /// committed. Taken from the X server with ImageMagick's `import`:
+    /// WebDriver's own screenshot waits for a paint that a covered window, or
+    /// one opened without focus like the call popup, does not get under Xvfb.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let dir = root().join("target/desktop-screenshots");
         std::fs::create_dir_all(&dir).unwrap();
-        // Without a window manager a window that is covered or was opened
-        // without focus (the popup) is not painted, and WebKit's screenshot
-        // waits 30 s for a paint: tests shoot the focused window only.
-        let png = self.session.screenshot().expect("screenshot");
-        assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png).unwrap();
+        let ok = Command::new("import")
+            .args(["-display", &self.display.name, "-window", "root"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "import (imagemagick) could not shoot the display");
+        let png = std::fs::read(&path).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
         path
+    }
+
+    /// The app's pid, from BPClient.log's start line.
+    pub fn pid(&self) -> i32 {
+        app_pid(&self.log()).expect("the app's pid in BPClient.log")
     }
 
     pub fn log(&self) -> String {
@@ -186,9 +196,7 @@ impl Drop for Desktop {
     fn drop(&mut self) {
         // The app outlives its windows (it is a tray app): stop it as the
         // system would, by signal, with its pid from BPClient.log.
-        let log = self.log();
-        let pid = log.lines().find_map(|l| l.contains("starting version=").then(|| l.split(" pid=").nth(1)).flatten());
-        if let Some(pid) = pid.and_then(|p| p.split_whitespace().next()).and_then(|p| p.parse::<i32>().ok()) {
+        if let Some(pid) = app_pid(&self.log()) {
             // SAFETY: kill(2) on the app this test started.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
@@ -201,4 +209,80 @@ impl Drop for Desktop {
             }
         }
     }
+}
+
+fn app_pid(log: &str) -> Option<i32> {
+    let line = log.lines().find(|l| l.contains("starting version="))?;
+    line.split(" pid=").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// A process and its descendants (the app and its WebKit processes), read
+/// from /proc.
+pub struct Tree {
+    /// (pid, rss KiB, utime + stime ticks, pss KiB, command)
+    procs: Vec<(i32, u64, u64, u64, String)>,
+}
+
+impl Tree {
+    pub fn of(root: i32) -> Tree {
+        let mut pids = vec![root];
+        let mut i = 0;
+        while i < pids.len() {
+            let parent = pids[i];
+            let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+            pids.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            i += 1;
+        }
+        let procs = pids
+            .into_iter()
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                let rss = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0);
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
+                let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+                // Shared pages counted once across the processes (RSS counts them in each).
+                let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+                    .ok()
+                    .and_then(|r| r.lines().find_map(|l| l.strip_prefix("Pss:"))?.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0);
+                let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |(n, _)| n).to_owned();
+                Some((pid, rss, ticks, pss, name))
+            })
+            .collect();
+        Tree { procs }
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        self.procs.iter().map(|p| p.1).sum()
+    }
+
+    /// Proportional set size: each shared page split among its users.
+    pub fn pss_kib(&self) -> u64 {
+        self.procs.iter().map(|p| p.3).sum()
+    }
+
+    /// `name pss MiB` per process, for the report.
+    pub fn breakdown(&self) -> String {
+        let parts: Vec<String> = self.procs.iter().map(|p| format!("{} {:.0}", p.4, p.3 as f64 / 1024.0)).collect();
+        parts.join(", ")
+    }
+
+    /// CPU ticks spent since `before` by the processes alive in both.
+    pub fn cpu_ticks_since(&self, before: &Tree) -> u64 {
+        self.procs
+            .iter()
+            .map(|(pid, _, t, _, _)| before.procs.iter().find(|b| b.0 == *pid).map_or(*t, |b| t.saturating_sub(b.2)))
+            .sum()
+    }
+}
+
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }

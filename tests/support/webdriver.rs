@@ -137,13 +137,6 @@ impl Session {
         self.command("GET", "/title", None).map(|v| v.as_str().unwrap_or_default().to_owned())
     }
 
-    /// A PNG of the current window.
-    pub fn screenshot(&self) -> Result<Vec<u8>, String> {
-        use base64::Engine;
-        let v = self.command("GET", "/screenshot", None)?;
-        base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default()).map_err(|e| e.to_string())
-    }
-
     /// Firefox: installs an add-on from a folder or .xpi for this session.
     pub fn install_temporary_addon(&self, path: &std::path::Path) {
         self.command("POST", "/moz/addon/install", Some(json!({ "path": path, "temporary": true })))

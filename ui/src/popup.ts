@@ -25,6 +25,10 @@ async function main(): Promise<void> {
   $("answer").addEventListener("click", () => void act(request("answerCall", { callId: call.callId })));
   $("reject").addEventListener("click", () => void act(request("rejectCall", { callId: call.callId })));
   document.body.dataset.ready = "true";
+  // When the caller was first drawn (the benchmark's INVITE-to-popup time).
+  requestAnimationFrame(() => {
+    document.body.dataset.shownAt = String(Date.now());
+  });
 }
 
 void main();
