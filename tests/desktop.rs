@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use serde_json::json;
 use support::agent::PASSWORD;
 use support::baresip::Baresip;
-use support::desktop::Desktop;
+use support::desktop::{Desktop, On};
 use support::kamailio::Kamailio;
 use support::pulse::Pulse;
 
@@ -141,6 +141,21 @@ fn the_test_tone_lands_on_the_chosen_sink_and_the_language_switches() {
     assert!(on_ringer > 1000.0, "tone on the ringer: rms {on_ringer}");
     assert!(on_headset < 100.0, "nothing on the headset: rms {on_headset}");
 
+    // Start at login: an XDG autostart entry that starts the app in the tray, and gone again.
+    let autostart = app.xdg_config.join("autostart");
+    let entry = || {
+        std::fs::read_dir(&autostart).ok().and_then(|d| {
+            d.filter_map(Result::ok).find(|e| e.path().extension().is_some_and(|x| x == "desktop")).map(|e| e.path())
+        })
+    };
+    assert!(entry().is_none(), "no autostart entry by default");
+    app.click("#autostart");
+    support::wait_until("the autostart entry", || entry().is_some());
+    let text = std::fs::read_to_string(entry().unwrap()).unwrap();
+    assert!(text.contains("agent-helper-desktop") && text.contains("--minimized"), "{text}");
+    app.click("#autostart");
+    support::wait_until("the autostart entry removed", || entry().is_none());
+
     // Finnish, from the settings; every open window follows.
     app.run("const s = document.querySelector('#language'); s.value = 'fi'; s.dispatchEvent(new Event('change'))");
     app.until("Finnish in the settings", "document.querySelector('#login').textContent === 'Kirjaudu'");
@@ -194,9 +209,10 @@ fn desktop_benchmark() {
         support::wait_until("the INVITE in the log", || app.log().matches("incoming call").count() > from);
         let log = app.log();
         let line = log.lines().filter(|l| l.contains("incoming call")).nth(from).unwrap().to_owned();
-        let invite = chrono::DateTime::parse_from_str(line.split_whitespace().next().unwrap(), "%Y-%m-%dT%H:%M:%S%.3f%:z")
-            .unwrap()
-            .timestamp_millis();
+        let invite =
+            chrono::DateTime::parse_from_str(line.split_whitespace().next().unwrap(), "%Y-%m-%dT%H:%M:%S%.3f%:z")
+                .unwrap()
+                .timestamp_millis();
         delays.push(shown - invite);
         app.click("#reject");
         bob.wait_event("CALL_CLOSED");
@@ -216,4 +232,36 @@ fn desktop_benchmark() {
     );
     eprintln!("{text}");
     std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/desktop-benchmark.md"), text).unwrap();
+}
+
+/// On the per-user profile a second launch hands over to the running app:
+/// its softphone comes back (here from hidden) and the second process exits.
+#[test]
+fn a_second_launch_shows_the_running_softphone_and_exits() {
+    let _one = one_at_a_time();
+    let k = Kamailio::start(PASSWORD);
+    let home = tempfile::tempdir().unwrap();
+    let profile = home.path().join(".config/agent-helper");
+    std::fs::create_dir_all(&profile).unwrap();
+    configure(&profile, &k);
+    let app = Desktop::start_on(On::Home(home.path()), &[]);
+    app.window("Agent Helper — Softphone");
+    app.until("the softphone", "document.body.dataset.ready");
+    let softphone = app.window("Agent Helper — Softphone");
+    app.run("setTimeout(() => window.close(), 0)");
+    support::wait_until("the softphone hidden", || !app.is_open(&softphone));
+
+    let second = std::process::Command::new(support::desktop::built())
+        .env_clear()
+        .envs(app.env.iter().map(|(k, v)| (k, v)))
+        .envs(std::env::var("DBUS_SESSION_BUS_ADDRESS").map(|a| ("DBUS_SESSION_BUS_ADDRESS".to_owned(), a)))
+        .envs(std::env::var("PATH").map(|a| ("PATH".to_owned(), a)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let status = support::wait_with_deadline(&mut second.unwrap());
+    assert!(status.success(), "the second launch hands over and exits: {status:?}");
+    // WebKitWebDriver forgets a window once hidden: the app's log says it was shown.
+    app.wait_log("launched again: showing the softphone");
+    assert_eq!(app.log().matches("starting version=").count(), 1, "one app on the profile");
 }

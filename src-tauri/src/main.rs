@@ -22,14 +22,21 @@ fn main() -> ExitCode {
     };
     // Configuration, profile lock and log come first: a bad config or a second
     // instance stops here, before any window system is touched.
+    let single_instance = profile.is_none();
     let prepared = match runner::prepare(profile.as_deref()) {
         Ok(p) => p,
+        Err(e) if e.exit_code == runner::EXIT_UNAVAILABLE && single_instance => {
+            // Another instance holds the profile: show its softphone instead.
+            shell::hand_over();
+            eprintln!("agent-helper-desktop: {e}");
+            return ExitCode::from(e.exit_code);
+        }
         Err(e) => {
             eprintln!("agent-helper-desktop: {e}");
             return ExitCode::from(e.exit_code);
         }
     };
-    match shell::run(prepared, minimized) {
+    match shell::run(prepared, shell::Launch { minimized, single_instance }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("desktop shell failed: {e}");

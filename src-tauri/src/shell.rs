@@ -55,10 +55,33 @@ impl Shell {
     }
 }
 
-/// `minimized`: start in the tray only (autostart at login); otherwise the
-/// softphone window opens.
-pub fn run(prepared: Prepared, minimized: bool) -> tauri::Result<()> {
-    let app = tauri::Builder::default()
+/// How the app starts.
+pub struct Launch {
+    /// Start in the tray only (autostart at login); otherwise the softphone opens.
+    pub minimized: bool,
+    /// On the default profile one app runs per user: a second launch shows
+    /// the first one's softphone and exits. With `--profile` (tests, several
+    /// agents on one login) each profile's lock keeps them apart instead.
+    pub single_instance: bool,
+}
+
+pub fn run(prepared: Prepared, launch: Launch) -> tauri::Result<()> {
+    let mut builder = tauri::Builder::default();
+    if launch.single_instance {
+        builder = builder.plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tracing::info!("launched again: showing the softphone");
+            windows::show(app, windows::SOFTPHONE);
+        }));
+    }
+    let minimized = launch.minimized;
+    let app = builder
+        // Window places and sizes survive a restart; popups place themselves.
+        .plugin(tauri_plugin_window_state::Builder::default().with_filter(|label| !label.starts_with("popup-")).build())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--minimized"]),
+        ))
         .invoke_handler(tauri::generate_handler![
             commands::engine,
             commands::window_info,
@@ -211,8 +234,43 @@ async fn incoming(app: &AppHandle, call: CallIncoming) {
         return;
     }
     let view = IncomingCallView::new(&call, &fields);
+    notify(app, &view);
     if popup {
         windows::open_popup(app, view);
+    }
+}
+
+/// A desktop notification besides the popup: a second alert that the
+/// desktop's notification centre keeps if the agent was away.
+fn notify(app: &AppHandle, view: &IncomingCallView) {
+    use tauri_plugin_notification::NotificationExt;
+    let body = match &view.queue {
+        Some(queue) => format!("{} · {queue}", view.number),
+        None => view.number.clone(),
+    };
+    let title = view.name.clone().unwrap_or_else(|| "Incoming call".into());
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+        // No notification service (a bare X session): the popup still shows.
+        tracing::debug!("no desktop notification: {e}");
+    }
+}
+
+/// Hands over to the app already running on this profile: its softphone is
+/// shown and this process exits (0). Reached when the profile is locked;
+/// returns when the lock's holder is no desktop app (a headless helper):
+/// there is nobody to hand over to, and the caller reports the lock.
+pub fn hand_over() {
+    let built = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|_, _, _| {}))
+        .setup(|app| {
+            // The plugin ends this process when another app owns the name;
+            // getting here means none does.
+            app.handle().exit(0);
+            Ok(())
+        })
+        .build(tauri::generate_context!());
+    if let Ok(app) = built {
+        app.run_return(|_, _| {});
     }
 }
 
@@ -226,6 +284,24 @@ async fn read_desktop_config(app: &AppHandle) {
     }
     s.call_popup = desktop["call_popup"].as_bool().unwrap_or(true);
     s.customer_fields = serde_json::from_value(desktop["customer_fields"].clone()).unwrap_or_default();
+    drop(s);
+    autostart(app, desktop["autostart"].as_bool().unwrap_or(false));
+}
+
+/// Starts the app at login (minimized to the tray) or not, as `desktop.autostart` says.
+fn autostart(app: &AppHandle, on: bool) {
+    use tauri_plugin_autostart::ManagerExt;
+    let launcher = app.autolaunch();
+    let now = launcher.is_enabled().unwrap_or(false);
+    let done = match (on, now) {
+        (true, false) => launcher.enable(),
+        (false, true) => launcher.disable(),
+        _ => return,
+    };
+    match done {
+        Ok(()) => tracing::info!(on, "start at login"),
+        Err(e) => tracing::warn!("cannot change start at login: {e}"),
+    }
 }
 
 /// Sets the tray's icon and status line from the engine's status.

@@ -63,35 +63,76 @@ impl Drop for Display {
     }
 }
 
-/// The app, started by tauri-driver on `display` with `profile`.
+/// The app, started by tauri-driver on its own display.
 pub struct Desktop {
     pub session: Session,
+    /// The app's profile folder (config.toml, call-history.json).
     pub profile: PathBuf,
+    /// The app's config home (its autostart entry, window places).
+    pub xdg_config: PathBuf,
+    log_file: PathBuf,
+    /// What the app was started with, for launching it a second time.
+    pub env: Vec<(String, String)>,
     display: Display,
+}
+
+/// Which profile the app runs on.
+pub enum On<'a> {
+    /// `AGENT_HELPER_PROFILE=DIR`, HOME in DIR/home (autostart entries and
+    /// window places land there, not in the real home).
+    Profile(&'a Path),
+    /// The per-user default profile, with HOME and the XDG folders in this
+    /// throwaway folder.
+    Home(&'a Path),
 }
 
 impl Desktop {
     /// `env`: extra variables for the app (PULSE_SERVER …).
     pub fn start(profile: &Path, env: &[(&str, String)]) -> Desktop {
+        Desktop::start_on(On::Profile(profile), env)
+    }
+
+    pub fn start_on(on: On, env: &[(&str, String)]) -> Desktop {
         let binary = built();
         let display = Display::start();
         let native_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut vars: Vec<(&str, String)> = vec![
-            ("DISPLAY", display.name.clone()),
-            ("WEBKIT_DISABLE_COMPOSITING_MODE", "1".into()),
-            ("WEBKIT_DISABLE_DMABUF_RENDERER", "1".into()),
-            ("AGENT_HELPER_PROFILE", profile.display().to_string()),
+        let mut vars: Vec<(String, String)> = vec![
+            ("DISPLAY".into(), display.name.clone()),
+            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
+            ("WEBKIT_DISABLE_DMABUF_RENDERER".into(), "1".into()),
         ];
-        vars.extend(env.iter().cloned());
+        let (profile, xdg_config, log_file) = match on {
+            On::Profile(dir) => {
+                vars.push(("AGENT_HELPER_PROFILE".into(), dir.display().to_string()));
+                let home = dir.join("home");
+                vars.push(("HOME".into(), home.display().to_string()));
+                vars.push(("XDG_CONFIG_HOME".into(), home.join(".config").display().to_string()));
+                (dir.to_owned(), home.join(".config"), dir.join("logs/BPClient.log"))
+            }
+            On::Home(home) => {
+                let runtime = home.join("run");
+                std::fs::create_dir_all(&runtime).unwrap();
+                for (k, sub) in [("XDG_CONFIG_HOME", ".config"), ("XDG_STATE_HOME", "state"), ("XDG_DATA_HOME", "data")]
+                {
+                    vars.push((k.into(), home.join(sub).display().to_string()));
+                }
+                vars.push(("HOME".into(), home.display().to_string()));
+                vars.push(("XDG_RUNTIME_DIR".into(), runtime.display().to_string()));
+                let profile = home.join(".config/agent-helper");
+                (profile, home.join(".config"), home.join("state/agent-helper/logs/BPClient.log"))
+            }
+        };
+        vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let driver = std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into());
+        let pairs: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let session = Session::start(
             &driver,
             &[format!("--native-port={native_port}")],
-            &vars,
+            &pairs,
             json!({ "tauri:options": { "application": binary } }),
         );
         session.script_timeout(TIMEOUT);
-        Desktop { session, profile: profile.to_owned(), display }
+        Desktop { session, profile, xdg_config, log_file, env: vars, display }
     }
 
     /// Switches to the window whose title starts with `title`, waiting for it to appear.
@@ -184,7 +225,7 @@ impl Desktop {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.profile.join("logs/BPClient.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
     pub fn wait_log(&self, needle: &str) {
@@ -229,7 +270,8 @@ impl Tree {
         let mut i = 0;
         while i < pids.len() {
             let parent = pids[i];
-            let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
             pids.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
             i += 1;
         }
@@ -249,7 +291,9 @@ impl Tree {
                 // Shared pages counted once across the processes (RSS counts them in each).
                 let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
                     .ok()
-                    .and_then(|r| r.lines().find_map(|l| l.strip_prefix("Pss:"))?.split_whitespace().next()?.parse().ok())
+                    .and_then(|r| {
+                        r.lines().find_map(|l| l.strip_prefix("Pss:"))?.split_whitespace().next()?.parse().ok()
+                    })
                     .unwrap_or(0);
                 let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |(n, _)| n).to_owned();
                 Some((pid, rss, ticks, pss, name))

@@ -98,11 +98,13 @@ async function showCallSettings(): Promise<void> {
     calls?: { auto_answer?: boolean };
     codecs?: { allow?: string[] };
     log?: { level?: string };
-    desktop?: { language?: string };
+    desktop?: { language?: string; call_popup?: boolean; autostart?: boolean };
   };
   ($("auto-answer") as HTMLInputElement).checked = c.calls?.auto_answer === true;
   ($("log-level") as HTMLSelectElement).value = c.log?.level ?? "info";
   ($("language") as HTMLSelectElement).value = c.desktop?.language ?? "en";
+  ($("call-popup") as HTMLInputElement).checked = c.desktop?.call_popup !== false;
+  ($("autostart") as HTMLInputElement).checked = c.desktop?.autostart === true;
   const list = $("codecs");
   list.replaceChildren();
   const codecs = c.codecs?.allow ?? [];
@@ -165,12 +167,14 @@ async function main(): Promise<void> {
   for (const id of ["microphone", "speaker", "ringer", "ring-all"]) $(id).addEventListener("change", () => void saveDevices());
   $("auto-answer").addEventListener("change", (e) => void setConfig("calls.auto_answer", (e.target as HTMLInputElement).checked));
   $("log-level").addEventListener("change", (e) => void act(request("setLogLevel", { level: (e.target as HTMLSelectElement).value as never, persist: true })));
+  $("call-popup").addEventListener("change", (e) => void setConfig("desktop.call_popup", (e.target as HTMLInputElement).checked));
+  $("autostart").addEventListener("change", (e) => void setConfig("desktop.autostart", (e.target as HTMLInputElement).checked));
   $("language").addEventListener("change", (e) => void setConfig("desktop.language", (e.target as HTMLSelectElement).value));
   await onEvent("account-changed", () => void showAccount());
   await onEvent("registration-changed", () => void showAccount());
   await onEvent("devices-changed", () => void showDevices());
   await onEvent("config-changed", (c) => {
-    if (c.key.startsWith("codecs.") || c.key.startsWith("calls.") || c.key.startsWith("log.")) void showCallSettings();
+    if (["codecs.", "calls.", "log.", "desktop."].some((p) => c.key.startsWith(p))) void showCallSettings();
   });
   await Promise.all([showAccount(), showDevices(), showCallSettings()]);
   apply();
