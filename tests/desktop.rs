@@ -265,3 +265,35 @@ fn a_second_launch_shows_the_running_softphone_and_exits() {
     app.wait_log("launched again: showing the softphone");
     assert_eq!(app.log().matches("starting version=").count(), 1, "one app on the profile");
 }
+
+/// What the contact center sent with the call, in the popup under the
+/// administrator's labels (`desktop.customer_fields`: a field not listed
+/// stays hidden); Reject answers 486 Busy Here.
+#[test]
+fn the_popup_shows_the_callers_customer_fields_and_rejects_with_busy() {
+    let _one = one_at_a_time();
+    let k = Kamailio::start(PASSWORD);
+    let profile = tempfile::tempdir().unwrap();
+    configure(profile.path(), &k);
+    let app = Desktop::start(profile.path(), &[]);
+    log_in(&app);
+
+    let sipp = support::sipp::Sipp::uac("uac_customer_info.xml", "agent1", k.port);
+    app.window("Incoming call — Maija Virtanen (+358401234567)");
+    app.until("the popup", "document.body.dataset.ready");
+    let shown = app.run(
+        "return { name: document.querySelector('#name').textContent, \
+                  queue: document.querySelector('#queue').textContent, \
+                  fields: [...document.querySelectorAll('#fields dt, #fields dd')].map(e => e.textContent) }",
+    );
+    assert_eq!(shown["name"], json!("Maija Virtanen"));
+    assert_eq!(shown["queue"], json!("Billing"));
+    assert_eq!(
+        shown["fields"],
+        json!(["Service level", "gold", "Account", "12345"]),
+        "configured fields only, in order"
+    );
+    app.screenshot("popup-customer-info");
+    app.click("#reject");
+    sipp.assert_passed();
+}

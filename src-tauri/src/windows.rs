@@ -11,7 +11,7 @@ pub const SOFTPHONE: &str = "softphone";
 pub const SETTINGS: &str = "settings";
 pub const DIAGNOSTICS: &str = "diagnostics";
 
-const POPUP_SIZE: (f64, f64) = (360.0, 260.0);
+const POPUP_SIZE: (f64, f64) = (360.0, 290.0);
 
 /// Shows (creating if needed) one of the main windows and brings it forward.
 pub fn show(app: &AppHandle, label: &str) {

@@ -6,8 +6,15 @@ import { follow, t } from "./i18n";
 
 async function main(): Promise<void> {
   const info = await command("window_info");
-  follow(info.language);
   const call = await command("incoming_call");
+  // The title names the caller: how the agent (and a screen reader) finds the window.
+  const title = () => {
+    document.title = call.name
+      ? `${t("popup.title")} — ${call.name} (${call.number})`
+      : `${t("popup.title")} — ${call.number}`;
+  };
+  follow(info.language, title);
+  title();
   $("name").textContent = call.name ?? t("popup.unknown");
   $("caller").textContent = call.number;
   if (call.queue) {
