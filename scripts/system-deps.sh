@@ -16,13 +16,14 @@ run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev libpulse-dev c
 # suite also tests the optional G.729 build (feature g729, GPL-3).
 # The desktop app (src-tauri, Tauri 2 on WebKitGTK) and its WebDriver tests
 # on Xvfb: webkit2gtk-driver (WebKitWebDriver) behind tauri-driver;
-# imagemagick shoots the display for the screenshots.
+# imagemagick shoots the display for the screenshots; trayer is the tray
+# (the app's icon falls back to XEmbed there), xdotool clicks it.
 # libasound2-plugins: baresip's ALSA output through PulseAudio (the voice
 # benchmark's latency reference).
 test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio
   kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox nftables libbcg729-dev
   chromium chromium-driver firefox-esr
-  libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev xvfb xauth webkit2gtk-driver imagemagick)
+  libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev xvfb xauth webkit2gtk-driver imagemagick trayer xdotool)
 
 pkgs=("${run_pkgs[@]}")
 [[ "${1:-run}" == test ]] && pkgs+=("${test_pkgs[@]}")

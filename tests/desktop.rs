@@ -244,7 +244,7 @@ fn a_second_launch_shows_the_running_softphone_and_exits() {
     let profile = home.path().join(".config/agent-helper");
     std::fs::create_dir_all(&profile).unwrap();
     configure(&profile, &k);
-    let app = Desktop::start_on(On::Home(home.path()), &[]);
+    let app = Desktop::start_on(On::Home(home.path()), &[], false);
     app.window("Agent Helper — Softphone");
     app.until("the softphone", "document.body.dataset.ready");
     let softphone = app.window("Agent Helper — Softphone");
@@ -296,4 +296,44 @@ fn the_popup_shows_the_callers_customer_fields_and_rejects_with_busy() {
     app.screenshot("popup-customer-info");
     app.click("#reject");
     sipp.assert_passed();
+}
+
+/// The tray icon follows the phone (grey offline, green once registered) and
+/// its menu opens the windows: here the diagnostics, by keyboard as an agent
+/// without a mouse would.
+#[test]
+fn the_tray_icon_follows_registration_and_its_menu_opens_diagnostics() {
+    let _one = one_at_a_time();
+    let k = Kamailio::start(PASSWORD);
+    let profile = tempfile::tempdir().unwrap();
+    configure(profile.path(), &k);
+    let app = Desktop::start_on(On::Profile(profile.path()), &[], true);
+    let (x, y) = support::desktop::TRAY_ICON;
+    support::wait_until("the offline tray icon", || {
+        let (r, g, b) = app.pixel(x, y);
+        r == g && g == b && r > 60
+    });
+    log_in(&app);
+    // tray-registered.png is green (46, 157, 79).
+    support::wait_until("the registered tray icon", || {
+        let (r, g, b) = app.pixel(x + 8, y);
+        g > 120 && r < 90 && b < 120
+    });
+    close_settings(&app);
+
+    app.xdotool(&["mousemove", &x.to_string(), &y.to_string(), "click", "1"]);
+    // The menu opens below the icon, over the black root window.
+    support::wait_until("the tray menu", || app.pixel(x - 100, y + 60) != (0, 0, 0));
+    // The status line leads (not selectable); then softphone, settings, do
+    // not disturb, diagnostics.
+    app.xdotool(&["key", "Down", "Down", "Down", "Down"]);
+    app.screenshot("tray-menu");
+    app.xdotool(&["key", "Return"]);
+    app.window("Agent Helper — Diagnostics");
+    let version =
+        app.until("the diagnostics", "document.body.dataset.ready && document.querySelector('#version').textContent");
+    assert_eq!(version, json!(env!("CARGO_PKG_VERSION")));
+    let registration = app.run("return document.querySelector('#registration').textContent");
+    assert_eq!(registration, json!("registered"));
+    app.screenshot("diagnostics");
 }

@@ -36,14 +36,19 @@ pub fn built() -> PathBuf {
         .clone()
 }
 
-/// An X server of our own (Xvfb picks a free display number).
+/// An X server of our own (Xvfb picks a free display number), with a system
+/// tray (trayer, top right) when asked for.
 pub struct Display {
     child: Child,
+    tray: Option<Child>,
     pub name: String,
 }
 
+/// Where trayer puts the app's icon: the screen's top-right 32 × 32 corner.
+pub const TRAY_ICON: (u32, u32) = (1280 - 16, 16);
+
 impl Display {
-    pub fn start() -> Display {
+    pub fn start(with_tray: bool) -> Display {
         let mut child = Command::new("Xvfb")
             .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
             .stdout(Stdio::piped())
@@ -52,14 +57,26 @@ impl Display {
             .expect("Xvfb (scripts/system-deps.sh test installs it)");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("Xvfb's display number");
-        Display { child, name: format!(":{}", line.trim()) }
+        let name = format!(":{}", line.trim());
+        let tray = with_tray.then(|| {
+            Command::new("trayer")
+                .args(["--edge", "top", "--align", "right", "--widthtype", "request", "--height", "32"])
+                .env("DISPLAY", &name)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("trayer (scripts/system-deps.sh test installs it)")
+        });
+        Display { child, tray, name }
     }
 }
 
 impl Drop for Display {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in self.tray.iter_mut().chain(std::iter::once(&mut self.child)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -89,12 +106,13 @@ pub enum On<'a> {
 impl Desktop {
     /// `env`: extra variables for the app (PULSE_SERVER …).
     pub fn start(profile: &Path, env: &[(&str, String)]) -> Desktop {
-        Desktop::start_on(On::Profile(profile), env)
+        Desktop::start_on(On::Profile(profile), env, false)
     }
 
-    pub fn start_on(on: On, env: &[(&str, String)]) -> Desktop {
+    /// `with_tray`: a system tray on the display for the app's icon.
+    pub fn start_on(on: On, env: &[(&str, String)], with_tray: bool) -> Desktop {
         let binary = built();
-        let display = Display::start();
+        let display = Display::start(with_tray);
         let native_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut vars: Vec<(String, String)> = vec![
             ("DISPLAY".into(), display.name.clone()),
@@ -125,12 +143,18 @@ impl Desktop {
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let driver = std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into());
         let pairs: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let session = Session::start(
-            &driver,
-            &[format!("--native-port={native_port}")],
-            &pairs,
-            json!({ "tauri:options": { "application": binary } }),
-        );
+        let capabilities = json!({ "tauri:options": { "application": binary } });
+        // WebKitWebDriver now and then drops the connection while it starts
+        // the app (its log shows no cause); a second start is a fresh driver
+        // and a fresh app on the same display and profile.
+        let session =
+            Session::try_start(&driver, &[format!("--native-port={native_port}")], &pairs, capabilities.clone())
+                .or_else(|e| {
+                    eprintln!("new session failed ({e}); starting the driver and the app again");
+                    stop_app(&log_file);
+                    Session::try_start(&driver, &[format!("--native-port={native_port}")], &pairs, capabilities)
+                })
+                .unwrap_or_else(|e| panic!("new session: {e}"));
         session.script_timeout(TIMEOUT);
         Desktop { session, profile, xdg_config, log_file, env: vars, display }
     }
@@ -219,6 +243,34 @@ impl Desktop {
         path
     }
 
+    /// Runs xdotool on the app's display (`mousemove X Y click 1`, `key Down` …).
+    pub fn xdotool(&self, args: &[&str]) {
+        let ok = Command::new("xdotool").args(args).env("DISPLAY", &self.display.name).status();
+        assert!(ok.is_ok_and(|s| s.success()), "xdotool {args:?}");
+    }
+
+    /// The colour of one pixel of the display, as the agent sees it.
+    pub fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
+        let out = Command::new("import")
+            .args([
+                "-display",
+                &self.display.name,
+                "-window",
+                "root",
+                "-crop",
+                &format!("1x1+{x}+{y}"),
+                "-depth",
+                "8",
+                "rgb:-",
+            ])
+            .output()
+            .expect("import");
+        match out.stdout[..] {
+            [r, g, b, ..] => (r, g, b),
+            _ => panic!("no pixel from import: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
     /// The app's pid, from BPClient.log's start line.
     pub fn pid(&self) -> i32 {
         app_pid(&self.log()).expect("the app's pid in BPClient.log")
@@ -236,11 +288,8 @@ impl Desktop {
 impl Drop for Desktop {
     fn drop(&mut self) {
         // The app outlives its windows (it is a tray app): stop it as the
-        // system would, by signal, with its pid from BPClient.log.
-        if let Some(pid) = app_pid(&self.log()) {
-            // SAFETY: kill(2) on the app this test started.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+        // system would, by signal.
+        stop_app(&self.log_file);
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -252,8 +301,22 @@ impl Drop for Desktop {
     }
 }
 
+/// Stops the app whose BPClient.log this is (pid from its latest start
+/// line) and waits for it to be gone (it releases the profile then).
+fn stop_app(log_file: &Path) {
+    if let Some(pid) = app_pid(&std::fs::read_to_string(log_file).unwrap_or_default()) {
+        // SAFETY: kill(2) on the app this test started; signal 0 only asks whether it lives.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let gone = || unsafe { libc::kill(pid, 0) } != 0;
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !gone() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 fn app_pid(log: &str) -> Option<i32> {
-    let line = log.lines().find(|l| l.contains("starting version="))?;
+    let line = log.lines().rev().find(|l| l.contains("starting version="))?;
     line.split(" pid=").nth(1)?.split_whitespace().next()?.parse().ok()
 }
 

@@ -69,25 +69,42 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
 impl Session {
     /// Starts `driver` (with `env`) and opens a session with `capabilities`.
     pub fn start(driver: &str, args: &[String], env: &[(&str, String)], capabilities: Value) -> Session {
+        Session::try_start(driver, args, env, capabilities).unwrap_or_else(|e| panic!("new session: {e}"))
+    }
+
+    /// As [`Session::start`]; a session that cannot be opened is an error,
+    /// and the driver is stopped.
+    pub fn try_start(
+        driver: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        capabilities: Value,
+    ) -> Result<Session, String> {
         let port = free_port();
         let mut cmd = Command::new(driver);
         cmd.arg(format!("--port={port}")).args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        // WEBDRIVER_LOG=1 shows the driver's own log when a session misbehaves.
         cmd.stdout(Stdio::null()).stderr(if std::env::var_os("WEBDRIVER_LOG").is_some() {
             Stdio::inherit()
         } else {
             Stdio::null()
         });
-        let mut driver = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", cmd.get_program().display()));
+        // Its own process group: the driver's children (WebKitWebDriver, the
+        // browser or app) go with it.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let driver = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", cmd.get_program().display()));
+        let mut session = Session { driver, port, id: String::new() };
         let deadline = Instant::now() + TIMEOUT;
         while !http(port, "GET", "/status", None).is_ok_and(|v| v["ready"] == true) {
-            assert!(Instant::now() < deadline, "{driver:?} did not become ready");
-            assert!(driver.try_wait().unwrap().is_none(), "the WebDriver server exited");
+            if Instant::now() > deadline || session.driver.try_wait().unwrap().is_some() {
+                return Err("the WebDriver server did not become ready".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let created = http(port, "POST", "/session", Some(&json!({ "capabilities": { "alwaysMatch": capabilities } })))
-            .unwrap_or_else(|e| panic!("new session: {e}"));
-        let id = created["sessionId"].as_str().expect("sessionId").to_owned();
-        Session { driver, port, id }
+        let created =
+            http(port, "POST", "/session", Some(&json!({ "capabilities": { "alwaysMatch": capabilities } })))?;
+        session.id = created["sessionId"].as_str().ok_or("no sessionId")?.to_owned();
+        Ok(session)
     }
 
     fn command(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
@@ -146,8 +163,11 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.command("DELETE", "", None);
-        let _ = self.driver.kill();
+        if !self.id.is_empty() {
+            let _ = self.command("DELETE", "", None);
+        }
+        // SAFETY: kill(2) on the process group this session started.
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
         let _ = self.driver.wait();
     }
 }

@@ -71,8 +71,13 @@ function callItem(call: CallStatus): HTMLLIElement {
   return li;
 }
 
+/** Each refresh's number: an answer overtaken by a later refresh is dropped. */
+let refreshes = 0;
+
 async function refresh(): Promise<void> {
+  const mine = ++refreshes;
   const status = await request("getStatus", {});
+  if (mine !== refreshes) return;
   const list = $("calls");
   list.replaceChildren();
   if (!status.calls.some((c) => c.callId === selected)) selected = status.calls[0]?.callId;
