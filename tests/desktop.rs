@@ -34,6 +34,26 @@ fn configure(profile: &Path, k: &Kamailio) {
     .unwrap();
 }
 
+/// A test's world: kamailio, a configured profile and the app on it (one
+/// at a time). Fields drop in order: the app stops before kamailio does.
+struct Rig {
+    app: Desktop,
+    k: Kamailio,
+    profile: tempfile::TempDir,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Rig {
+    fn start(env: &[(&str, String)], with_tray: bool) -> Rig {
+        let one = one_at_a_time();
+        let k = Kamailio::start(PASSWORD);
+        let profile = tempfile::tempdir().unwrap();
+        configure(profile.path(), &k);
+        let app = Desktop::start_on(On::Profile(profile.path()), env, with_tray);
+        Rig { app, k, profile, _one: one }
+    }
+}
+
 /// Logs in as agent1 from the settings window (opened from the softphone).
 fn log_in(app: &Desktop) {
     app.window("Agent Helper — Softphone");
@@ -61,14 +81,11 @@ fn close_settings(app: &Desktop) {
 
 #[test]
 fn softphone_logs_in_calls_baresip_and_hangs_up() {
-    let _one = one_at_a_time();
-    let k = Kamailio::start(PASSWORD);
-    let mut bob = Baresip::start("bob", k.port, PASSWORD, true);
-    let profile = tempfile::tempdir().unwrap();
-    configure(profile.path(), &k);
-    let app = Desktop::start(profile.path(), &[]);
-    log_in(&app);
-    close_settings(&app);
+    let rig = Rig::start(&[], false);
+    let app = &rig.app;
+    let mut bob = Baresip::start("bob", rig.k.port, PASSWORD, true);
+    log_in(app);
+    close_settings(app);
     app.until("the look to follow registration", "document.querySelector('#look').dataset.look === 'registered'");
     app.fill("#target", "bob");
     app.click("#dial");
@@ -77,6 +94,22 @@ fn softphone_logs_in_calls_baresip_and_hangs_up() {
         "the call to show as connected",
         "document.querySelector('li.call .state')?.dataset.i18n === 'state.connected'",
     );
+    app.screenshot("softphone-in-call");
+
+    // The call's controls: hold and resume, mute and unmute, DTMF from the keypad.
+    app.click("li.call button.hold");
+    app.until("the call on hold", "document.querySelector('li.call .state')?.dataset.i18n === 'state.held'");
+    app.click("li.call button.resume");
+    app.until("the call resumed", "document.querySelector('li.call button.hold')");
+    app.click("li.call button.mute");
+    app.until("the call muted", "document.querySelector('li.call button.unmute')");
+    app.click("li.call button.unmute");
+    app.until("the call unmuted", "document.querySelector('li.call button.mute')");
+    for digit in ["1", "5", "#"] {
+        app.click(&format!("#keypad button[aria-label='DTMF {digit}']"));
+        assert_eq!(bob.wait_event("CALL_DTMF_START")["param"], json!(digit), "baresip hears the keypad");
+    }
+
     app.click("li.call button.hangup");
     bob.wait_event("CALL_CLOSED");
     app.until("the call list to empty", "!document.querySelector('li.call')");
@@ -84,21 +117,26 @@ fn softphone_logs_in_calls_baresip_and_hangs_up() {
     assert!(history.as_str().unwrap().contains("bob"), "history shows the call: {history}");
     assert!(history.as_str().unwrap().contains("local-hangup"), "{history}");
     // The history is in the profile, for the next start.
-    let saved = std::fs::read_to_string(profile.path().join("call-history.json")).unwrap();
+    let saved = std::fs::read_to_string(rig.profile.path().join("call-history.json")).unwrap();
     assert!(saved.contains("sip:bob@127.0.0.1"), "{saved}");
 }
 
 #[test]
 fn an_inbound_call_pops_up_over_the_desktop_and_is_answered_there() {
-    let _one = one_at_a_time();
-    let k = Kamailio::start(PASSWORD);
-    let profile = tempfile::tempdir().unwrap();
-    configure(profile.path(), &k);
-    let app = Desktop::start(profile.path(), &[]);
-    log_in(&app);
+    let rig = Rig::start(&[], false);
+    let app = &rig.app;
+    log_in(app);
 
-    let mut bob = Baresip::start("bob", k.port, PASSWORD, false);
+    // The agent is typing in a field (here the settings' user name) when the call comes.
+    app.run("const e = document.querySelector('#username'); e.value = ''; e.focus();");
+    let mut bob = Baresip::start("bob", rig.k.port, PASSWORD, false);
     bob.command("dial", "sip:agent1@127.0.0.1");
+    app.wait_log("call popup shown");
+    // On screen: the popup's corner of the (black) root window is drawn.
+    support::wait_until("the popup on screen", || app.pixel(1100, 700) != (0, 0, 0));
+    // The popup took no keyboard: keys still land in that field.
+    app.xdotool(&["type", "--delay", "20", "still typing"]);
+    app.until("the keys in the field", "document.querySelector('#username').value === 'still typing'");
     let popup = app.window("Incoming call");
     app.until("the popup's caller", "document.body.dataset.ready && document.querySelector('#caller').textContent");
     let caller = app.run("return document.querySelector('#caller').textContent");
@@ -120,17 +158,14 @@ fn an_inbound_call_pops_up_over_the_desktop_and_is_answered_there() {
 
 #[test]
 fn the_test_tone_lands_on_the_chosen_sink_and_the_language_switches() {
-    let _one = one_at_a_time();
     let pulse = Pulse::start();
-    let k = Kamailio::start(PASSWORD);
-    let profile = tempfile::tempdir().unwrap();
-    configure(profile.path(), &k);
-    let app = Desktop::start(profile.path(), &[("PULSE_SERVER", pulse.server.clone())]);
-    log_in(&app);
+    let rig = Rig::start(&[("PULSE_SERVER", pulse.server.clone())], false);
+    let app = &rig.app;
+    log_in(app);
 
     // The ringer sink's test button: its tone is on the ringer and not on the headset.
-    let ringer = pulse.record("ringer.monitor", 8000, &profile.path().join("ringer.wav"));
-    let headset = pulse.record("headset.monitor", 8000, &profile.path().join("headset.wav"));
+    let ringer = pulse.record("ringer.monitor", 8000, &rig.profile.path().join("ringer.wav"));
+    let headset = pulse.record("headset.monitor", 8000, &rig.profile.path().join("headset.wav"));
     app.until("the output devices", "document.querySelector('#outputs li[data-device-id$=\"ringer\"] button')");
     app.click("#outputs li[data-device-id$=\"ringer\"] button");
     app.until(
@@ -163,7 +198,7 @@ fn the_test_tone_lands_on_the_chosen_sink_and_the_language_switches() {
     // The window titles are translated too.
     app.window("Agent Helper — Ohjelmapuhelin");
     app.until("Finnish in the softphone", "document.querySelector('#dial').textContent === 'Soita'");
-    let config = std::fs::read_to_string(profile.path().join("config.toml")).unwrap();
+    let config = std::fs::read_to_string(rig.profile.path().join("config.toml")).unwrap();
     assert!(config.contains("language = \"fi\""), "{config}");
 }
 
@@ -175,13 +210,10 @@ fn the_test_tone_lands_on_the_chosen_sink_and_the_language_switches() {
 #[test]
 #[ignore = "benchmark: run by scripts/bench-desktop.sh"]
 fn desktop_benchmark() {
-    let _one = one_at_a_time();
-    let k = Kamailio::start(PASSWORD);
-    let profile = tempfile::tempdir().unwrap();
-    configure(profile.path(), &k);
-    let app = Desktop::start(profile.path(), &[]);
-    log_in(&app);
-    close_settings(&app);
+    let rig = Rig::start(&[], false);
+    let app = &rig.app;
+    log_in(app);
+    close_settings(app);
     let pid = app.pid();
 
     // Idle: registered, the softphone open, nothing happening.
@@ -198,7 +230,7 @@ fn desktop_benchmark() {
         / wall.elapsed().as_secs_f64();
 
     // INVITE to popup, ten calls.
-    let mut bob = Baresip::start("bob", k.port, PASSWORD, false);
+    let mut bob = Baresip::start("bob", rig.k.port, PASSWORD, false);
     let mut delays = vec![];
     for n in 0..10 {
         let from = app.log().matches("incoming call").count();
@@ -271,14 +303,11 @@ fn a_second_launch_shows_the_running_softphone_and_exits() {
 /// stays hidden); Reject answers 486 Busy Here.
 #[test]
 fn the_popup_shows_the_callers_customer_fields_and_rejects_with_busy() {
-    let _one = one_at_a_time();
-    let k = Kamailio::start(PASSWORD);
-    let profile = tempfile::tempdir().unwrap();
-    configure(profile.path(), &k);
-    let app = Desktop::start(profile.path(), &[]);
-    log_in(&app);
+    let rig = Rig::start(&[], false);
+    let app = &rig.app;
+    log_in(app);
 
-    let sipp = support::sipp::Sipp::uac("uac_customer_info.xml", "agent1", k.port);
+    let sipp = support::sipp::Sipp::uac("uac_customer_info.xml", "agent1", rig.k.port);
     app.window("Incoming call — Maija Virtanen (+358401234567)");
     app.until("the popup", "document.body.dataset.ready");
     let shown = app.run(
@@ -303,23 +332,20 @@ fn the_popup_shows_the_callers_customer_fields_and_rejects_with_busy() {
 /// without a mouse would.
 #[test]
 fn the_tray_icon_follows_registration_and_its_menu_opens_diagnostics() {
-    let _one = one_at_a_time();
-    let k = Kamailio::start(PASSWORD);
-    let profile = tempfile::tempdir().unwrap();
-    configure(profile.path(), &k);
-    let app = Desktop::start_on(On::Profile(profile.path()), &[], true);
+    let rig = Rig::start(&[], true);
+    let app = &rig.app;
     let (x, y) = support::desktop::TRAY_ICON;
     support::wait_until("the offline tray icon", || {
         let (r, g, b) = app.pixel(x, y);
         r == g && g == b && r > 60
     });
-    log_in(&app);
+    log_in(app);
     // tray-registered.png is green (46, 157, 79).
     support::wait_until("the registered tray icon", || {
         let (r, g, b) = app.pixel(x + 8, y);
         g > 120 && r < 90 && b < 120
     });
-    close_settings(&app);
+    close_settings(app);
 
     app.xdotool(&["mousemove", &x.to_string(), &y.to_string(), "click", "1"]);
     // The menu opens below the icon, over the black root window.

@@ -7,6 +7,18 @@ import { apply, follow, t } from "./i18n";
 import type { AudioDevice } from "./protocol";
 
 let locked: string[] = [];
+/** Test tones by output device: kept apart from the list, which is redrawn when devices change. */
+const tones = new Map<string, "playing" | "played">();
+
+function showTone(device: string): void {
+  const b = document.querySelector<HTMLButtonElement>(`#outputs li[data-device-id="${CSS.escape(device)}"] button`);
+  if (!b) return;
+  const state = tones.get(device);
+  b.disabled = state === "playing";
+  b.dataset.i18n = state === "playing" ? "devices.testing" : "devices.test";
+  b.textContent = t(b.dataset.i18n);
+  if (state === "played") b.dataset.played = "true";
+}
 
 
 function setConfig(key: string, value: unknown): Promise<void> {
@@ -61,18 +73,17 @@ async function showDevices(): Promise<void> {
     const name = document.createElement("span");
     name.textContent = d.name;
     const test = button(t("devices.test"), "test-tone", () => {
-      test.disabled = true;
-      test.textContent = t("devices.testing");
+      tones.set(d.id, "playing");
+      showTone(d.id);
       void act(command("test_tone", { device: d.id })).finally(() => {
-        test.disabled = false;
-        test.textContent = t("devices.test");
-        test.dataset.played = "true";
+        tones.set(d.id, "played");
+        showTone(d.id);
       });
     });
-    test.dataset.i18n = "devices.test";
     test.setAttribute("aria-label", `${t("devices.test")}: ${d.name}`);
     li.append(name, test);
     outputs.append(li);
+    showTone(d.id);
   }
   markLocked();
 }
