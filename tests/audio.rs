@@ -27,7 +27,7 @@ fn helper_with_pulse(pulse: &Pulse, dir: &std::path::Path, config: &str) -> Help
 fn list_devices_shows_every_device_with_a_stable_id_and_the_defaults() {
     let _one = one_at_a_time();
     let pulse = Pulse::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let helper = helper_with_pulse(&pulse, dir.path(), "");
     let mut conn = helper.connect();
     let out = conn.request("listDevices", json!({}));
@@ -51,7 +51,7 @@ fn list_devices_shows_every_device_with_a_stable_id_and_the_defaults() {
 #[test]
 fn without_an_audio_system_list_devices_is_a_clear_error() {
     let _one = one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     std::fs::write(dir.path().join("config.toml"), "").unwrap();
     let helper = Start::new(dir.path())
         .env("PULSE_SERVER", "unix:/nonexistent/native")
@@ -120,22 +120,33 @@ enum Lossy {
 /// Speech both ways through kamailio between the helper (on PulseAudio
 /// devices) and baresip, scored with PESQ against what was sent.
 fn speech_both_ways(codec: &str, loss: Lossy) -> (f64, f64) {
-    speech_both_ways_with(codec, loss, Media::Plain)
+    speech_both_ways_with(codec, loss, Media::Plain).scores
 }
 
-/// A call's scores, measured once more when the first call falls under
-/// `floors` (helper heard, baresip heard): on the shared 2-core CI machine a
-/// sound server now and then stalls mid-call (the summary shows skipped
-/// frames), which costs one call 0.4 PESQ or more (Opus at 5 % loss once
-/// scored 3.78 with every loss rebuilt from FEC and a frame skipped). A codec
-/// or stream that is really worse fails both.
+/// A call's scores against `floors` (helper heard, baresip heard), measured
+/// on a second call when the first falls under them, and on a third only
+/// when the second shows that the machine stalled the audio (the log tells
+/// of a speaker underrun, microphone audio dropped, or frames skipped or
+/// late). On the shared 2-core CI machine a busy moment now and then costs
+/// one call 0.4 PESQ or more (Opus at 5 % loss once scored 3.78 with every
+/// loss rebuilt from FEC and a frame skipped); a codec or stream that is
+/// really worse fails every call, and a call under the floors with no stall
+/// to show for it fails the test.
 fn speech_both_ways_twice(codec: &str, loss: Lossy, media: Media, floors: (f64, f64)) -> (f64, f64) {
+    let under = |s: (f64, f64)| s.0 < floors.0 || s.1 < floors.1;
     let first = speech_both_ways_with(codec, loss, media);
-    if first.0 >= floors.0 && first.1 >= floors.1 {
-        return first;
+    if !under(first.scores) {
+        return first.scores;
     }
-    eprintln!("{codec}: {first:?} under {floors:?} on the first call; measuring a second call");
-    speech_both_ways_with(codec, loss, media)
+    eprintln!("{codec}: {:?} under {floors:?} on the first call; measuring a second call", first.scores);
+    let second = speech_both_ways_with(codec, loss, media);
+    match second.stall {
+        Some(stall) if under(second.scores) => {
+            eprintln!("{codec}: {:?} on the second call, which stalled ({stall}); measuring a third", second.scores);
+            speech_both_ways_with(codec, loss, media).scores
+        }
+        _ => second.scores,
+    }
 }
 
 fn clean_speech_both_ways(codec: &str, media: Media, floor: f64) -> (f64, f64) {
@@ -153,12 +164,38 @@ enum Media {
     NativeRate,
 }
 
-fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
+/// What one call measured: PESQ (helper heard, baresip heard), and the
+/// first sign in the helper's log that the machine stalled the call's audio.
+struct Measured {
+    scores: (f64, f64),
+    stall: Option<String>,
+}
+
+/// The first line of `log` that tells of audio the machine stalled: a
+/// speaker underrun, microphone audio dropped, frames skipped or late, or
+/// more frames concealed than were lost (a packet not there in time).
+fn stall_in(log: &str) -> Option<String> {
+    let count = |line: &str, name: &str| {
+        line.split(' ').find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    log.lines()
+        .find(|l| {
+            l.contains("speaker underrun")
+                || (l.contains("capture stream closed") && count(l, "dropped_ms=") > 0)
+                || (l.contains("call media summary")
+                    && (count(l, "skipped=") > 0
+                        || count(l, "late=") > 0
+                        || count(l, "concealed=") > count(l, "lost=")))
+        })
+        .map(str::to_owned)
+}
+
+fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> Measured {
     let wideband = codec == "opus" || codec == "g722";
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let speech = support::speech::Speech::make();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let secure = media == Media::Srtp;
     let sip = if secure { "srtp = \"required\"\n" } else { "" };
     let audio = match media {
@@ -223,10 +260,13 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
     wait_until("the call's media summary in BPClient.log", || summary().is_some());
     let summary = summary().unwrap();
     eprintln!("{summary}");
-    // Underruns and dropped frames explain a low score.
+    // Underruns and dropped frames explain a low score (the streams say so
+    // as they close).
+    let closed = || std::fs::read_to_string(&log).unwrap_or_default().matches("stream closed").count() >= 2;
+    wait_until("the call's audio streams closed", closed);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     text.lines()
-        .filter(|l| l.contains("playback stream closed") || l.contains("spare frame"))
+        .filter(|l| ["stream closed", "spare frame", "speaker underrun"].iter().any(|w| l.contains(w)))
         .for_each(|l| eprintln!("{l}"));
     if secure {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -259,13 +299,21 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> (f64, f64) {
         assert!(field("from_next") * 10 >= field("concealed") * 7, "{summary}");
     }
     let (reference, mode) = if wideband { (&speech.reference16, "wb") } else { (&speech.reference8, "nb") };
+    // AUDIO_TEST_KEEP=dir keeps both recordings of every call, to listen to.
+    if let Some(keep) = std::env::var_os("AUDIO_TEST_KEEP") {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        std::fs::create_dir_all(&keep).unwrap();
+        let keep = std::path::Path::new(&keep);
+        std::fs::copy(&played, keep.join(format!("{codec}-{stamp}-helper-heard.wav"))).unwrap();
+        std::fs::copy(bob.heard(), keep.join(format!("{codec}-{stamp}-baresip-heard.wav"))).unwrap();
+    }
     let helper_heard = support::speech::pesq(reference, &played, mode);
     let bob_heard = support::speech::pesq(reference, &bob.heard(), mode);
     eprintln!(
         "{codec} at {loss_percent} % loss: PESQ-{} helper heard {helper_heard:.3}, baresip heard {bob_heard:.3}",
         mode.to_uppercase()
     );
-    (helper_heard, bob_heard)
+    Measured { scores: (helper_heard, bob_heard), stall: stall_in(&text) }
 }
 
 #[test]
@@ -324,7 +372,7 @@ fn rtcp_gives_the_round_trip_time_and_the_peers_view_also_over_srtp() {
         let sip = format!("{sip}[log]\nlevel = \"debug\"\n");
         let pulse = Pulse::start();
         let k = support::kamailio::Kamailio::start(PASSWORD);
-        let dir = tempfile::tempdir().unwrap();
+        let dir = support::ram_dir();
         let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), "pcmu", HEADSET, &sip);
         let options = Options { auto_answer: true, codecs: "PCMU", account, ..Options::default() };
         let mut bob = Baresip::start_with("bob", k.port, PASSWORD, &options);
@@ -366,7 +414,7 @@ fn an_auto_answered_call_between_two_helpers_carries_audio_both_ways() {
     let _one = one_at_a_time();
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2) = (support::ram_dir(), support::ram_dir());
     let audio = "[audio]\nspeaker = \"pulseaudio:speaker2\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
     let (_h1, mut c1) = support::agent::registered(&pulse, &k, d1.path(), "agent1", "pcmu", "", audio);
     let answering = format!("[calls]\nauto_answer = true\n[audio]\n{HEADSET}");
@@ -401,7 +449,7 @@ fn secure_only_refuses_calls_without_srtp_with_a_clear_reason() {
     let _one = one_at_a_time();
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let (_helper, mut conn) = registered_with(&pulse, &k, dir.path(), "pcmu", HEADSET, "srtp = \"required\"\n");
     let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
     // Calling: baresip without SRTP cannot take RTP/SAVP.
@@ -449,7 +497,7 @@ fn g711_speech_both_ways_scores_at_least_3_9_pesq() {
 /// with a fresh kamailio.
 fn ringing_rig(pulse: &Pulse, extra: &str) -> (support::kamailio::Kamailio, Helper, Conn, tempfile::TempDir) {
     let k = support::kamailio::Kamailio::start(PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let (helper, conn) = registered(pulse, &k, dir.path(), "pcmu", &format!("{HEADSET}{extra}"));
     (k, helper, conn, dir)
 }
@@ -506,7 +554,7 @@ fn ring_on_all_devices_rings_every_output() {
 fn plugging_and_unplugging_a_device_sends_devices_changed() {
     let _one = one_at_a_time();
     let pulse = Pulse::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let helper = helper_with_pulse(&pulse, dir.path(), "");
     let mut conn = helper.connect();
     // Changes are announced against the list a client was given.
@@ -530,7 +578,7 @@ fn a_muted_call_sends_silence_and_unmuting_brings_the_microphone_back() {
     let _one = one_at_a_time();
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), "pcmu");
     let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
     let tone = dir.path().join("tone.wav");
@@ -603,7 +651,7 @@ struct OpusSent {
 fn opus_noise_then_silence(codecs: &str, baresip: &str) -> OpusSent {
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let rest = format!("{codecs}[audio]\n{HEADSET}");
     let (helper, mut conn) = support::agent::registered(&pulse, &k, dir.path(), "agent1", "opus", "", &rest);
     // baresip's Opus source must be 48 kHz stereo (and outlast the call).
@@ -650,6 +698,10 @@ fn opus_keeps_to_the_bitrate_and_the_dtx_the_peer_asks_for() {
     // baresip asks for at most 16 kbit/s and for DTX in its a=fmtp.
     let sent = opus_noise_then_silence("", "opus_bitrate 16000\nopus_dtx yes\n");
     // Noise is the hardest to compress: our own 80 kbit/s would be 10 kB/s.
+    eprintln!(
+        "noise {:.0} B/s {:.1} p/s, silence {:.1} p/s",
+        sent.noise_bytes, sent.noise_packets, sent.silence_packets
+    );
     assert!((1_000.0..=2_300.0).contains(&sent.noise_bytes), "16 kbit/s is 2000 B/s; sent {:.0} B/s", sent.noise_bytes);
     // (Opus's voice detector takes steady noise for background, so DTX
     // skips some of it too.)
@@ -663,6 +715,10 @@ fn opus_keeps_to_the_bitrate_and_the_dtx_the_peer_asks_for() {
 fn opus_dtx_by_our_own_setting_for_a_peer_that_does_not_ask() {
     let _one = one_at_a_time();
     let sent = opus_noise_then_silence("opus_dtx = true\n", "");
+    eprintln!(
+        "noise {:.0} B/s {:.1} p/s, silence {:.1} p/s",
+        sent.noise_bytes, sent.noise_packets, sent.silence_packets
+    );
     assert!(sent.noise_bytes > 4_000.0, "no bitrate cap asked: {:.0} B/s", sent.noise_bytes);
     assert!(sent.silence_packets < 15.0, "DTX: {:.1} packets/s in silence", sent.silence_packets);
 }
@@ -673,7 +729,7 @@ fn unplugging_the_speaker_mid_call_moves_the_call_to_the_default_and_back() {
     let pulse = Pulse::start();
     let module = pulse.plug_sink("usb_headset");
     let k = support::kamailio::Kamailio::start(PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let (_helper, mut conn) = registered(&pulse, &k, dir.path(), "pcmu", "speaker = \"pulseaudio:usb_headset\"\n");
     // baresip sends a steady tone.
     let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
@@ -708,7 +764,7 @@ fn set_devices_moves_a_call_in_progress_and_is_stored_by_id() {
     let _one = one_at_a_time();
     let pulse = Pulse::start();
     let k = support::kamailio::Kamailio::start(PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ram_dir();
     let (_helper, mut conn) = registered_with_pulse(&pulse, &k, dir.path(), "pcmu");
     let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
     let second = dir.path().join("speaker2.wav");

@@ -69,6 +69,17 @@ fn log_in(app: &Desktop) {
     app.screenshot("settings");
 }
 
+/// The app's capture streams on the sound server (`pactl` indexes).
+fn app_microphone_streams(pulse: &Pulse) -> Vec<u32> {
+    let (_, listing) = pulse.pactl(&["list", "source-outputs"]);
+    listing
+        .split("Source Output #")
+        .skip(1)
+        .filter(|block| block.contains("application.name = \"Agent Helper\""))
+        .filter_map(|block| block.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
 /// Closes the settings window (it hides; the app keeps running), so the
 /// softphone is in front again.
 fn close_settings(app: &Desktop) {
@@ -200,6 +211,30 @@ fn the_test_tone_lands_on_the_chosen_sink_and_the_language_switches() {
     app.until("Finnish in the softphone", "document.querySelector('#dial').textContent === 'Soita'");
     let config = std::fs::read_to_string(rig.profile.path().join("config.toml")).unwrap();
     assert!(config.contains("language = \"fi\""), "{config}");
+
+    // The microphone meter: one stream on the microphone while the window
+    // is read (not one per reading), the level up while the agent speaks,
+    // and no stream left once the window is closed.
+    app.window("Agent Helper — Asetukset");
+    let tone = rig.profile.path().join("speaking.wav");
+    support::baresip::write_tone_wav(&tone, 8000, 440.0, 20.0);
+    let mut speaking = pulse.play(&tone, "micfeed");
+    app.until("the meter to rise", "document.querySelector('#mic-meter').value > -30");
+    let streams = app_microphone_streams(&pulse);
+    assert_eq!(streams.len(), 1, "one meter stream: {streams:?}");
+    let readings = |app: &Desktop| app.run("return Number(document.querySelector('#mic-meter').dataset.readings)");
+    let seen = readings(app).as_u64().unwrap();
+    app.until(
+        "five more readings",
+        &format!("Number(document.querySelector('#mic-meter').dataset.readings) >= {}", seen + 5),
+    );
+    assert_eq!(app_microphone_streams(&pulse), streams, "the same stream throughout");
+    let _ = speaking.kill();
+    let _ = speaking.wait();
+    // Closed, as `close_settings` does (in Finnish now).
+    app.run("setTimeout(() => window.close(), 0)");
+    app.window("Agent Helper — Ohjelmapuhelin");
+    support::wait_until("the meter's stream closed", || app_microphone_streams(&pulse).is_empty());
 }
 
 /// Benchmark (`scripts/bench-desktop.sh`): the idle app's memory (RSS of

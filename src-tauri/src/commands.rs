@@ -79,13 +79,17 @@ pub async fn test_tone(device: String) -> Answer<TestTonePlayed> {
     }
 }
 
-/// The microphone's peak over the next 100 ms, for the settings meter.
+/// The microphone's peak over the next 100 ms, for the settings meter; the
+/// stream stays open while the meter is read.
 #[tauri::command]
-pub async fn mic_level(device: Option<String>) -> Answer<MicLevel> {
-    let peak =
-        tauri::async_runtime::spawn_blocking(move || sound::mic_peak(device.as_deref(), Duration::from_millis(100)))
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+pub async fn mic_level(shell: State<'_, Shell>, device: Option<String>) -> Answer<MicLevel> {
+    if device.as_ref().is_some_and(|d| d.len() > 512) {
+        return Err(ApiError::new(ErrorCode::InvalidParams, "device id too long"));
+    }
+    let meter = shell.meter.clone();
+    let peak = tauri::async_runtime::spawn_blocking(move || meter.peak(device.as_deref(), Duration::from_millis(100)))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     peak.map(|peak_dbfs| MicLevel { peak_dbfs }).map_err(|e| ApiError::new(ErrorCode::AudioUnavailable, e.to_string()))
 }
 

@@ -24,6 +24,8 @@ pub struct Shell {
     /// The shell's own engine client (events and requests).
     pub client: u64,
     pub state: Mutex<State>,
+    /// The settings window's microphone meter (one stream while it is read).
+    pub meter: agent_helper_shell::sound::MicMeter,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     stopped: tokio::sync::Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
 }
@@ -126,6 +128,7 @@ pub fn run(prepared: Prepared, launch: Launch) -> tauri::Result<()> {
                     calls_up: 0,
                     history: None,
                 }),
+                meter: Default::default(),
                 stop: Mutex::new(Some(stop_tx)),
                 stopped: tokio::sync::Mutex::new(Some(stopped)),
             });

@@ -102,7 +102,7 @@ impl Baresip {
 
     fn try_start(user: &str, kamailio_port: u16, password: &str, options: &Options) -> Option<Baresip> {
         let Options { auto_answer, source, codecs, account, config, pulse } = *options;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = super::ram_dir();
         let sip_port = free_port();
         let ctrl_port = free_port();
         // A small RTP range of its own (the loss rig drops by port: another
@@ -233,7 +233,7 @@ impl Baresip {
 
 /// A mono 16-bit PCM WAV with a sine tone: baresip's aufile needs the codec's
 /// rate (8 kHz for G.711). Generated here, never committed.
-fn write_tone_wav(path: &std::path::Path, rate: u32, freq: f64, seconds: f64) {
+pub fn write_tone_wav(path: &std::path::Path, rate: u32, freq: f64, seconds: f64) {
     let samples: Vec<i16> = (0..(f64::from(rate) * seconds) as u32)
         .map(|n| ((2.0 * std::f64::consts::PI * freq * f64::from(n) / f64::from(rate)).sin() * 8000.0) as i16)
         .collect();

@@ -145,17 +145,21 @@ impl Desktop {
         let pairs: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let capabilities = json!({ "tauri:options": { "application": binary } });
         // WebKitWebDriver now and then drops the connection while it starts
-        // the app (its log shows no cause); a second start is a fresh driver
-        // and a fresh app on the same display and profile.
-        let session =
-            Session::try_start(&driver, &[format!("--native-port={native_port}")], &pairs, capabilities.clone())
-                .or_else(|e| {
-                    eprintln!("new session failed ({e}); starting the driver and the app again");
-                    stop_app(&log_file);
-                    Session::try_start(&driver, &[format!("--native-port={native_port}")], &pairs, capabilities)
-                })
-                .unwrap_or_else(|e| panic!("new session: {e}"));
-        session.script_timeout(TIMEOUT);
+        // the app or just after (its log shows no cause); a second start is a
+        // fresh driver and a fresh app on the same display and profile.
+        let start = || {
+            let session =
+                Session::try_start(&driver, &[format!("--native-port={native_port}")], &pairs, capabilities.clone())?;
+            session.try_script_timeout(TIMEOUT)?;
+            Ok::<_, String>(session)
+        };
+        let session = start()
+            .or_else(|e| {
+                eprintln!("new session failed ({e}); starting the driver and the app again");
+                stop_app(&log_file);
+                start()
+            })
+            .unwrap_or_else(|e| panic!("new session: {e}"));
         Desktop { session, profile, xdg_config, log_file, env: vars, display }
     }
 

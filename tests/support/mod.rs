@@ -29,6 +29,19 @@ use serde_json::{Value, json};
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A throwaway directory in memory (`/dev/shm`) where there is one, for the
+/// files real-time programs write while a call runs: baresip writes what it
+/// hears from its audio thread, and a write to disk can block for hundreds
+/// of milliseconds when the machine is busy writing (a build beside the
+/// tests), which breaks up the very audio being measured.
+pub fn ram_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("agent-helper-test")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .expect("a temporary directory")
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_agent-helper")
 }

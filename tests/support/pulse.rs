@@ -14,7 +14,8 @@ pub struct Pulse {
     /// Silence streamed into every sink at low latency, as real devices
     /// work: null sinks otherwise run in two-second blocks, and a recording
     /// from their monitor (or the microphone fed by `micfeed`) would start
-    /// seconds late.
+    /// seconds late. 40 ms, not less: at 10 ms the sinks ran in 2.5 ms
+    /// blocks and every client underran whenever the machine was busy.
     feeds: Vec<Child>,
     dir: tempfile::TempDir,
     /// `unix:/…/native`, for PULSE_SERVER.
@@ -27,7 +28,7 @@ impl Pulse {
             Command::new("pulseaudio").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
             "pulseaudio is not installed: run the suite through scripts/test.sh"
         );
-        let dir = tempfile::tempdir().unwrap();
+        let dir = super::ram_dir();
         let socket = dir.path().join("native");
         let config = format!(
             "load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n\
@@ -68,7 +69,7 @@ impl Pulse {
             let zeros = std::fs::File::open("/dev/zero").unwrap();
             pulse.feeds.push(
                 Command::new("pacat")
-                    .args(["--playback", "-d", sink, "--latency-msec=10", "--raw", "--format=s16le", "--rate=8000"])
+                    .args(["--playback", "-d", sink, "--latency-msec=40", "--raw", "--format=s16le", "--rate=8000"])
                     .arg("--channels=1")
                     .env("PULSE_SERVER", &pulse.server)
                     .stdin(zeros)
@@ -128,10 +129,12 @@ impl Pulse {
         recorder
     }
 
-    /// Plays a WAV into `sink` (e.g. `micfeed`, which feeds `headset_mic`).
+    /// Plays a WAV into `sink` (e.g. `micfeed`, which feeds `headset_mic`),
+    /// queued 200 ms ahead: a real microphone never runs dry, and a player
+    /// 20 ms ahead did on a busy machine (gaps in what baresip heard).
     pub fn play(&self, file: &Path, sink: &str) -> Child {
         Command::new("paplay")
-            .args(["-d", sink, "--latency-msec=20"])
+            .args(["-d", sink, "--latency-msec=200"])
             .arg(file)
             .env("PULSE_SERVER", &self.server)
             .stdin(Stdio::null())

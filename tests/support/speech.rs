@@ -28,7 +28,7 @@ const TEXT: &str = "The quick brown fox jumps over the lazy dog. Contact center 
 
 impl Speech {
     pub fn make() -> Speech {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = super::ram_dir();
         let raw = dir.path().join("raw.wav");
         let ok = Command::new("espeak-ng").arg("-w").arg(&raw).arg(TEXT).status().is_ok_and(|s| s.success());
         assert!(ok, "espeak-ng failed: run the suite through scripts/test.sh");

@@ -136,7 +136,11 @@ impl Session {
 
     /// Sets how long async scripts may run.
     pub fn script_timeout(&self, timeout: Duration) {
-        self.command("POST", "/timeouts", Some(json!({ "script": timeout.as_millis() as u64 }))).expect("timeouts");
+        self.try_script_timeout(timeout).expect("timeouts");
+    }
+
+    pub fn try_script_timeout(&self, timeout: Duration) -> Result<(), String> {
+        self.command("POST", "/timeouts", Some(json!({ "script": timeout.as_millis() as u64 }))).map(drop)
     }
 
     /// The handles of the session's windows (top-level browsing contexts).

@@ -142,6 +142,16 @@ fn find(host: &cpal::Host, id: Option<&str>, direction: Direction) -> Result<cpa
     }
 }
 
+/// How often a playback stream ran dry, shared with its audio thread.
+#[derive(Clone, Default)]
+pub(crate) struct Stalls {
+    /// Samples the sound card asked for when the ring was empty.
+    pub starved: Arc<AtomicU64>,
+    /// Times the sound server ran out because we answered too late (only
+    /// PulseAudio says so).
+    pub underruns: Arc<AtomicU64>,
+}
+
 /// A running playback stream: push samples (mono, `rate` Hz) into `samples`.
 pub struct Playback {
     pub samples: rtrb::Producer<i16>,
@@ -149,7 +159,7 @@ pub struct Playback {
     /// The device id actually in use.
     pub device: String,
     failed: Arc<AtomicBool>,
-    starved: Arc<AtomicU64>,
+    stalls: Stalls,
     _stop: mpsc::Sender<()>,
 }
 
@@ -167,14 +177,20 @@ impl Playback {
     /// Samples the sound card asked for when the ring was empty (it played
     /// silence instead): underruns, since the stream opened.
     pub fn starved(&self) -> u64 {
-        self.starved.load(Ordering::Relaxed)
+        self.stalls.starved.load(Ordering::Relaxed)
+    }
+
+    /// Times the sound server played silence because the stream's audio
+    /// came too late (the machine was busy), since the stream opened.
+    pub fn underruns(&self) -> u64 {
+        self.stalls.underruns.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for Playback {
     fn drop(&mut self) {
         let starved_ms = self.starved() * 1000 / u64::from(self.rate.max(1));
-        tracing::info!(device = %self.device, starved_ms, "playback stream closed");
+        tracing::info!(device = %self.device, starved_ms, underruns = self.underruns(), "playback stream closed");
     }
 }
 
@@ -184,6 +200,7 @@ pub struct Capture {
     pub rate: u32,
     pub device: String,
     failed: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
     _stop: mpsc::Sender<()>,
 }
 
@@ -196,6 +213,19 @@ impl Capture {
     pub fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
     }
+
+    /// Microphone samples lost since the stream opened: the call read them
+    /// too late, or the sound server's buffer overflowed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let dropped_ms = self.dropped() * 1000 / u64::from(self.rate.max(1));
+        tracing::info!(device = %self.device, dropped_ms, "capture stream closed");
+    }
 }
 
 /// Ring size: 500 ms at the stream rate, far more than the few frames in flight.
@@ -206,13 +236,13 @@ fn ring_len(rate: u32) -> usize {
 /// Opens `device` (an id from [`list_devices`]; `None` = the default) for
 /// playback of mono audio at `rate` Hz.
 pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Playback, AudioError> {
-    let starved = Arc::new(AtomicU64::new(0));
-    let counter = starved.clone();
+    let stalls = Stalls::default();
+    let counter = stalls.starved.clone();
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
         let (device, rate) = pulse::resolve(device, Direction::Output, rate, native)?;
-        let (samples, failed, stop) = pulse::open_playback(&device, rate, ring_len(rate), counter)?;
-        return Ok(Playback { samples, rate, device, failed, starved, _stop: stop });
+        let (samples, failed, stop) = pulse::open_playback(&device, rate, ring_len(rate), stalls.clone())?;
+        return Ok(Playback { samples, rate, device, failed, stalls, _stop: stop });
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
@@ -248,16 +278,18 @@ pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Pl
             )?;
             Ok((stream, (producer, rate)))
         })?;
-    Ok(Playback { samples, rate, device, failed, starved, _stop: stop })
+    Ok(Playback { samples, rate, device, failed, stalls, _stop: stop })
 }
 
 /// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
 pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Capture, AudioError> {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counter = dropped.clone();
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
         let (device, rate) = pulse::resolve(device, Direction::Input, rate, native)?;
-        let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate))?;
-        return Ok(Capture { samples, rate, device, failed, _stop: stop });
+        let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate), counter)?;
+        return Ok(Capture { samples, rate, device, failed, dropped, _stop: stop });
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
@@ -276,8 +308,14 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
                 config,
                 move |data: &[i16], _| {
                     // The first channel is the microphone; a full ring drops (never blocks).
+                    let mut lost = 0;
                     for frame in data.chunks(ch) {
-                        let _ = producer.push(frame[0]);
+                        if producer.push(frame[0]).is_err() {
+                            lost += 1;
+                        }
+                    }
+                    if lost > 0 {
+                        counter.fetch_add(lost, Ordering::Relaxed);
                     }
                 },
                 move |e: cpal::Error| {
@@ -288,7 +326,7 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
             )?;
             Ok((stream, (consumer, rate)))
         })?;
-    Ok(Capture { samples, rate, device, failed, _stop: stop })
+    Ok(Capture { samples, rate, device, failed, dropped, _stop: stop })
 }
 
 /// What [`on_stream_thread`] hands back: the ring end, the device id in

@@ -26,6 +26,11 @@ use crate::{AudioError, Direction, OPEN_TIMEOUT};
 
 /// The speaker's server-side buffer, asked for in two requests of half.
 const PLAYBACK_BUFFER_MS: u32 = 20;
+/// After each underrun the speaker's buffer grows by a step, up to this:
+/// PulseAudio's own ALSA sinks raise their watermark the same way, so a
+/// busy machine trades a little latency for audio without gaps.
+const PLAYBACK_BUFFER_MAX_MS: u32 = 60;
+const PLAYBACK_BUFFER_STEP_MS: u32 = 10;
 /// The microphone is handed over in pieces of this much (one codec frame):
 /// the server holds up to a second for a thread that is late.
 const CAPTURE_PIECE_MS: u32 = 20;
@@ -43,23 +48,48 @@ fn bytes_for(rate: u32, ms: u32) -> u32 {
     rate * ms / 1000 * 2
 }
 
-/// Opens `device_id` (already resolved) for mono 16-bit playback at `rate`;
-/// samples the server asks for when the ring is empty are counted in `starved`.
+fn playback_attr(rate: u32, buffer_ms: u32) -> BufferAttr {
+    BufferAttr {
+        maxlength: u32::MAX,
+        tlength: bytes_for(rate, buffer_ms),
+        prebuf: u32::MAX,
+        minreq: bytes_for(rate, PLAYBACK_BUFFER_MS / 2),
+        fragsize: u32::MAX,
+    }
+}
+
+/// Opens `device_id` (already resolved) for mono 16-bit playback at `rate`.
+/// Counted in `stalls`: samples the server asked for when the ring was
+/// empty (`starved`), and the server's underruns, when we answered too late
+/// and the device played silence (`underruns`).
 pub(crate) fn open_playback(
     device_id: &str,
     rate: u32,
     ring: usize,
-    starved: Arc<AtomicU64>,
+    stalls: crate::Stalls,
 ) -> Result<Running<rtrb::Producer<i16>>, AudioError> {
     let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring);
-    let attr = BufferAttr {
-        maxlength: u32::MAX,
-        tlength: bytes_for(rate, PLAYBACK_BUFFER_MS),
-        prebuf: u32::MAX,
-        minreq: bytes_for(rate, PLAYBACK_BUFFER_MS / 2),
-        fragsize: u32::MAX,
-    };
+    let crate::Stalls { starved, underruns } = stalls;
+    let (mut buffer_ms, mut seen, mut watching) = (PLAYBACK_BUFFER_MS, 0, false);
+    let attr = playback_attr(rate, buffer_ms);
+    let id = device_id.to_owned();
     let (failed, stop) = on_thread("audio-out", device_id, rate, Direction::Output, attr, move |stream| {
+        if !watching {
+            watching = true;
+            let counter = underruns.clone();
+            stream.set_underflow_callback(Some(Box::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+            })));
+        }
+        let now = underruns.load(Ordering::Relaxed);
+        if now > seen {
+            seen = now;
+            if buffer_ms < PLAYBACK_BUFFER_MAX_MS {
+                buffer_ms += PLAYBACK_BUFFER_STEP_MS;
+                drop(stream.set_buffer_attr(&playback_attr(rate, buffer_ms), |_| {}));
+                tracing::info!(device = %id, buffer_ms, "speaker underrun: its buffer grows");
+            }
+        }
         let Some(wanted) = stream.writable_size().filter(|n| *n >= 2) else { return Ok(()) };
         let Some(buffer) = stream.begin_write(Some(wanted))? else { return Ok(()) };
         let mut missing = 0;
@@ -79,11 +109,14 @@ pub(crate) fn open_playback(
     Ok((producer, failed, stop))
 }
 
-/// Opens `device_id` (already resolved) for mono 16-bit capture at `rate`.
+/// Opens `device_id` (already resolved) for mono 16-bit capture at `rate`;
+/// samples lost because the ring was full (the call did not read in time)
+/// or the server's buffer overflowed are counted in `dropped`.
 pub(crate) fn open_capture(
     device_id: &str,
     rate: u32,
     ring: usize,
+    dropped: Arc<AtomicU64>,
 ) -> Result<Running<rtrb::Consumer<i16>>, AudioError> {
     let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring);
     let attr = BufferAttr {
@@ -93,15 +126,31 @@ pub(crate) fn open_capture(
         minreq: u32::MAX,
         fragsize: bytes_for(rate, CAPTURE_PIECE_MS),
     };
+    let mut watching = false;
     let (failed, stop) = on_thread("audio-in", device_id, rate, Direction::Input, attr, move |stream| {
+        if !watching {
+            watching = true;
+            // The server's second of buffer overflowed: a whole piece is lost.
+            let counter = dropped.clone();
+            let piece = u64::from(rate * CAPTURE_PIECE_MS / 1000);
+            stream.set_overflow_callback(Some(Box::new(move || {
+                counter.fetch_add(piece, Ordering::Relaxed);
+            })));
+        }
         loop {
             match stream.peek()? {
                 PeekResult::Empty => return Ok(()),
                 PeekResult::Hole(_) => {}
                 PeekResult::Data(bytes) => {
+                    let mut lost = 0;
                     for b in bytes.chunks_exact(2) {
                         // A full ring drops (never blocks).
-                        let _ = producer.push(i16::from_ne_bytes([b[0], b[1]]));
+                        if producer.push(i16::from_ne_bytes([b[0], b[1]])).is_err() {
+                            lost += 1;
+                        }
+                    }
+                    if lost > 0 {
+                        dropped.fetch_add(lost, Ordering::Relaxed);
                     }
                 }
             }

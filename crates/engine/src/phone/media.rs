@@ -785,7 +785,7 @@ async fn follow_devices(
         o.chosen.0 = false;
     }
     if o.capture.is_none() && devices.capture.as_ref().is_some_and(|c| c.failed()) {
-        let lost = devices.capture.take().map(|c| c.device).unwrap_or_default();
+        let lost = devices.capture.take().map(|c| c.device.clone()).unwrap_or_default();
         tracing::warn!(call_id, device = %lost, "microphone lost; the call goes on on the default input");
         devices.mic_fallback = true;
         o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate, native)));
