@@ -60,6 +60,7 @@ fn log_in(app: &Desktop) {
     app.until("the softphone", "document.body.dataset.ready");
     app.click("#open-settings");
     app.window("Agent Helper — Settings");
+    app.move_to(400);
     app.until("the settings", "document.body.dataset.ready");
     app.fill("#username", "agent1");
     app.fill("#password", PASSWORD);
@@ -130,6 +131,53 @@ fn softphone_logs_in_calls_baresip_and_hangs_up() {
     // The history is in the profile, for the next start.
     let saved = std::fs::read_to_string(rig.profile.path().join("call-history.json")).unwrap();
     assert!(saved.contains("sip:bob@127.0.0.1"), "{saved}");
+}
+
+/// The softphone's transfer buttons: bob handed to carol blind, then again
+/// after the agent has talked to carol (a consultation, then "complete").
+#[test]
+fn the_softphone_transfers_blind_and_after_consulting() {
+    let rig = Rig::start(&[], false);
+    let app = &rig.app;
+    let mut bob = Baresip::start("bob", rig.k.port, PASSWORD, true);
+    let mut carol = Baresip::start("carol", rig.k.port, PASSWORD, true);
+    log_in(app);
+    close_settings(app);
+    let call_bob = |app: &Desktop, bob: &mut Baresip| {
+        app.fill("#target", "bob");
+        app.click("#dial");
+        bob.wait_event("CALL_ESTABLISHED");
+        app.until("the call connected", "document.querySelector('li.call .state')?.dataset.i18n === 'state.connected'");
+        app.fill("#target", "carol");
+    };
+
+    // Blind: bob is sent on to carol and the agent's call ends.
+    call_bob(app, &mut bob);
+    app.click("li.call button.transfer");
+    let established = carol.wait_event("CALL_ESTABLISHED");
+    assert!(established["peeruri"].as_str().unwrap().contains("bob"), "carol talks to bob: {established}");
+    app.until("the call list to empty", "!document.querySelector('li.call')");
+    let history = app.until("the transfer in the history", "document.querySelector('#history li')?.textContent");
+    assert!(history.as_str().unwrap().contains("transferred"), "{history}");
+    bob.command("hangup", "");
+    carol.wait_event("CALL_CLOSED");
+
+    // Consulted: bob waits on hold while the agent talks to carol, then the
+    // agent completes the transfer.
+    call_bob(app, &mut bob);
+    app.click("li.call button.consult");
+    let consulting = carol.wait_event("CALL_ESTABLISHED");
+    assert!(consulting["peeruri"].as_str().unwrap().contains("agent1"), "carol talks to the agent: {consulting}");
+    app.until(
+        "bob on hold beside the consultation",
+        "document.querySelectorAll('li.call').length === 2 \
+         && document.querySelector('li.call .state[data-i18n=\"state.held\"]')",
+    );
+    app.screenshot("softphone-consulting");
+    app.click("li.call button.complete-transfer");
+    let established = carol.wait_event("CALL_ESTABLISHED");
+    assert!(established["peeruri"].as_str().unwrap().contains("bob"), "carol talks to bob: {established}");
+    app.until("both calls gone", "!document.querySelector('li.call')");
 }
 
 #[test]
@@ -286,8 +334,10 @@ fn desktop_benchmark() {
         eprintln!("call {n}: INVITE to popup {} ms", shown - invite);
     }
     delays.sort_unstable();
+    let build = if std::env::var("DESKTOP_BUILD").is_ok_and(|b| b == "release") { "release" } else { "debug" };
     let text = format!(
-        "| idle memory, app + WebKit processes | PSS {:.1} MiB ({}); RSS {:.1} MiB (peak {:.1}) |\n\
+        "| build | {build} |\n\
+         | idle memory, app + WebKit processes | PSS {:.1} MiB ({}); RSS {:.1} MiB (peak {:.1}) |\n\
          | idle CPU over {idle_secs} s | {cpu:.2} % of a core |\n\
          | INVITE to popup drawn, 10 calls | median {} ms, max {} ms |\n",
         after.pss_kib() as f64 / 1024.0,

@@ -17,7 +17,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds ui/dist and the desktop binary once per test binary; returns the binary.
+/// Builds ui/dist and the desktop binary once per test binary (a debug
+/// build, or a release build with `DESKTOP_BUILD=release`); returns the binary.
 pub fn built() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -29,9 +30,16 @@ pub fn built() -> PathBuf {
             }
             let ok = Command::new("node").arg("build.mjs").current_dir(&ui).status();
             assert!(ok.is_ok_and(|s| s.success()), "building ui/");
-            let ok = Command::new("cargo").args(["build", "--locked"]).current_dir(root().join("src-tauri")).status();
+            // DESKTOP_BUILD=release: the benchmark's figures for what agents run.
+            let release = std::env::var("DESKTOP_BUILD").is_ok_and(|b| b == "release");
+            let mut build = Command::new("cargo");
+            build.args(["build", "--locked"]).current_dir(root().join("src-tauri"));
+            if release {
+                build.arg("--release");
+            }
+            let ok = build.status();
             assert!(ok.is_ok_and(|s| s.success()), "building src-tauri (needs scripts/system-deps.sh test)");
-            root().join("target/debug/agent-helper-desktop")
+            root().join(if release { "target/release" } else { "target/debug" }).join("agent-helper-desktop")
         })
         .clone()
 }
@@ -245,6 +253,15 @@ impl Desktop {
         let png = std::fs::read(&path).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         path
+    }
+
+    /// Moves the current window so its left edge is at `x` (the tests put
+    /// the settings beside the softphone: with no window manager, a window
+    /// once covered is not drawn again when uncovered).
+    pub fn move_to(&self, x: u32) {
+        let rect = self.session.window_rect().expect("the window's place");
+        let moved = self.session.set_window_rect(json!({ "x": x, "y": rect["y"] }));
+        assert!(moved.is_ok(), "moving the window: {moved:?}");
     }
 
     /// Runs xdotool on the app's display (`mousemove X Y click 1`, `key Down` …).

@@ -154,6 +154,15 @@ impl Session {
         self.command("POST", "/window", Some(json!({ "handle": handle }))).map(|_| ())
     }
 
+    /// The current window's place and size (`x`, `y`, `width`, `height`).
+    pub fn window_rect(&self) -> Result<Value, String> {
+        self.command("GET", "/window/rect", None)
+    }
+
+    pub fn set_window_rect(&self, rect: Value) -> Result<Value, String> {
+        self.command("POST", "/window/rect", Some(rect))
+    }
+
     pub fn title(&self) -> Result<String, String> {
         self.command("GET", "/title", None).map(|v| v.as_str().unwrap_or_default().to_owned())
     }

@@ -49,6 +49,9 @@ function callItem(call: CallStatus): HTMLLIElement {
           void act(
             request("transferCall", { callId, type: "consulted", target }).then((r) => {
               if (r.consultCallId) consulting.set(callId, r.consultCallId);
+              // The call events may all have come before this answer: draw
+              // the "complete transfer" button now.
+              return refresh();
             }),
           );
         }),
