@@ -60,8 +60,8 @@ fn log_in(app: &Desktop) {
     app.until("the softphone", "document.body.dataset.ready");
     app.click("#open-settings");
     app.window("Agent Helper — Settings");
-    app.move_to(400);
     app.until("the settings", "document.body.dataset.ready");
+    app.move_to(400);
     app.fill("#username", "agent1");
     app.fill("#password", PASSWORD);
     app.run("document.querySelector('#remember').checked = false");

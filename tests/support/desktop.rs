@@ -258,9 +258,20 @@ impl Desktop {
     /// Moves the current window so its left edge is at `x` (the tests put
     /// the settings beside the softphone: with no window manager, a window
     /// once covered is not drawn again when uncovered).
+    /// Its commands are sent again when the driver drops them, as scripts are.
     pub fn move_to(&self, x: u32) {
-        let rect = self.session.window_rect().expect("the window's place");
-        let moved = self.session.set_window_rect(json!({ "x": x, "y": rect["y"] }));
+        let again = |e: &String| e.contains("closed the connection");
+        let mut tries = 0;
+        let moved = loop {
+            let moved = self
+                .session
+                .window_rect()
+                .and_then(|rect| self.session.set_window_rect(json!({ "x": x, "y": rect["y"] })));
+            match moved {
+                Err(e) if again(&e) && tries < 3 => tries += 1,
+                other => break other,
+            }
+        };
         assert!(moved.is_ok(), "moving the window: {moved:?}");
     }
 
