@@ -228,6 +228,19 @@ impl Drop for Capture {
     }
 }
 
+/// Hands captured samples to the call's ring; a full ring drops them (an
+/// audio thread never blocks), and what it dropped is counted in `dropped`.
+pub(crate) fn push_counting(
+    producer: &mut rtrb::Producer<i16>,
+    samples: impl Iterator<Item = i16>,
+    dropped: &AtomicU64,
+) {
+    let lost = samples.filter(|s| producer.push(*s).is_err()).count() as u64;
+    if lost > 0 {
+        dropped.fetch_add(lost, Ordering::Relaxed);
+    }
+}
+
 /// Ring size: 500 ms at the stream rate, far more than the few frames in flight.
 fn ring_len(rate: u32) -> usize {
     (rate / 2) as usize
@@ -307,16 +320,8 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
             let stream = d.build_input_stream::<i16, _, _>(
                 config,
                 move |data: &[i16], _| {
-                    // The first channel is the microphone; a full ring drops (never blocks).
-                    let mut lost = 0;
-                    for frame in data.chunks(ch) {
-                        if producer.push(frame[0]).is_err() {
-                            lost += 1;
-                        }
-                    }
-                    if lost > 0 {
-                        counter.fetch_add(lost, Ordering::Relaxed);
-                    }
+                    // The first channel is the microphone.
+                    push_counting(&mut producer, data.chunks(ch).map(|frame| frame[0]), &counter);
                 },
                 move |e: cpal::Error| {
                     tracing::warn!(error = %e, "capture stream failed");

@@ -142,16 +142,8 @@ pub(crate) fn open_capture(
                 PeekResult::Empty => return Ok(()),
                 PeekResult::Hole(_) => {}
                 PeekResult::Data(bytes) => {
-                    let mut lost = 0;
-                    for b in bytes.chunks_exact(2) {
-                        // A full ring drops (never blocks).
-                        if producer.push(i16::from_ne_bytes([b[0], b[1]])).is_err() {
-                            lost += 1;
-                        }
-                    }
-                    if lost > 0 {
-                        dropped.fetch_add(lost, Ordering::Relaxed);
-                    }
+                    let samples = bytes.chunks_exact(2).map(|b| i16::from_ne_bytes([b[0], b[1]]));
+                    crate::push_counting(&mut producer, samples, &dropped);
                 }
             }
             stream.discard()?;

@@ -110,12 +110,6 @@ impl MicMeter {
         Ok(if peak == 0 { -100.0 } else { 20.0 * (f32::from(peak) / 32768.0).log10() })
     }
 
-    /// The device whose stream is open now, if any.
-    pub fn open_device(&self) -> Option<String> {
-        let meter = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        meter.open.as_ref().map(|m| m.capture.device.clone())
-    }
-
     /// Starts a thread that closes the stream once it has gone unread for
     /// [`METER_IDLE`], and then ends. False when no thread could start (the
     /// stream then closes only when another device is asked for).
