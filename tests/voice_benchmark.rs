@@ -284,8 +284,10 @@ fn helper_to_helper_latency_ms(codec: &Codec) -> (f64, f64) {
     let one = "[audio]\nspeaker = \"pulseaudio:speaker2\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
     let two = format!("[calls]\nauto_answer = true\n[audio]\n{HEADSET}");
     let (h1, c1) = registered(&pulse, &k, d1.path(), "agent1", codec.name, one);
-    let (h2, mut c2) = registered(&pulse, &k, d2.path(), "agent2", codec.name, &two);
+    let (h2, c2) = registered(&pulse, &k, d2.path(), "agent2", codec.name, &two);
     let c1 = std::cell::RefCell::new(c1);
+    let c2 = std::cell::RefCell::new(c2);
+    let callee = std::cell::RefCell::new(serde_json::Value::Null);
     mouth_to_ear_ms(
         &pulse,
         codec,
@@ -293,9 +295,12 @@ fn helper_to_helper_latency_ms(codec: &Codec) -> (f64, f64) {
         || {
             c1.borrow_mut().request("call", json!({"target": "agent2"}));
             c1.borrow_mut().event("call-confirmed");
-            c2.event("call-confirmed");
+            *callee.borrow_mut() = c2.borrow_mut().event("call-confirmed")["callId"].clone();
         },
         || {
+            // What the callee's jitter buffer held, for the figure's make-up.
+            let stats = c2.borrow_mut().request("getCallStats", json!({"callId": *callee.borrow()}));
+            eprintln!("{} callee bufferMs {}", codec.name, stats["result"]["bufferMs"]);
             c1.borrow_mut().request("endCall", json!({}));
         },
     )

@@ -13,10 +13,14 @@
 //!   are queued a frame is skipped; an empty buffer conceals while it waits
 //!   for the frame that is due (a slow sender stretches the playout instead of
 //!   making every later packet late). Both are counted.
-//! - Latency: a buffer that held at least a frame beyond `target` at every
-//!   turn for a whole [`TRIM_WINDOW`] (it started deep, the sound card
-//!   stalled, or jitter that has since calmed filled it) has a frame to
-//!   spare ([`JitterBuffer::spare`]); the caller drops one when it is quiet
+//! - Latency: a buffer whose every frame waited at least `target` between
+//!   its arrival and its turn for a whole [`TRIM_WINDOW`] (it started deep,
+//!   the sound card stalled, jitter that has since calmed filled it, or the
+//!   card simply asks a little after each packet lands) has a frame to
+//!   spare: each would still wait `target` less one frame without it. Time
+//!   of arrival, not depth, as depth counts whole frames: a frame landing
+//!   2 ms before its turn and one landing 19 ms before look alike by depth,
+//!   and the second is 17 ms of delay the call need not have ([`JitterBuffer::spare`]); the caller drops one when it is quiet
 //!   ([`JitterBuffer::drop_spare`]), so the delay settles within a frame of
 //!   the target instead of staying wherever a burst left it, and no word is
 //!   cut for it.
@@ -32,6 +36,10 @@ const MAX_PACKETS: usize = 256;
 /// skipped: long enough that jitter the target covers is not mistaken for
 /// excess, short enough that a deep start settles within seconds.
 pub const TRIM_WINDOW: Duration = Duration::from_secs(2);
+/// A frame is spare only if every frame would still wait this much beyond
+/// the target's share without it: the target's jitter term covers the
+/// network, not a media tick that comes a few milliseconds late.
+const SPARE_MARGIN: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playout {
@@ -56,8 +64,8 @@ pub struct JitterBuffer {
     clock_rate: u32,
     min: Duration,
     max: Duration,
-    /// Extended (unwrapped) timestamp → (payload, samples).
-    packets: BTreeMap<u64, (Vec<u8>, u32)>,
+    /// Extended (unwrapped) timestamp → the packet.
+    packets: BTreeMap<u64, Held>,
     /// The extended timestamp of the next frame to play.
     next: Option<u64>,
     /// The last timestamp seen, for unwrapping.
@@ -71,13 +79,22 @@ pub struct JitterBuffer {
     transit: Option<f64>,
     epoch: Option<Instant>,
     stats: JitterStats,
-    /// The current trim window: when it began, the least depth seen at a
-    /// turn in it, and the sum and count of depths (for [`Self::held`]).
+    /// The current trim window: when it began, the least time a frame
+    /// waited between arrival and its turn in it (none for a frame that was
+    /// missing), and the sum and count of depths (for [`Self::held`]).
     window: Option<(Instant, Duration, Duration, u32)>,
     /// The mean depth at a turn over the last whole window.
     held: Duration,
     /// The last whole window held a frame beyond the target at every turn.
     spare: bool,
+}
+
+/// A packet waiting for its turn.
+#[derive(Debug)]
+struct Held {
+    payload: Vec<u8>,
+    samples: u32,
+    arrived: Instant,
 }
 
 impl JitterBuffer {
@@ -126,10 +143,10 @@ impl JitterBuffer {
 
     /// How much audio is queued, from the next frame on.
     pub fn depth(&self) -> Duration {
-        let (Some(next), Some((&last, &(_, n)))) = (self.next, self.packets.iter().next_back()) else {
+        let (Some(next), Some((&last, held))) = (self.next, self.packets.iter().next_back()) else {
             return Duration::ZERO;
         };
-        let samples = (last + u64::from(n)).saturating_sub(next);
+        let samples = (last + u64::from(held.samples)).saturating_sub(next);
         Duration::from_secs_f64(samples as f64 / f64::from(self.clock_rate))
     }
 
@@ -169,7 +186,7 @@ impl JitterBuffer {
             self.stats.late += 1;
             return;
         }
-        self.packets.insert(ext, (payload, samples));
+        self.packets.insert(ext, Held { payload, samples, arrived: now });
     }
 
     /// The next frame for the sound card, asked for once per frame period.
@@ -182,18 +199,20 @@ impl JitterBuffer {
         // Too much queued (a burst, or the sender's clock runs fast): skip one.
         let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
         let depth = self.depth();
-        self.turn(now, depth, frame_time);
+        let waited = self.packets.get(&next).map_or(Duration::ZERO, |h| now.saturating_duration_since(h.arrived));
+        self.turn(now, depth, waited);
         if depth > self.target() + frame_time * 2
-            && let Some((&ts, &(_, n))) = self.packets.iter().next()
+            && let Some((&ts, held)) = self.packets.iter().next()
             && ts == next
         {
+            let n = held.samples;
             self.packets.remove(&ts);
             self.next = Some(next + u64::from(n));
             self.stats.skipped += 1;
             return self.pop(now);
         }
         match self.packets.remove(&next) {
-            Some((payload, samples)) => {
+            Some(Held { payload, samples, .. }) => {
                 self.next = Some(next + u64::from(samples));
                 Playout::Frame { payload, samples }
             }
@@ -213,8 +232,9 @@ impl JitterBuffer {
         }
     }
 
-    /// A frame could go without eating into the target delay: the last
-    /// whole [`TRIM_WINDOW`] held one beyond it at every turn.
+    /// A frame could go without eating into the target delay: in the last
+    /// whole [`TRIM_WINDOW`] every frame waited a frame beyond what the
+    /// target asks (and [`SPARE_MARGIN`]).
     pub fn spare(&self) -> bool {
         self.spare
     }
@@ -229,18 +249,18 @@ impl JitterBuffer {
         }
     }
 
-    /// Notes the depth at this turn; at the end of a window, whether it had
-    /// a frame to spare throughout.
-    fn turn(&mut self, now: Instant, depth: Duration, frame_time: Duration) {
+    /// Notes the depth at this turn and how long the frame due waited; at
+    /// the end of a window, whether it had a frame to spare throughout.
+    fn turn(&mut self, now: Instant, depth: Duration, waited: Duration) {
         let target = self.target();
-        let (since, least, sum, turns) = self.window.get_or_insert((now, depth, Duration::ZERO, 0));
-        *least = (*least).min(depth);
+        let (since, least, sum, turns) = self.window.get_or_insert((now, waited, Duration::ZERO, 0));
+        *least = (*least).min(waited);
         *sum += depth;
         *turns += 1;
         if now.duration_since(*since) < TRIM_WINDOW {
             return;
         }
-        self.spare = *least >= target + frame_time;
+        self.spare = *least >= target + SPARE_MARGIN;
         self.held = *sum / *turns;
         self.window = None;
     }
@@ -248,7 +268,7 @@ impl JitterBuffer {
     /// The packet right after the one just reported missing, if it is here
     /// (its in-band FEC can rebuild the missing one).
     pub fn peek_next(&self) -> Option<&[u8]> {
-        self.next.and_then(|n| self.packets.get(&n)).map(|(p, _)| p.as_slice())
+        self.next.and_then(|n| self.packets.get(&n)).map(|h| h.payload.as_slice())
     }
 
     fn unwrap(&mut self, ts: u32) -> u64 {
