@@ -181,7 +181,6 @@ fn stall_in(log: &str) -> Option<String> {
     log.lines()
         .find(|l| {
             l.contains("speaker underrun")
-                || l.contains("speaker ring starved")
                 || (l.contains("capture stream closed") && count(l, "dropped_ms=") > 0)
                 || (l.contains("call media summary")
                     && (count(l, "skipped=") > 0

@@ -32,15 +32,10 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA"];
 pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 
 /// How much audio the speaker's ring is topped up to every tick, ahead of
-/// the sound card's own 2 × 10 ms, at first: a tick may come 10 ms late
-/// before the card runs dry. Each time the card does find the ring empty
-/// once audio flows (this task ran late: a busy machine), the ring is kept
-/// [`PLAYOUT_FILL_STEP`] fuller, up to [`PLAYOUT_FILL_MAX`] — the sound
-/// server's own buffer grows the same way after its underruns. (It was a
-/// fixed 60 ms of whole frames on a 2 × 20 ms card buffer, then 30 ms.)
-const PLAYOUT_FILL: Duration = Duration::from_millis(20);
-const PLAYOUT_FILL_STEP: Duration = Duration::from_millis(10);
-const PLAYOUT_FILL_MAX: Duration = Duration::from_millis(60);
+/// the sound card's own 2 × 10 ms: a tick may come 20 ms late before the
+/// card runs dry. (It was 60 ms, whole frames, on a 2 × 20 ms card buffer:
+/// 40 ms of mouth to ear went with it.)
+const PLAYOUT_FILL: Duration = Duration::from_millis(30);
 const TICK: Duration = Duration::from_millis(10);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
 const EVENT_RATE: u32 = 8000;
@@ -159,46 +154,6 @@ struct Devices {
     /// not gone down (the sound card stopped taking audio).
     queued_after_push: usize,
     stalled_since: Option<Instant>,
-    ring: RingFill,
-}
-
-/// How full the speaker's ring is kept: [`PLAYOUT_FILL`], and more after
-/// the sound card found it empty (see there).
-#[derive(Debug, Default)]
-struct RingFill {
-    extra: Duration,
-    /// The stream's starved-sample count when the ring was last seen full;
-    /// `None` until audio first flowed (a stream starts empty).
-    starved_seen: Option<u64>,
-}
-
-impl RingFill {
-    fn target(&self) -> Duration {
-        PLAYOUT_FILL + self.extra
-    }
-
-    /// After a tick's push: `starved` is the stream's count so far, `full`
-    /// whether the ring reached its target. Returns the new target when it
-    /// grows.
-    fn after_push(&mut self, starved: u64, full: bool) -> Option<Duration> {
-        let Some(seen) = self.starved_seen else {
-            self.starved_seen = full.then_some(starved);
-            return None;
-        };
-        if starved <= seen {
-            return None;
-        }
-        self.starved_seen = Some(starved);
-        (self.target() < PLAYOUT_FILL_MAX).then(|| {
-            self.extra += PLAYOUT_FILL_STEP;
-            self.target()
-        })
-    }
-
-    /// A new stream: its count starts again.
-    fn new_stream(&mut self) {
-        self.starved_seen = None;
-    }
 }
 
 /// A call's RTP socket, and its RTCP socket for a peer without rtcp-mux.
@@ -389,7 +344,7 @@ async fn run(
                 // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
                 match &mut devices.playback {
                     Some(p) => {
-                        let fill = (devices.ring.target().as_secs_f64() * f64::from(p.rate)) as usize;
+                        let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(p.rate)) as usize;
                         // A sound card that stops taking samples is gone (an
                         // unplugged device's stream may just stop, with no error).
                         let queued = p.samples.buffer().capacity() - p.samples.slots();
@@ -435,9 +390,6 @@ async fn run(
                             queued += n;
                         }
                         devices.queued_after_push = p.samples.buffer().capacity() - p.samples.slots();
-                        if let Some(target) = devices.ring.after_push(p.starved(), queued >= fill) {
-                            tracing::info!(call_id, fill_ms = target.as_millis() as u64, "speaker ring starved: it is kept fuller");
-                        }
                     }
                     // No speaker: still consume at the stream's pace, so stats stay right.
                     None => {
@@ -479,8 +431,7 @@ async fn run(
                     if let (Some(to), Some(sealed)) = (to, srtp.seal(Kind::Rtcp, report)) {
                         let _ = via.send_to(&sealed, to).await;
                     }
-                    let ring = devices.ring.target();
-                    let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports, ring);
+                    let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
                     let _ = events.try_send(MediaEvent::Quality(stats));
                 }
                 // Microphone: every 20 ms of it becomes a packet.
@@ -654,7 +605,6 @@ fn quality(
     jitter: &JitterBuffer,
     sender: &RtpSender,
     reports: &Rtcp,
-    ring: Duration,
 ) -> agent_helper_protocol::methods::CallStats {
     let s = jitter.stats();
     let buffer_ms = (jitter.held().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
@@ -662,7 +612,7 @@ fn quality(
     let rtt_ms = reports.rtt().map(|d| d.as_secs_f64() * 1000.0);
     // Mouth to ear: the buffer, the speaker's ring and the sound card's
     // buffer on our side, the frame and capture on the peer's, half the RTT.
-    let delay = buffer_ms + ring.as_secs_f64() * 1000.0 + 40.0 + rtt_ms.unwrap_or(0.0) / 2.0;
+    let delay = buffer_ms + PLAYOUT_FILL.as_secs_f64() * 1000.0 + 40.0 + rtt_ms.unwrap_or(0.0) / 2.0;
     let r = agent_helper_media::quality::r_factor(&ctl.codec, delay, loss_percent, 1.0);
     agent_helper_protocol::methods::CallStats {
         call_id: call_id.to_owned(),
@@ -934,7 +884,6 @@ impl Opening {
                     tracing::info!(call_id, device = %p.device, rate = p.rate, ms = self.since.elapsed().as_millis() as u64, "speaker open");
                     tell("output", &p.device, self.reasons.0.take());
                     devices.to_speaker = converter(call_id, rate, p.rate);
-                    devices.ring.new_stream();
                     devices.playback = Some(p);
                 }
                 // The chosen speaker is not there: the system default carries the call.
@@ -992,33 +941,4 @@ fn rand_u32() -> u32 {
     let mut b = [0u8; 4];
     let _ = getrandom::fill(&mut b);
     u32::from_le_bytes(b)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ring_is_kept_fuller_only_after_it_ran_dry_once_audio_flowed() {
-        let mut ring = RingFill::default();
-        assert_eq!(ring.target(), PLAYOUT_FILL);
-        // A stream starts empty: what it starved before the first fill is not counted.
-        assert_eq!(ring.after_push(160, false), None);
-        assert_eq!(ring.after_push(160, true), None);
-        assert_eq!(ring.after_push(160, true), None);
-        assert_eq!(ring.after_push(200, true), Some(PLAYOUT_FILL + PLAYOUT_FILL_STEP));
-        assert_eq!(ring.after_push(200, true), None);
-        // Up to the ceiling, then no further.
-        let mut starved = 200;
-        while ring.target() < PLAYOUT_FILL_MAX {
-            starved += 1;
-            assert!(ring.after_push(starved, true).is_some());
-        }
-        assert_eq!(ring.after_push(starved + 1, true), None);
-        assert_eq!(ring.target(), PLAYOUT_FILL_MAX);
-        // Another device: its count starts again, the fill is kept.
-        ring.new_stream();
-        assert_eq!(ring.after_push(0, true), None);
-        assert_eq!(ring.target(), PLAYOUT_FILL_MAX);
-    }
 }
