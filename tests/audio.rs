@@ -117,12 +117,6 @@ enum Lossy {
     Random(u32),
 }
 
-/// Speech both ways through kamailio between the helper (on PulseAudio
-/// devices) and baresip, scored with PESQ against what was sent.
-fn speech_both_ways(codec: &str, loss: Lossy) -> (f64, f64) {
-    speech_both_ways_with(codec, loss, Media::Plain).scores
-}
-
 /// A call's scores against `floors` (helper heard, baresip heard), measured
 /// on a second call when the first falls under them, and on a third only
 /// when the second shows that the machine stalled the audio (the log tells
@@ -357,7 +351,9 @@ fn opus_at_5_percent_loss_scores_at_least_4_0_pesq_wb() {
 #[test]
 fn g711_at_5_percent_loss_is_concealed_well_above_no_concealment() {
     let _one = one_at_a_time();
-    let (helper_heard, bob_heard) = speech_both_ways("pcmu", Lossy::Every(20));
+    // The same rule as the other speech tests: another call only when this
+    // one is under the floor (ci22 lost a run to two speaker underruns).
+    let (helper_heard, bob_heard) = speech_both_ways_twice("pcmu", Lossy::Every(20), Media::Plain, (3.1, 0.0));
     assert!(helper_heard >= 3.1, "helper heard baresip at PESQ-NB {helper_heard:.3}");
     assert!(helper_heard >= bob_heard + 0.2, "helper {helper_heard:.3}, baresip without concealment {bob_heard:.3}");
 }

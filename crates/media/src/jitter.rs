@@ -17,13 +17,13 @@
 //!   its arrival and its turn for a whole [`TRIM_WINDOW`] (it started deep,
 //!   the sound card stalled, jitter that has since calmed filled it, or the
 //!   card simply asks a little after each packet lands) has a frame to
-//!   spare: each would still wait `target` less one frame without it. Time
-//!   of arrival, not depth, as depth counts whole frames: a frame landing
-//!   2 ms before its turn and one landing 19 ms before look alike by depth,
-//!   and the second is 17 ms of delay the call need not have ([`JitterBuffer::spare`]); the caller drops one when it is quiet
+//!   spare ([`JitterBuffer::spare`]): each would still wait `target` less
+//!   one frame without it. The caller drops one when it is quiet
 //!   ([`JitterBuffer::drop_spare`]), so the delay settles within a frame of
 //!   the target instead of staying wherever a burst left it, and no word is
-//!   cut for it.
+//!   cut for it. Time of arrival, not depth: depth counts whole frames, and
+//!   a frame landing 2 ms before its turn and one landing 19 ms before look
+//!   alike by depth, though the second waits 17 ms the call need not have.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
