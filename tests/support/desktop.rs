@@ -199,13 +199,7 @@ impl Desktop {
     /// while the page is still settling (seen about one run in three here);
     /// the scripts these tests send can be sent again.
     fn script(&self, body: &str) -> Result<Value, String> {
-        let mut tries = 0;
-        loop {
-            match self.session.run(body, json!([])) {
-                Err(e) if e.contains("closed the connection") && tries < 3 => tries += 1,
-                other => return other,
-            }
-        }
+        resent(|| self.session.run(body, json!([])))
     }
 
     /// Waits until `expression` is truthy in the current window; returns its value.
@@ -260,18 +254,10 @@ impl Desktop {
     /// once covered is not drawn again when uncovered).
     /// Its commands are sent again when the driver drops them, as scripts are.
     pub fn move_to(&self, x: u32) {
-        let again = |e: &String| e.contains("closed the connection");
-        let mut tries = 0;
-        let moved = loop {
-            let moved = self
-                .session
-                .window_rect()
-                .and_then(|rect| self.session.set_window_rect(json!({ "x": x, "y": rect["y"] })));
-            match moved {
-                Err(e) if again(&e) && tries < 3 => tries += 1,
-                other => break other,
-            }
-        };
+        let moved = resent(|| {
+            let rect = self.session.window_rect()?;
+            self.session.set_window_rect(json!({ "x": x, "y": rect["y"] }))
+        });
         assert!(moved.is_ok(), "moving the window: {moved:?}");
     }
 
@@ -424,4 +410,17 @@ impl Tree {
 pub fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// Sends a WebDriver command again (up to three times) when the driver
+/// dropped its connection: WebKitWebDriver does now and then, and the
+/// commands these tests send can be repeated.
+fn resent<T>(send: impl Fn() -> Result<T, String>) -> Result<T, String> {
+    let mut tries = 0;
+    loop {
+        match send() {
+            Err(e) if e.contains("closed the connection") && tries < 3 => tries += 1,
+            other => return other,
+        }
+    }
 }
