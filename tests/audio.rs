@@ -184,6 +184,8 @@ fn stall_in(log: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// One call with speech both ways through kamailio between the helper (on
+/// PulseAudio devices) and baresip, scored with PESQ against what was sent.
 fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> Measured {
     let wideband = codec == "opus" || codec == "g722";
     let pulse = Pulse::start();
