@@ -158,12 +158,6 @@ pub struct Playback {
     pub rate: u32,
     /// The device id actually in use.
     pub device: String,
-    /// Where the stream runs on libpulse: a datagram arrives (non-blocking
-    /// socket) each time the sound server took audio from `samples`, so the
-    /// caller can top the ring up right after rather than on a timer of its
-    /// own, and keep less in it.
-    #[cfg(target_os = "linux")]
-    pub served: Option<std::os::unix::net::UnixDatagram>,
     failed: Arc<AtomicBool>,
     stalls: Stalls,
     _stop: mpsc::Sender<()>,
@@ -205,11 +199,6 @@ pub struct Capture {
     pub samples: rtrb::Consumer<i16>,
     pub rate: u32,
     pub device: String,
-    /// Where the stream runs on libpulse: a datagram arrives (non-blocking
-    /// socket) each time audio reached `samples`, so the caller can send a
-    /// frame as soon as it is whole rather than on its next timer tick.
-    #[cfg(target_os = "linux")]
-    pub captured: Option<std::os::unix::net::UnixDatagram>,
     failed: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     _stop: mpsc::Sender<()>,
@@ -252,15 +241,6 @@ pub(crate) fn push_counting(
     }
 }
 
-/// A non-blocking socket pair: an audio thread sends a byte on the second
-/// (a system call; no lock of ours, never waits), the call awaits the first.
-#[cfg(target_os = "linux")]
-fn signal_pair() -> Result<(std::os::unix::net::UnixDatagram, std::os::unix::net::UnixDatagram), AudioError> {
-    let (reader, writer) = std::os::unix::net::UnixDatagram::pair().map_err(|e| AudioError::NoHost(e.to_string()))?;
-    reader.set_nonblocking(true).and(writer.set_nonblocking(true)).map_err(|e| AudioError::NoHost(e.to_string()))?;
-    Ok((reader, writer))
-}
-
 /// Ring size: 500 ms at the stream rate, far more than the few frames in flight.
 fn ring_len(rate: u32) -> usize {
     (rate / 2) as usize
@@ -274,9 +254,8 @@ pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Pl
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
         let (device, rate) = pulse::resolve(device, Direction::Output, rate, native)?;
-        let (served, waker) = signal_pair()?;
-        let (samples, failed, stop) = pulse::open_playback(&device, rate, ring_len(rate), stalls.clone(), waker)?;
-        return Ok(Playback { samples, rate, device, served: Some(served), failed, stalls, _stop: stop });
+        let (samples, failed, stop) = pulse::open_playback(&device, rate, ring_len(rate), stalls.clone())?;
+        return Ok(Playback { samples, rate, device, failed, stalls, _stop: stop });
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
@@ -312,16 +291,7 @@ pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Pl
             )?;
             Ok((stream, (producer, rate)))
         })?;
-    Ok(Playback {
-        samples,
-        rate,
-        device,
-        #[cfg(target_os = "linux")]
-        served: None,
-        failed,
-        stalls,
-        _stop: stop,
-    })
+    Ok(Playback { samples, rate, device, failed, stalls, _stop: stop })
 }
 
 /// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
@@ -331,9 +301,8 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
         let (device, rate) = pulse::resolve(device, Direction::Input, rate, native)?;
-        let (captured, waker) = signal_pair()?;
-        let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate), counter, waker)?;
-        return Ok(Capture { samples, rate, device, captured: Some(captured), failed, dropped, _stop: stop });
+        let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate), counter)?;
+        return Ok(Capture { samples, rate, device, failed, dropped, _stop: stop });
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
@@ -362,16 +331,7 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
             )?;
             Ok((stream, (consumer, rate)))
         })?;
-    Ok(Capture {
-        samples,
-        rate,
-        device,
-        #[cfg(target_os = "linux")]
-        captured: None,
-        failed,
-        dropped,
-        _stop: stop,
-    })
+    Ok(Capture { samples, rate, device, failed, dropped, _stop: stop })
 }
 
 /// What [`on_stream_thread`] hands back: the ring end, the device id in

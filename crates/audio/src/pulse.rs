@@ -61,15 +61,12 @@ fn playback_attr(rate: u32, buffer_ms: u32) -> BufferAttr {
 /// Opens `device_id` (already resolved) for mono 16-bit playback at `rate`.
 /// Counted in `stalls`: samples the server asked for when the ring was
 /// empty (`starved`), and the server's underruns, when we answered too late
-/// and the device played silence (`underruns`). A byte goes to `served`
-/// (non-blocking; dropped when the reader is behind) each time audio left
-/// the ring, so the caller can top it up at once.
+/// and the device played silence (`underruns`).
 pub(crate) fn open_playback(
     device_id: &str,
     rate: u32,
     ring: usize,
     stalls: crate::Stalls,
-    served: std::os::unix::net::UnixDatagram,
 ) -> Result<Running<rtrb::Producer<i16>>, AudioError> {
     let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring);
     let crate::Stalls { starved, underruns } = stalls;
@@ -107,24 +104,19 @@ pub(crate) fn open_playback(
             starved.fetch_add(missing, Ordering::Relaxed);
         }
         let whole = buffer.len() & !1;
-        stream.write(&buffer[..whole], None, 0, SeekMode::Relative)?;
-        let _ = served.send(&[0]);
-        Ok(())
+        stream.write(&buffer[..whole], None, 0, SeekMode::Relative)
     })?;
     Ok((producer, failed, stop))
 }
 
 /// Opens `device_id` (already resolved) for mono 16-bit capture at `rate`;
 /// samples lost because the ring was full (the call did not read in time)
-/// or the server's buffer overflowed are counted in `dropped`. A byte goes
-/// to `captured` (non-blocking) each time another piece's worth reached
-/// the ring.
+/// or the server's buffer overflowed are counted in `dropped`.
 pub(crate) fn open_capture(
     device_id: &str,
     rate: u32,
     ring: usize,
     dropped: Arc<AtomicU64>,
-    captured: std::os::unix::net::UnixDatagram,
 ) -> Result<Running<rtrb::Consumer<i16>>, AudioError> {
     let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring);
     let attr = BufferAttr {
@@ -134,7 +126,7 @@ pub(crate) fn open_capture(
         minreq: u32::MAX,
         fragsize: bytes_for(rate, CAPTURE_PIECE_MS),
     };
-    let (mut watching, mut unsignalled, piece) = (false, 0, (rate * CAPTURE_PIECE_MS / 1000) as usize);
+    let mut watching = false;
     let (failed, stop) = on_thread("audio-in", device_id, rate, Direction::Input, attr, move |stream| {
         if !watching {
             watching = true;
@@ -148,18 +140,11 @@ pub(crate) fn open_capture(
         loop {
             match stream.peek()? {
                 PeekResult::Empty => return Ok(()),
+                PeekResult::Hole(_) => {}
                 PeekResult::Data(bytes) => {
                     let samples = bytes.chunks_exact(2).map(|b| i16::from_ne_bytes([b[0], b[1]]));
                     crate::push_counting(&mut producer, samples, &dropped);
-                    // The server hands a monitor's audio over in smaller
-                    // bits than asked: one signal per piece, not per bit.
-                    unsignalled += bytes.len() / 2;
-                    if unsignalled >= piece {
-                        unsignalled %= piece;
-                        let _ = captured.send(&[0]);
-                    }
                 }
-                PeekResult::Hole(_) => {}
             }
             stream.discard()?;
         }

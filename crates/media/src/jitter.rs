@@ -13,23 +13,18 @@
 //!   are queued a frame is skipped; an empty buffer conceals while it waits
 //!   for the frame that is due (a slow sender stretches the playout instead of
 //!   making every later packet late). Both are counted.
-//! - Latency: a buffer whose every frame waited longer than it needs
-//!   between its arrival and its turn for a whole [`TRIM_WINDOW`] (it
-//!   started deep, the sound card stalled, jitter that has since calmed
-//!   filled it, or the card simply asks a while after each packet lands)
-//!   has delay to spare ([`JitterBuffer::spare`]): the least of those waits
-//!   beyond what the target asks of the arrival (its jitter term, plus a
-//!   frame where the codec rebuilds a lost frame from the next packet) and
-//!   [`SPARE_MARGIN`]. The caller cuts that much audio from a quiet frame
-//!   ([`JitterBuffer::drop_spare`]), so the card asks that much sooner after
-//!   each arrival and the delay settles at the target instead of wherever a
-//!   burst or the phase between the two clocks left it; no word is cut for
-//!   it. Time of arrival, not depth, and any part of a frame, not whole
-//!   frames: a frame landing 2 ms before its turn and one landing 19 ms
-//!   before look alike by depth, though the second waits 17 ms the call need
-//!   not have. The caller gives the turn as the moment its sound card needed
-//!   the frame, not when it came round to ask, so the waits are not rounded
-//!   to its polling period.
+//! - Latency: a buffer whose every frame waited at least `target` between
+//!   its arrival and its turn for a whole [`TRIM_WINDOW`] (it started deep,
+//!   the sound card stalled, jitter that has since calmed filled it, or the
+//!   card simply asks a little after each packet lands) has a frame to
+//!   spare ([`JitterBuffer::spare`]): each would still wait `target` less
+//!   one frame without it. The caller drops one when it is quiet
+//!   ([`JitterBuffer::drop_spare`]), so the delay settles within a frame of
+//!   the target instead of staying wherever a burst left it, and no word is
+//!   cut for it. Time of arrival, not depth: depth counts whole frames, and
+//!   a frame landing 2 ms before its turn and one landing 19 ms before look
+//!   alike by depth, though the second waits 17 ms the call need not have.
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -41,12 +36,10 @@ const MAX_PACKETS: usize = 256;
 /// skipped: long enough that jitter the target covers is not mistaken for
 /// excess, short enough that a deep start settles within seconds.
 pub const TRIM_WINDOW: Duration = Duration::from_secs(2);
-/// Every frame still waits this much beyond the target's share after a
-/// cut: the target's jitter term covers the network, not a media tick that
-/// comes a few milliseconds late.
+/// A frame is spare only if every frame would still wait this much beyond
+/// the target's share without it: the target's jitter term covers the
+/// network, not a media tick that comes a few milliseconds late.
 const SPARE_MARGIN: Duration = Duration::from_millis(5);
-/// Less to spare than this is not worth a cut.
-const SPARE_LEAST: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playout {
@@ -64,10 +57,7 @@ pub struct JitterStats {
     pub duplicates: u64,
     pub late: u64,
     pub concealed: u64,
-    /// Frames skipped in a burst, and cuts of spare delay in a pause.
     pub skipped: u64,
-    /// The audio the cuts took out, in all.
-    pub trimmed: Duration,
 }
 
 pub struct JitterBuffer {
@@ -95,10 +85,8 @@ pub struct JitterBuffer {
     window: Option<(Instant, Duration, Duration, u32)>,
     /// The mean depth at a turn over the last whole window.
     held: Duration,
-    /// The least wait at a turn over the last whole window.
-    waited: Duration,
-    /// What the last whole window could spare (zero: nothing).
-    spare: Duration,
+    /// The last whole window held a frame beyond the target at every turn.
+    spare: bool,
 }
 
 /// A packet waiting for its turn.
@@ -126,8 +114,7 @@ impl JitterBuffer {
             stats: JitterStats::default(),
             window: None,
             held: Duration::ZERO,
-            waited: Duration::ZERO,
-            spare: Duration::ZERO,
+            spare: false,
         }
     }
 
@@ -144,19 +131,14 @@ impl JitterBuffer {
     /// within the configured bounds.
     pub fn target(&self) -> Duration {
         let jitter = Duration::from_secs_f64(3.0 * self.jitter / f64::from(self.clock_rate));
-        (jitter + self.frame_time()).clamp(self.min, self.max)
+        let frame = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
+        (jitter + frame).clamp(self.min, self.max)
     }
 
     /// What the buffer held when the sound card asked, on average over the
     /// last [`TRIM_WINDOW`]: the audio queued from the frame due onwards.
     pub fn held(&self) -> Duration {
         self.held
-    }
-
-    /// The least time a frame waited between its arrival and its turn over
-    /// the last [`TRIM_WINDOW`] (zero if one was missing).
-    pub fn waited(&self) -> Duration {
-        self.waited
     }
 
     /// How much audio is queued, from the next frame on.
@@ -187,7 +169,7 @@ impl JitterBuffer {
         if resync {
             self.packets.clear();
             self.window = None;
-            self.spare = Duration::ZERO;
+            self.spare = false;
             self.next = Some(ext);
             self.start_at = Some(now + self.target());
         }
@@ -207,8 +189,7 @@ impl JitterBuffer {
         self.packets.insert(ext, Held { payload, samples, arrived: now });
     }
 
-    /// The next frame for the sound card, asked for once per frame period;
-    /// `now` is the frame's turn: when the card needs it.
+    /// The next frame for the sound card, asked for once per frame period.
     pub fn pop(&mut self, now: Instant) -> Playout {
         let Some(next) = self.next else { return Playout::Waiting };
         if self.start_at.is_some_and(|t| now < t) {
@@ -216,7 +197,7 @@ impl JitterBuffer {
         }
         self.start_at = None;
         // Too much queued (a burst, or the sender's clock runs fast): skip one.
-        let frame_time = self.frame_time();
+        let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
         let depth = self.depth();
         let waited = self.packets.get(&next).map_or(Duration::ZERO, |h| now.saturating_duration_since(h.arrived));
         self.turn(now, depth, waited);
@@ -251,34 +232,27 @@ impl JitterBuffer {
         }
     }
 
-    /// How much audio could go without eating into the target delay: in
-    /// the last whole [`TRIM_WINDOW`] every frame waited at least this much
-    /// beyond what the target asks (and [`SPARE_MARGIN`]), up to a frame.
-    /// Zero when nothing is to spare.
-    pub fn spare(&self) -> Duration {
+    /// A frame could go without eating into the target delay: in the last
+    /// whole [`TRIM_WINDOW`] every frame waited a frame beyond what the
+    /// target asks (and [`SPARE_MARGIN`]).
+    pub fn spare(&self) -> bool {
         self.spare
     }
 
-    /// The caller cut `taken` (at most [`Self::spare`]) from a quiet
-    /// frame's audio: later turns come that much sooner.
-    pub fn drop_spare(&mut self, taken: Duration) {
-        if !self.spare.is_zero() && !taken.is_zero() {
-            self.spare = Duration::ZERO;
+    /// The caller dropped the frame it was just given (a quiet one) because
+    /// there was one to spare.
+    pub fn drop_spare(&mut self) {
+        if std::mem::take(&mut self.spare) {
             self.stats.skipped += 1;
-            self.stats.trimmed += taken;
-            // The next verdict needs a whole window at the new delay.
+            // The next verdict needs a whole window at the new depth.
             self.window = None;
         }
     }
 
     /// Notes the depth at this turn and how long the frame due waited; at
-    /// the end of a window, how much delay it had to spare throughout.
+    /// the end of a window, whether it had a frame to spare throughout.
     fn turn(&mut self, now: Instant, depth: Duration, waited: Duration) {
-        let frame = self.frame_time();
-        // What a frame must wait at least: the target's share beyond the
-        // frame itself (its jitter term, or the configured minimum's extra
-        // frame for a codec that rebuilds a loss from the next packet).
-        let needed = self.target().saturating_sub(frame) + SPARE_MARGIN;
+        let target = self.target();
         let (since, least, sum, turns) = self.window.get_or_insert((now, waited, Duration::ZERO, 0));
         *least = (*least).min(waited);
         *sum += depth;
@@ -286,15 +260,9 @@ impl JitterBuffer {
         if now.duration_since(*since) < TRIM_WINDOW {
             return;
         }
-        let spare = least.saturating_sub(needed).min(frame);
-        self.spare = if spare >= SPARE_LEAST { spare } else { Duration::ZERO };
-        self.waited = *least;
+        self.spare = *least >= target + SPARE_MARGIN;
         self.held = *sum / *turns;
         self.window = None;
-    }
-
-    fn frame_time(&self) -> Duration {
-        Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate))
     }
 
     /// The packet right after the one just reported missing, if it is here

@@ -37,13 +37,6 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 /// 40 ms of mouth to ear went with it.)
 const PLAYOUT_FILL: Duration = Duration::from_millis(30);
 const TICK: Duration = Duration::from_millis(10);
-/// When the speaker says each time its card took audio (libpulse), the
-/// ring is topped up right after instead of up to a tick later: 20 ms then
-/// leaves the task the same 20 ms to be late, 10 ms less mouth to ear.
-const PLAYOUT_FILL_WOKEN: Duration = Duration::from_millis(20);
-/// The timer that still runs beside the speaker's signal (the microphone
-/// and reports, should the card stop asking).
-const TICK_WOKEN: Duration = Duration::from_millis(30);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
 const EVENT_RATE: u32 = 8000;
 
@@ -145,10 +138,6 @@ struct Dtmf {
 #[derive(Default)]
 struct Devices {
     playback: Option<agent_helper_audio::Playback>,
-    /// The playback's signal that its card took audio, and the capture's
-    /// that audio came, where they give them.
-    served: Option<Signal>,
-    captured: Option<Signal>,
     capture: Option<agent_helper_audio::Capture>,
     /// Opened (or failed to) once: not again every tick.
     tried: bool,
@@ -208,8 +197,8 @@ async fn run(
     let mut opening: Option<Opening> = None;
     let mut recheck: Option<tokio::task::JoinHandle<Vec<String>>> = None;
     let mut next_recheck = Instant::now();
-    // A step: the speaker's ring topped up, the microphone's frames sent.
-    let (mut step, mut next_step) = (false, tokio::time::Instant::now());
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
     let mut next_report = Instant::now() + REPORT_EVERY;
     // The frame being played, and how much of it is in the speaker's ring.
@@ -332,196 +321,184 @@ async fn run(
                     Err(_) => dropped += 1,
                 }
             }
-            // The card took audio (the speaker's ring is topped up right
-            // after), the microphone's came (a whole frame goes out at
-            // once), or the timer for when neither says anything.
-            () = signalled(&devices.served) => step = true,
-            () = signalled(&devices.captured) => step = true,
-            _ = tokio::time::sleep_until(next_step) => step = true,
-        }
-        if !std::mem::take(&mut step) {
-            continue;
-        }
-        next_step = tokio::time::Instant::now() + if devices.served.is_some() { TICK_WOKEN } else { TICK };
-        // The devices open as soon as the call exists (they take a
-        // moment), so audio flows from the first packet after the answer.
-        let Some(c) = codec.as_mut() else { continue };
-        let (rate, frame, ticks) = (c.rate(), c.frame(), c.frame_ticks());
-        if !devices.tried && ctl.wanted {
-            devices.tried = true;
-            devices.rate = rate;
-            devices.native = ctl.native_rate;
-            opening = Some(open_devices(&ctl, rate));
-        }
-        if let Some(o) = &mut opening {
-            o.collect(&mut devices, &call_id, &events).await;
-        }
-        follow_devices(&mut devices, &mut opening, &mut recheck, &mut next_recheck, &ctl, &call_id).await;
-        if ctl.remote.is_none() {
-            last_send = Instant::now();
-            continue;
-        }
-        let now = Instant::now();
-        // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
-        match &mut devices.playback {
-            Some(p) => {
-                let fill = if devices.served.is_some() { PLAYOUT_FILL_WOKEN } else { PLAYOUT_FILL };
-                let fill = (fill.as_secs_f64() * f64::from(p.rate)) as usize;
-                // A sound card that stops taking samples is gone (an
-                // unplugged device's stream may just stop, with no error).
-                let queued = p.samples.buffer().capacity() - p.samples.slots();
-                if queued >= devices.queued_after_push && queued > 0 {
-                    let since = *devices.stalled_since.get_or_insert(now);
-                    if now.duration_since(since) > STALL {
-                        p.mark_failed();
-                    }
-                } else {
-                    devices.stalled_since = None;
+            _ = tick.tick() => {
+                // The devices open as soon as the call exists (they take a
+                // moment), so audio flows from the first packet after the answer.
+                let Some(c) = codec.as_mut() else { continue };
+                let (rate, frame, ticks) = (c.rate(), c.frame(), c.frame_ticks());
+                if !devices.tried && ctl.wanted {
+                    devices.tried = true;
+                    devices.rate = rate;
+                    devices.native = ctl.native_rate;
+                    opening = Some(open_devices(&ctl, rate));
                 }
-                // Frames leave the jitter buffer only as the card takes
-                // audio: a card that ran dry played silence already and
-                // the buffer, now deeper, gives the time back in a
-                // quiet frame (see `next_frame`).
-                let mut queued = p.samples.buffer().capacity() - p.samples.slots();
-                // Then audio up to `fill`, sample by sample: the ring
-                // stays within one card period of it whatever the frame.
-                while queued < fill {
-                    if played >= pcm.len() {
-                        // The card needed this frame when the ring fell
-                        // under `fill`: up to a tick ago.
-                        let short = Duration::from_secs_f64((fill - queued) as f64 / f64::from(p.rate));
-                        next_frame(&mut jitter, c, frame, now.checked_sub(short).unwrap_or(now), &mut pcm, &mut heard);
-                        if !ctl.receive {
-                            pcm.iter_mut().for_each(|s| *s = 0);
+                if let Some(o) = &mut opening {
+                    o.collect(&mut devices, &call_id, &events).await;
+                }
+                follow_devices(&mut devices, &mut opening, &mut recheck, &mut next_recheck, &ctl, &call_id).await;
+                if ctl.remote.is_none() {
+                    last_send = Instant::now();
+                    continue;
+                }
+                let now = Instant::now();
+                // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
+                match &mut devices.playback {
+                    Some(p) => {
+                        let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(p.rate)) as usize;
+                        // A sound card that stops taking samples is gone (an
+                        // unplugged device's stream may just stop, with no error).
+                        let queued = p.samples.buffer().capacity() - p.samples.slots();
+                        if queued >= devices.queued_after_push && queued > 0 {
+                            let since = *devices.stalled_since.get_or_insert(now);
+                            if now.duration_since(since) > STALL {
+                                p.mark_failed();
+                            }
+                        } else {
+                            devices.stalled_since = None;
                         }
-                        if let Some(r) = devices.to_speaker.as_mut() {
-                            converted.clear();
-                            r.process(&pcm, &mut converted);
-                            std::mem::swap(&mut pcm, &mut converted);
+                        // Frames leave the jitter buffer only as the card takes
+                        // audio: a card that ran dry played silence already and
+                        // the buffer, now deeper, gives the time back in a
+                        // quiet frame (see `next_frame`).
+                        let mut queued = p.samples.buffer().capacity() - p.samples.slots();
+                        // Then audio up to `fill`, sample by sample: the ring
+                        // stays within one card period of it whatever the frame.
+                        while queued < fill {
+                            if played >= pcm.len() {
+                                next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
+                                if !ctl.receive {
+                                    pcm.iter_mut().for_each(|s| *s = 0);
+                                }
+                                if let Some(r) = devices.to_speaker.as_mut() {
+                                    converted.clear();
+                                    r.process(&pcm, &mut converted);
+                                    std::mem::swap(&mut pcm, &mut converted);
+                                }
+                                played = 0;
+                                if pcm.is_empty() {
+                                    break;
+                                }
+                            }
+                            let n = (fill - queued).min(pcm.len() - played).min(p.samples.slots());
+                            if n == 0 {
+                                break;
+                            }
+                            for s in &pcm[played..played + n] {
+                                let _ = p.samples.push(*s);
+                            }
+                            played += n;
+                            queued += n;
                         }
-                        played = 0;
-                        if pcm.is_empty() {
-                            break;
+                        devices.queued_after_push = p.samples.buffer().capacity() - p.samples.slots();
+                    }
+                    // No speaker: still consume at the stream's pace, so stats stay right.
+                    None => {
+                        // Until the buffer plays (packets may queue past the fill
+                        // before its start time) a pop takes nothing: stop then,
+                        // or this loop would spin and starve the runtime.
+                        while jitter.depth() > PLAYOUT_FILL {
+                            let before = jitter.depth();
+                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
+                            if jitter.depth() >= before {
+                                break;
+                            }
+                        }
+                        played = pcm.len();
+                    }
+                }
+                if now >= next_report {
+                    next_report = now + REPORT_EVERY;
+                    let (fraction, lost_ratio) = counters.fraction_lost_since_last();
+                    // RTCP every report interval (RFC 3550 §6.2: 5 s for a two-party call).
+                    let sent = (sender.packets_sent > 0).then(|| rtcp::Sent {
+                        packets: sender.packets_sent as u32,
+                        octets: sender.octets_sent as u32,
+                        rtp_timestamp: sender.timestamp(),
+                    });
+                    let heard = (counters.received() > 0).then(|| rtcp::Received {
+                        ssrc: remote_ssrc,
+                        fraction_lost: fraction,
+                        total_lost: counters.lost() as u32,
+                        extended_highest: counters.extended_highest(),
+                        jitter: jitter.jitter() as u32,
+                    });
+                    let report = reports.report(now, std::time::SystemTime::now(), sent, heard);
+                    let (via, to) = if ctl.rtcp_mux {
+                        (&socket, learned.or(ctl.remote))
+                    } else {
+                        (&rtcp_socket, learned_rtcp.or(ctl.remote_rtcp))
+                    };
+                    if let (Some(to), Some(sealed)) = (to, srtp.seal(Kind::Rtcp, report)) {
+                        let _ = via.send_to(&sealed, to).await;
+                    }
+                    let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
+                    let _ = events.try_send(MediaEvent::Quality(stats));
+                }
+                // Microphone: every 20 ms of it becomes a packet.
+                let dest = learned.or(ctl.remote);
+                // Microphone audio at the codec's rate, in one buffer reused
+                // every tick; whole frames are sent, a rest waits for the next.
+                match &mut devices.capture {
+                    Some(c) => match devices.from_mic.as_mut() {
+                        None => {
+                            while c.samples.slots() >= frame {
+                                let Ok(chunk) = c.samples.read_chunk(frame) else { break };
+                                mic.extend(chunk);
+                            }
+                        }
+                        Some(r) => {
+                            if let Ok(chunk) = c.samples.read_chunk(c.samples.slots()) {
+                                let (a, b) = chunk.as_slices();
+                                r.process(a, &mut mic);
+                                r.process(b, &mut mic);
+                                chunk.commit_all();
+                            }
+                        }
+                    },
+                    None => {
+                        while now.duration_since(last_send) >= Duration::from_millis(20) {
+                            last_send += Duration::from_millis(20);
+                            mic.resize(mic.len() + frame, 0);
                         }
                     }
-                    let n = (fill - queued).min(pcm.len() - played).min(p.samples.slots());
-                    if n == 0 {
-                        break;
-                    }
-                    for s in &pcm[played..played + n] {
-                        let _ = p.samples.push(*s);
-                    }
-                    played += n;
-                    queued += n;
                 }
-                devices.queued_after_push = p.samples.buffer().capacity() - p.samples.slots();
-            }
-            // No speaker: still consume at the stream's pace, so stats stay right.
-            None => {
-                // Until the buffer plays (packets may queue past the fill
-                // before its start time) a pop takes nothing: stop then,
-                // or this loop would spin and starve the runtime.
-                while jitter.depth() > PLAYOUT_FILL {
-                    let before = jitter.depth();
-                    next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
-                    if jitter.depth() >= before {
-                        break;
+                for pcm_frame in mic.chunks_exact_mut(frame) {
+                    if !ctl.send {
+                        sender.skip(ticks);
+                        continue;
+                    }
+                    // A digit in progress replaces the audio of this frame.
+                    if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
+                        && let Some(packet) = dtmf.next_packet(&mut sender, pt, ticks)
+                    {
+                        if let Some(sealed) = srtp.seal(Kind::Rtp, packet) {
+                            let _ = socket.send_to(&sealed, d).await;
+                        }
+                        continue;
+                    }
+                    if ctl.muted {
+                        pcm_frame.iter_mut().for_each(|s| *s = 0);
+                    }
+                    payload.clear();
+                    c.encode(pcm_frame, &mut payload);
+                    // DTX: silence the codec chose not to send; the next
+                    // packet starts a talkspurt (marker bit, RFC 3551 §4.1).
+                    if payload.is_empty() {
+                        sender.skip(ticks);
+                        talkspurt_over = true;
+                        continue;
+                    }
+                    let packet = sender.packet(&payload, ticks, std::mem::take(&mut talkspurt_over));
+                    if let Some(d) = dest
+                        && let Some(sealed) = srtp.seal(Kind::Rtp, packet)
+                    {
+                        let _ = socket.send_to(&sealed, d).await;
                     }
                 }
-                played = pcm.len();
+                let whole = mic.len() / frame * frame;
+                mic.drain(..whole);
             }
         }
-        if now >= next_report {
-            next_report = now + REPORT_EVERY;
-            let (fraction, lost_ratio) = counters.fraction_lost_since_last();
-            // RTCP every report interval (RFC 3550 §6.2: 5 s for a two-party call).
-            let sent = (sender.packets_sent > 0).then(|| rtcp::Sent {
-                packets: sender.packets_sent as u32,
-                octets: sender.octets_sent as u32,
-                rtp_timestamp: sender.timestamp(),
-            });
-            let heard = (counters.received() > 0).then(|| rtcp::Received {
-                ssrc: remote_ssrc,
-                fraction_lost: fraction,
-                total_lost: counters.lost() as u32,
-                extended_highest: counters.extended_highest(),
-                jitter: jitter.jitter() as u32,
-            });
-            let report = reports.report(now, std::time::SystemTime::now(), sent, heard);
-            let (via, to) = if ctl.rtcp_mux {
-                (&socket, learned.or(ctl.remote))
-            } else {
-                (&rtcp_socket, learned_rtcp.or(ctl.remote_rtcp))
-            };
-            if let (Some(to), Some(sealed)) = (to, srtp.seal(Kind::Rtcp, report)) {
-                let _ = via.send_to(&sealed, to).await;
-            }
-            let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
-            let _ = events.try_send(MediaEvent::Quality(stats));
-        }
-        // Microphone: every 20 ms of it becomes a packet.
-        let dest = learned.or(ctl.remote);
-        // Microphone audio at the codec's rate, in one buffer reused
-        // every tick; whole frames are sent, a rest waits for the next.
-        match &mut devices.capture {
-            Some(c) => match devices.from_mic.as_mut() {
-                None => {
-                    while c.samples.slots() >= frame {
-                        let Ok(chunk) = c.samples.read_chunk(frame) else { break };
-                        mic.extend(chunk);
-                    }
-                }
-                Some(r) => {
-                    if let Ok(chunk) = c.samples.read_chunk(c.samples.slots()) {
-                        let (a, b) = chunk.as_slices();
-                        r.process(a, &mut mic);
-                        r.process(b, &mut mic);
-                        chunk.commit_all();
-                    }
-                }
-            },
-            None => {
-                while now.duration_since(last_send) >= Duration::from_millis(20) {
-                    last_send += Duration::from_millis(20);
-                    mic.resize(mic.len() + frame, 0);
-                }
-            }
-        }
-        for pcm_frame in mic.chunks_exact_mut(frame) {
-            if !ctl.send {
-                sender.skip(ticks);
-                continue;
-            }
-            // A digit in progress replaces the audio of this frame.
-            if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
-                && let Some(packet) = dtmf.next_packet(&mut sender, pt, ticks)
-            {
-                if let Some(sealed) = srtp.seal(Kind::Rtp, packet) {
-                    let _ = socket.send_to(&sealed, d).await;
-                }
-                continue;
-            }
-            if ctl.muted {
-                pcm_frame.iter_mut().for_each(|s| *s = 0);
-            }
-            payload.clear();
-            c.encode(pcm_frame, &mut payload);
-            // DTX: silence the codec chose not to send; the next
-            // packet starts a talkspurt (marker bit, RFC 3551 §4.1).
-            if payload.is_empty() {
-                sender.skip(ticks);
-                talkspurt_over = true;
-                continue;
-            }
-            let packet = sender.packet(&payload, ticks, std::mem::take(&mut talkspurt_over));
-            if let Some(d) = dest
-                && let Some(sealed) = srtp.seal(Kind::Rtp, packet)
-            {
-                let _ = socket.send_to(&sealed, d).await;
-            }
-        }
-        let whole = mic.len() / frame * frame;
-        mic.drain(..whole);
     }
     let stats = jitter.stats();
     tracing::info!(
@@ -530,7 +507,6 @@ async fn run(
         lost = counters.lost(),
         concealed = stats.concealed,
         skipped = stats.skipped,
-        trimmed_ms = stats.trimmed.as_millis() as u64,
         from_next = heard.from_next,
         late = stats.late,
         duplicates = stats.duplicates,
@@ -734,12 +710,12 @@ fn next_frame(
     jitter: &mut JitterBuffer,
     codec: &mut Codec,
     frame: usize,
-    turn: Instant,
+    now: Instant,
     pcm: &mut Vec<i16>,
     heard: &mut Heard,
 ) {
     loop {
-        match jitter.pop(turn) {
+        match jitter.pop(now) {
             Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
             Playout::Missing { samples } => {
                 let next = jitter.peek_next();
@@ -764,56 +740,12 @@ fn next_frame(
         }
         heard.quiet_run += 1;
         // Delay the buffer can spare goes in a pause, not mid-word.
-        let spare = jitter.spare();
-        if heard.quiet_run <= PAUSE_FRAMES || spare.is_zero() {
+        if heard.quiet_run <= PAUSE_FRAMES || !jitter.spare() {
             return;
         }
-        let cut = ((spare.as_secs_f64() * f64::from(codec.rate())) as usize).min(pcm.len());
-        pcm.truncate(pcm.len() - cut);
-        jitter.drop_spare(Duration::from_secs_f64(cut as f64 / f64::from(codec.rate())));
-        tracing::info!(
-            cut_us = (cut as u64 * 1_000_000) / u64::from(codec.rate()),
-            waited_ms = jitter.waited().as_millis() as u64,
-            "spare frame time cut in a pause"
-        );
-        // A frame cut whole: the next one plays in its place.
-        if !pcm.is_empty() {
-            return;
-        }
+        jitter.drop_spare();
+        tracing::info!(held_ms = jitter.held().as_millis() as u64, "a spare frame dropped in a pause");
     }
-}
-
-/// An audio stream's signal that audio moved: a datagram per request of
-/// the sound server (libpulse streams only).
-#[cfg(target_os = "linux")]
-type Signal = tokio::net::UnixDatagram;
-#[cfg(not(target_os = "linux"))]
-type Signal = std::convert::Infallible;
-
-#[cfg(target_os = "linux")]
-fn signal_of(socket: Option<std::os::unix::net::UnixDatagram>) -> Option<Signal> {
-    socket.and_then(|s| tokio::net::UnixDatagram::from_std(s).ok())
-}
-
-/// Resolves once the stream signalled since the last call (its signals
-/// drained); never for a stream without the signal.
-async fn signalled(signal: &Option<Signal>) {
-    #[cfg(target_os = "linux")]
-    if let Some(socket) = signal {
-        let mut bytes = [0u8; 16];
-        while socket.readable().await.is_ok() {
-            let mut any = false;
-            while socket.try_recv(&mut bytes).is_ok() {
-                any = true;
-            }
-            if any {
-                return;
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = signal;
-    std::future::pending().await
 }
 
 /// Below −45 dBFS: a pause, where dropping 20 ms is not heard.
@@ -844,7 +776,6 @@ async fn follow_devices(
     });
     if o.playback.is_none() && devices.playback.as_ref().is_some_and(|p| p.failed()) {
         let lost = devices.playback.take().map(|p| p.device.clone()).unwrap_or_default();
-        devices.served = None;
         devices.stalled_since = None;
         devices.queued_after_push = 0;
         tracing::warn!(call_id, device = %lost, "speaker lost; the call goes on on the default output");
@@ -855,7 +786,6 @@ async fn follow_devices(
     }
     if o.capture.is_none() && devices.capture.as_ref().is_some_and(|c| c.failed()) {
         let lost = devices.capture.take().map(|c| c.device.clone()).unwrap_or_default();
-        devices.captured = None;
         tracing::warn!(call_id, device = %lost, "microphone lost; the call goes on on the default input");
         devices.mic_fallback = true;
         o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate, native)));
@@ -950,14 +880,10 @@ impl Opening {
             && let Some(h) = self.playback.take()
         {
             match h.await {
-                Ok(Ok(mut p)) => {
+                Ok(Ok(p)) => {
                     tracing::info!(call_id, device = %p.device, rate = p.rate, ms = self.since.elapsed().as_millis() as u64, "speaker open");
                     tell("output", &p.device, self.reasons.0.take());
                     devices.to_speaker = converter(call_id, rate, p.rate);
-                    #[cfg(target_os = "linux")]
-                    {
-                        devices.served = signal_of(p.served.take());
-                    }
                     devices.playback = Some(p);
                 }
                 // The chosen speaker is not there: the system default carries the call.
@@ -977,14 +903,10 @@ impl Opening {
             && let Some(h) = self.capture.take()
         {
             match h.await {
-                Ok(Ok(mut c)) => {
+                Ok(Ok(c)) => {
                     tracing::info!(call_id, device = %c.device, rate = c.rate, ms = self.since.elapsed().as_millis() as u64, "microphone open");
                     tell("input", &c.device, self.reasons.1.take());
                     devices.from_mic = converter(call_id, c.rate, rate);
-                    #[cfg(target_os = "linux")]
-                    {
-                        devices.captured = signal_of(c.captured.take());
-                    }
                     devices.capture = Some(c);
                 }
                 Ok(Err(e)) if self.chosen.1 && !devices.mic_fallback => {
