@@ -336,6 +336,7 @@ fn baresip_to_baresip_latency_ms(codec: &Codec) -> (f64, f64) {
 #[test]
 #[ignore = "a benchmark: scripts/bench-voice.sh"]
 fn voice_benchmark() {
+    let steal = support::steal::Steal::now();
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     // BENCH_CODECS=pcmu,opus and BENCH_LOSS=0,5 narrow the run.
     let wanted = |var: &str, value: &str| std::env::var(var).map_or(true, |v| v.split(',').any(|w| w == value));
@@ -394,6 +395,11 @@ fn voice_benchmark() {
         eprint!("{line}");
         table.push_str(&line);
     }
+    // Bursts of it stall the sound server and both sides at once.
+    table.push_str(&format!(
+        "\nThe hypervisor took {} of the CPUs' time during the run.\n",
+        support::steal::since(&steal)
+    ));
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/voice-benchmark.md");
     std::fs::write(&out, &table).unwrap();
     eprintln!("{table}\nwritten to {}", out.display());

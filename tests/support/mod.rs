@@ -14,6 +14,7 @@ pub mod netloss;
 pub mod pulse;
 pub mod sipp;
 pub mod speech;
+pub mod steal;
 pub mod web;
 pub mod webdriver;
 
