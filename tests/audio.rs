@@ -120,6 +120,9 @@ enum Lossy {
 /// At most this many calls measure one score.
 const MOST_CALLS: u32 = 4;
 
+/// The E-model MOS a clean call on loopback reports (4.32 with no stall).
+const MOS_FLOOR: f64 = 4.0;
+
 /// A call that stalled while the hypervisor took at least this share of the
 /// CPUs' time (%) measured the machine, not the helper. A machine of its
 /// own loses none; this one (2026-11-22) lost 7–47 %, and at 11 % and more
@@ -142,18 +145,24 @@ const STOLEN: f64 = 5.0;
 /// loudly and the caller asserts nothing; with the CPUs to itself, a
 /// stalling helper still fails.
 fn speech_both_ways_scored(codec: &str, loss: Lossy, media: Media, floors: (f64, f64)) -> Option<(f64, f64)> {
-    let under = |s: (f64, f64)| s.0 < floors.0 || s.1 < floors.1;
+    // A clean call's E-model MOS comes from the jitter and round trip the
+    // helper measured, so a stalled machine lowers it as it lowers PESQ.
+    let mos_floor = if matches!(loss, Lossy::None) { MOS_FLOOR } else { 0.0 };
+    let under = |m: &Measured| m.scores.0 < floors.0 || m.scores.1 < floors.1 || m.mos < mos_floor;
     let mut every_call_starved = true;
     let mut call = 1;
     loop {
         let measured = speech_both_ways_with(codec, loss, media);
         let scores = measured.scores;
-        if !under(scores) {
+        if !under(&measured) {
             return Some(scores);
         }
         every_call_starved &= measured.stall.is_some() && measured.stolen.is_some_and(|p| p >= STOLEN);
         let stall = measured.stall.as_deref().unwrap_or("no stall to show");
-        eprintln!("{codec}: {scores:?} under {floors:?} on call {call} ({stall})");
+        eprintln!(
+            "{codec}: {scores:?}, MOS {} under {floors:?}, MOS {mos_floor} on call {call} ({stall})",
+            measured.mos
+        );
         // Two calls in a row starved: the burst lasts minutes, more calls
         // would measure it again.
         if call == MOST_CALLS || (call > 1 && (measured.stall.is_none() || every_call_starved)) {
@@ -164,6 +173,7 @@ fn speech_both_ways_scored(codec: &str, loss: Lossy, media: Media, floors: (f64,
                 );
                 return None;
             }
+            assert!(measured.mos >= mos_floor, "{codec}: MOS {} under {mos_floor} ({stall})", measured.mos);
             return Some(scores);
         }
         call += 1;
@@ -189,6 +199,8 @@ enum Media {
 /// first sign in the helper's log that the machine stalled the call's audio.
 struct Measured {
     scores: (f64, f64),
+    /// The helper's E-model MOS of the call (`getCallStats`).
+    mos: f64,
     stall: Option<String>,
     /// The share of the CPUs' time the hypervisor took during the call, %.
     stolen: Option<f64>,
@@ -266,9 +278,9 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> Measured {
     assert!(report["packetsReceived"].as_u64().unwrap() > 100, "{report}");
     let stats = conn.request("getCallStats", json!({}))["result"].clone();
     eprintln!("{codec} at {loss_percent} %: {stats}");
+    let mos = stats["mos"].as_f64().unwrap_or_else(|| panic!("no MOS: {stats}"));
     if loss_percent == 0 {
         assert_eq!(stats["packetsLost"], 0, "{stats}");
-        assert!(stats["mos"].as_f64().unwrap() > 4.0, "{stats}");
     } else {
         assert!(stats["packetsLost"].as_u64().unwrap() > 0, "the loss shows: {stats}");
     }
@@ -342,7 +354,7 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> Measured {
         support::steal::since(&steal)
     );
     let stolen = steal.as_ref().and_then(support::steal::Steal::percent_since);
-    Measured { scores: (helper_heard, bob_heard), stall: stall_in(&text), stolen }
+    Measured { scores: (helper_heard, bob_heard), mos, stall: stall_in(&text), stolen }
 }
 
 #[test]
@@ -424,8 +436,11 @@ fn rtcp_gives_the_round_trip_time_and_the_peers_view_also_over_srtp() {
             }
             assert!(r["packetsReceived"].as_u64().unwrap() < 50 * 40, "no RTT after 40 s: {r}");
         };
+        // On loopback the round trip is the two sides' scheduling: a few ms,
+        // 240 ms seen while the hypervisor took 40 % of the CPUs. The bound
+        // catches wrong units (the NTP middle 32 bits are 1/65536 s).
         let rtt = report["rttMs"].as_f64().unwrap();
-        assert!((0.0..200.0).contains(&rtt), "loopback RTT {rtt} ms: {report}");
+        assert!((0.0..1000.0).contains(&rtt), "loopback RTT {rtt} ms: {report}");
         assert_eq!(report["remoteLossPercent"], 0.0, "{report}");
         conn.request("endCall", json!({}));
         conn.event("call-ended");
@@ -598,18 +613,46 @@ fn plugging_and_unplugging_a_device_sends_devices_changed() {
     let mut conn = helper.connect();
     // Changes are announced against the list a client was given.
     conn.request("listDevices", json!({}));
+    let plugged = std::time::Instant::now();
     let module = pulse.plug_sink("usb_headset");
     let changed = conn.event("devices-changed");
-    let has =
-        |v: &serde_json::Value| v["devices"].as_array().unwrap().iter().any(|d| d["id"] == "pulseaudio:usb_headset");
-    assert!(has(&changed), "{changed}");
+    // For docs/benchmarks.md (the sound server's event, not a timer).
+    eprintln!("plugged to devices-changed: {:?}", plugged.elapsed());
+    assert!(has_usb_headset(&changed), "{changed}");
     pulse.unplug(&module);
     loop {
         let changed = conn.event("devices-changed");
-        if !has(&changed) {
+        if !has_usb_headset(&changed) {
             break;
         }
     }
+    // The server told of it: the helper does not poll a sound server.
+    let log = std::fs::read_to_string(dir.path().join("logs/BPClient.log")).unwrap();
+    assert!(log.contains("audio devices watched through the sound server's events"), "{log}");
+}
+
+fn has_usb_headset(event: &serde_json::Value) -> bool {
+    event["devices"].as_array().unwrap().iter().any(|d| d["id"] == "pulseaudio:usb_headset")
+}
+
+/// The sound server restarts (a desktop update, PipeWire taking over): the
+/// helper connects to the new one and goes on noticing devices.
+#[test]
+fn devices_are_still_watched_after_the_sound_server_restarts() {
+    let _one = one_at_a_time();
+    let mut pulse = Pulse::start();
+    let dir = support::ram_dir();
+    let helper = helper_with_pulse(&pulse, dir.path(), "");
+    let mut conn = helper.connect();
+    let log = dir.path().join("logs/BPClient.log");
+    let logged = |what: &str| std::fs::read_to_string(&log).unwrap_or_default().contains(what);
+    wait_until("the helper watches the server", || logged("audio devices watched through the sound server's events"));
+    pulse.restart();
+    wait_until("the helper back on the new server", || logged("the sound server is back: watching its devices again"));
+    conn.request("listDevices", json!({}));
+    pulse.plug_sink("usb_headset");
+    // What the helper made of the server's absence may come first.
+    while !has_usb_headset(&conn.event("devices-changed")) {}
 }
 
 #[test]
@@ -786,8 +829,10 @@ fn unplugging_the_speaker_mid_call_moves_the_call_to_the_default_and_back() {
     let status = conn.request("getStatus", json!({}));
     assert_eq!(status["result"]["calls"][0]["state"], "connected", "the call goes on: {status}");
 
+    let replugged = std::time::Instant::now();
     pulse.plug_sink("usb_headset");
     let back = conn.event("call-audio-device-changed");
+    eprintln!("plugged back to restored: {:?}", replugged.elapsed());
     assert_eq!(
         (back["reason"].as_str(), back["device"].as_str()),
         (Some("restored"), Some("pulseaudio:usb_headset")),

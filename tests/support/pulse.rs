@@ -42,15 +42,35 @@ impl Pulse {
             socket = socket.display()
         );
         std::fs::write(dir.path().join("pulse.pa"), config).unwrap();
-        let runtime = dir.path().join("runtime");
+        let child = Pulse::spawn(dir.path());
+        let mut pulse = Pulse { child, feeds: Vec::new(), server: format!("unix:{}", socket.display()), dir };
+        pulse.serve();
+        pulse
+    }
+
+    /// The server stops and a new one starts on the same socket with the
+    /// same devices, as when a desktop's sound server is restarted.
+    pub fn restart(&mut self) {
+        for mut feed in self.feeds.drain(..) {
+            let _ = feed.kill();
+            let _ = feed.wait();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Pulse::spawn(self.dir.path());
+        self.serve();
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let runtime = dir.join("runtime");
         std::fs::create_dir_all(&runtime).unwrap();
-        let child = Command::new("pulseaudio")
+        Command::new("pulseaudio")
             .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--system=no"])
             .arg("-F")
-            .arg(dir.path().join("pulse.pa"))
-            .arg(format!("--log-target=file:{}", dir.path().join("pulse.log").display()))
+            .arg(dir.join("pulse.pa"))
+            .arg(format!("--log-target=file:{}", dir.join("pulse.log").display()))
             .env("XDG_RUNTIME_DIR", &runtime)
-            .env("HOME", dir.path())
+            .env("HOME", dir)
             // The suite runs inside a D-Bus session (for the keyring): parallel
             // servers would all claim org.PulseAudio1 there and all but one exit.
             .env_remove("DBUS_SESSION_BUS_ADDRESS")
@@ -58,20 +78,23 @@ impl Pulse {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start pulseaudio");
-        let mut pulse = Pulse { child, feeds: Vec::new(), server: format!("unix:{}", socket.display()), dir };
+            .expect("start pulseaudio")
+    }
+
+    /// Waits for the server to answer, then feeds its sinks.
+    fn serve(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !pulse.pactl(&["info"]).0 {
-            assert!(Instant::now() < deadline, "pulseaudio did not start: {}", pulse.log());
+        while !self.pactl(&["info"]).0 {
+            assert!(Instant::now() < deadline, "pulseaudio did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
         for sink in ["micfeed", "headset", "ringer", "speaker2"] {
             let zeros = std::fs::File::open("/dev/zero").unwrap();
-            pulse.feeds.push(
+            self.feeds.push(
                 Command::new("pacat")
                     .args(["--playback", "-d", sink, "--latency-msec=40", "--raw", "--format=s16le", "--rate=8000"])
                     .arg("--channels=1")
-                    .env("PULSE_SERVER", &pulse.server)
+                    .env("PULSE_SERVER", &self.server)
                     .stdin(zeros)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -79,7 +102,6 @@ impl Pulse {
                     .expect("pacat"),
             );
         }
-        pulse
     }
 
     pub fn log(&self) -> String {

@@ -92,6 +92,20 @@ pub fn can_watch() -> bool {
     }
 }
 
+/// Calls `changed`, from a thread of its own, whenever the devices may have
+/// changed (one came or went, a default moved), until it returns false.
+/// Only a sound server tells of its devices (PulseAudio or PipeWire's, by
+/// libpulse's subscription); elsewhere, and when none answers, an error:
+/// the caller compares [`list_devices`] on a timer instead.
+pub fn watch_device_changes(changed: impl FnMut() -> bool + Send + 'static) -> Result<(), AudioError> {
+    #[cfg(target_os = "linux")]
+    if on_pulseaudio() {
+        return pulse::watch_devices(changed);
+    }
+    drop(changed);
+    Err(AudioError::NoHost("this audio system does not tell of device changes".into()))
+}
+
 /// Every input and output device, defaults marked. PulseAudio's monitor
 /// sources (a copy of what a sink plays) are not microphones and are left out.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, AudioError> {

@@ -218,14 +218,7 @@ fn connect(
     spec: &Spec,
     attr: &BufferAttr,
 ) -> Result<(Mainloop, Context, Stream), String> {
-    let mut mainloop = Mainloop::new().ok_or("no libpulse main loop")?;
-    let mut context = Context::new(&mainloop, "Agent Helper").ok_or("no libpulse context")?;
-    context.connect(None, ContextFlags::NOAUTOSPAWN, None).map_err(text)?;
-    wait(&mut mainloop, || match context.get_state() {
-        ContextState::Ready => Some(Ok(())),
-        ContextState::Failed | ContextState::Terminated => Some(Err("the sound server refused us".to_owned())),
-        _ => None,
-    })?;
+    let (mut mainloop, mut context) = connect_context()?;
     let name = match direction {
         Direction::Output => "call audio",
         Direction::Input => "call microphone",
@@ -243,6 +236,99 @@ fn connect(
         _ => None,
     })?;
     Ok((mainloop, context, stream))
+}
+
+/// A main loop and a context connected to the server (never started by us).
+fn connect_context() -> Result<(Mainloop, Context), String> {
+    let mut mainloop = Mainloop::new().ok_or("no libpulse main loop")?;
+    let mut context = Context::new(&mainloop, "Agent Helper").ok_or("no libpulse context")?;
+    context.connect(None, ContextFlags::NOAUTOSPAWN, None).map_err(text)?;
+    wait(&mut mainloop, || match context.get_state() {
+        ContextState::Ready => Some(Ok(())),
+        ContextState::Failed | ContextState::Terminated => Some(Err("the sound server refused us".to_owned())),
+        _ => None,
+    })?;
+    Ok((mainloop, context))
+}
+
+/// How long the device watcher waits before connecting again to a sound
+/// server that went away (restarted, or the session's server replaced).
+const RECONNECT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tells `changed` each time the server's devices may have changed: a sink
+/// or source came or went, or a default moved. A thread with its own
+/// connection sleeps in libpulse until the server says so: nothing is
+/// polled, and a headset shows within the server's own notice. When the
+/// server goes away `changed` hears of it (its devices went with it); the
+/// thread connects again every [`RECONNECT`] and tells `changed` once the
+/// server is back. The thread ends when `changed` returns false. An error
+/// when no server answers now (the caller then compares lists on a timer).
+pub(crate) fn watch_devices(mut changed: impl FnMut() -> bool + Send + 'static) -> Result<(), AudioError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("audio-devices".into())
+        .spawn(move || {
+            let mut ready = Some(ready_tx);
+            loop {
+                match subscribed() {
+                    Ok((mut mainloop, context, pending)) => {
+                        match ready.take() {
+                            Some(tx) => drop(tx.send(Ok(()))),
+                            None if !changed() => return,
+                            None => tracing::info!("the sound server is back: watching its devices again"),
+                        }
+                        while matches!(mainloop.iterate(true), IterateResult::Success(_))
+                            && context.get_state() == ContextState::Ready
+                        {
+                            if pending.take() && !changed() {
+                                return;
+                            }
+                        }
+                        tracing::warn!("the sound server went away: its devices are gone until it is back");
+                        if !changed() {
+                            return;
+                        }
+                    }
+                    Err(message) => {
+                        if let Some(tx) = ready.take() {
+                            drop(tx.send(Err(AudioError::NoHost(message))));
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(RECONNECT);
+            }
+        })
+        .map_err(|e| AudioError::NoHost(e.to_string()))?;
+    ready_rx.recv_timeout(OPEN_TIMEOUT).map_err(|_| AudioError::NoHost("the audio system did not answer".into()))?
+}
+
+/// A connection subscribed to device events; the flag is set by each one
+/// that may change the device list (taken by the caller after each wake).
+fn subscribed() -> Result<(Mainloop, Context, std::rc::Rc<std::cell::Cell<bool>>), String> {
+    use libpulse_binding::context::subscribe::{Facility, InterestMaskSet, Operation};
+    let (mut mainloop, mut context) = connect_context()?;
+    let pending = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = pending.clone();
+    context.set_subscribe_callback(Some(Box::new(move |facility, operation, _index| {
+        // A device's volume or port changes often and leaves the list as it
+        // was; its coming and going, and the server's defaults, do not.
+        let device = matches!(facility, Some(Facility::Sink | Facility::Source))
+            && matches!(operation, Some(Operation::New | Operation::Removed));
+        if device || facility == Some(Facility::Server) {
+            flag.set(true);
+        }
+    })));
+    let answer = std::rc::Rc::new(std::cell::Cell::new(None));
+    let answered = answer.clone();
+    let mask = InterestMaskSet::SINK | InterestMaskSet::SOURCE | InterestMaskSet::SERVER;
+    let _operation = context.subscribe(mask, move |ok| answered.set(Some(ok)));
+    wait(&mut mainloop, || match answer.get() {
+        Some(true) => Some(Ok(())),
+        Some(false) => Some(Err("the sound server refused to tell of device changes".to_owned())),
+        None => None,
+    })?;
+    Ok((mainloop, context, pending))
 }
 
 /// Runs the main loop until `done` has an answer.

@@ -100,7 +100,8 @@ pub(super) enum MediaEvent {
 /// A speaker that takes no audio for this long counts as gone.
 const STALL: Duration = Duration::from_millis(800);
 
-/// How often a call on a fallback device looks for the chosen one again.
+/// How often a call on a fallback device looks for the chosen one again
+/// (and at once when the phone's watcher sees the devices change).
 const DEVICE_RECHECK: Duration = Duration::from_secs(2);
 
 /// How often a call's voice quality is reported.
@@ -270,6 +271,8 @@ async fn run(
                 if !devices.mic_fallback && gone(&ctl.microphone) && let Some(c) = &devices.capture {
                     c.mark_failed();
                 }
+                // A call on a fallback looks for its chosen device at once.
+                next_recheck = Instant::now();
             }
             received = rtcp_socket.recv_from(&mut rtcp_buf) => {
                 let Ok((n, from)) = received else { continue };

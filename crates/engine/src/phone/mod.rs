@@ -189,11 +189,17 @@ pub fn spawn(events: mpsc::Sender<PhoneEvent>, known: crate::devices::Known) -> 
     tx
 }
 
-/// How often the device list is compared (plug and unplug show within this).
+/// How often the device list is compared where the audio system does not
+/// tell of changes (plug and unplug show within this).
 const DEVICE_POLL: Duration = Duration::from_millis(1500);
+/// A device plugged in comes as several server events (the sink, its
+/// monitor, the new default): those within this are one change.
+const DEVICE_SETTLE: Duration = Duration::from_millis(50);
 
-/// Notices plugged and unplugged audio devices by comparing the list (cpal
-/// has no device events); only where listing is cheap (a sound server).
+/// Notices plugged and unplugged audio devices: when the sound server says
+/// its devices changed, or by comparing the list every [`DEVICE_POLL`]
+/// where it cannot say (cpal has no device events); not at all where
+/// listing is costly (bare ALSA probes every card).
 async fn watch_devices(
     events: mpsc::Sender<PhoneEvent>,
     present: tokio::sync::watch::Sender<std::sync::Arc<Vec<String>>>,
@@ -204,10 +210,36 @@ async fn watch_devices(
         tracing::info!("no sound server: audio devices are not watched for changes");
         return;
     }
+    // One pending notice is enough: the list is read whole after it.
+    let (notice, mut notices) = mpsc::channel::<()>(1);
+    let subscribe = move || {
+        agent_helper_audio::watch_device_changes(move || {
+            !matches!(notice.try_send(()), Err(mpsc::error::TrySendError::Closed(())))
+        })
+    };
+    let told = match tokio::task::spawn_blocking(subscribe).await {
+        Ok(Ok(())) => {
+            tracing::info!("audio devices watched through the sound server's events");
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, every_ms = DEVICE_POLL.as_millis() as u64, "audio devices compared on a timer");
+            false
+        }
+        Err(_) => false,
+    };
     let mut tick = tokio::time::interval(DEVICE_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        if told {
+            if notices.recv().await.is_none() {
+                return;
+            }
+            tokio::time::sleep(DEVICE_SETTLE).await;
+            while notices.try_recv().is_ok() {}
+        } else {
+            tick.tick().await;
+        }
         let Ok(Ok(now)) = tokio::task::spawn_blocking(crate::devices::list).await else { continue };
         if known.changed_to(&now) {
             tracing::info!(devices = now.len(), "audio devices changed");
