@@ -29,6 +29,7 @@ pub const KEYS: &[&str] = &[
     "calls.session_expires",
     "codecs.allow",
     "codecs.opus_dtx",
+    "codecs.ptime",
     "dtmf.mode",
     "dtmf.duration_ms",
     "dtmf.gap_ms",
@@ -205,11 +206,14 @@ pub struct CodecsConfig {
     /// 400 ms), and peers are asked to do the same (`usedtx=1`). A peer that
     /// asks for it gets it either way.
     pub opus_dtx: bool,
+    /// The packet time we ask peers for (`a=ptime`), ms; what we send
+    /// follows the peer's own `a=ptime`, else this.
+    pub ptime: u32,
 }
 
 impl Default for CodecsConfig {
     fn default() -> Self {
-        Self { allow: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma], opus_dtx: false }
+        Self { allow: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma], opus_dtx: false, ptime: 20 }
     }
 }
 
@@ -461,6 +465,11 @@ impl Config {
             }
         }
 
+        let ptime = self.codecs.ptime;
+        if !range(ptime.into(), 10, 60) || !ptime.is_multiple_of(10) {
+            bad("codecs.ptime", format!("must be 10, 20, 30, 40, 50 or 60 ms (got {ptime})"));
+        }
+
         let d = &self.dtmf;
         if !range(d.duration_ms.into(), 40, 6000) {
             bad("dtmf.duration_ms", format!("must be 40–6000 ms (got {})", d.duration_ms));
@@ -624,7 +633,12 @@ mod tests {
         c.dtmf.duration_ms = 10;
         c.sip.reconnect_min = 100;
         c.codecs.allow = vec![Codec::Pcmu, Codec::Pcmu];
+        c.codecs.ptime = 25;
         let keys: Vec<_> = c.problems().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["sip.reconnect_max", "codecs.allow", "dtmf.duration_ms"]);
+        assert_eq!(keys, ["sip.reconnect_max", "codecs.allow", "codecs.ptime", "dtmf.duration_ms"]);
+        for ptime in [10, 30, 60] {
+            let c = Config { codecs: CodecsConfig { ptime, ..CodecsConfig::default() }, ..Config::default() };
+            assert!(c.problems().is_empty(), "{ptime}");
+        }
     }
 }

@@ -169,6 +169,28 @@ impl Codec {
         self.rtp_clock() / 50
     }
 
+    /// The packet time this codec sends for a peer that asks for `asked`
+    /// ms (`a=ptime`, already capped by its `a=maxptime`): the longest it
+    /// can frame that is not longer, 10 ms at least, 60 at most. G.711,
+    /// G.722 and G.729 frame any multiple of 10 ms; Opus 10, 20, 40 or 60.
+    pub fn packet_time(&self, asked: u32) -> u32 {
+        let asked = (asked / 10 * 10).clamp(10, 60);
+        match self {
+            Codec::Opus { .. } => [60, 40, 20, 10].into_iter().find(|&ms| ms <= asked).unwrap_or(10),
+            _ => asked,
+        }
+    }
+
+    /// Samples of PCM in a packet of `ms`.
+    pub fn samples_for(&self, ms: u32) -> usize {
+        (self.rate() * ms / 1000) as usize
+    }
+
+    /// RTP timestamp units in a packet of `ms`.
+    pub fn ticks_for(&self, ms: u32) -> u32 {
+        self.rtp_clock() * ms / 1000
+    }
+
     /// One frame of PCM into a payload (appended to `out`).
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
         match self {
@@ -299,6 +321,47 @@ mod tests {
         (start..start + n)
             .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / rate as f64).sin()) as i16)
             .collect()
+    }
+
+    #[test]
+    fn packets_are_framed_as_the_peer_asks_where_the_codec_can() {
+        let (pcmu, g722, opus) =
+            (Codec::for_name("PCMU").unwrap(), Codec::for_name("G722").unwrap(), Codec::for_name("opus").unwrap());
+        for (asked, g711_ms, opus_ms) in [(20, 20, 20), (30, 30, 20), (35, 30, 20), (40, 40, 40), (50, 50, 40)] {
+            assert_eq!((pcmu.packet_time(asked), opus.packet_time(asked)), (g711_ms, opus_ms), "{asked}");
+        }
+        // Out of range: the nearest we frame.
+        assert_eq!((pcmu.packet_time(5), pcmu.packet_time(200), opus.packet_time(1)), (10, 60, 10));
+        assert_eq!((pcmu.samples_for(30), pcmu.ticks_for(30)), (240, 240));
+        // G.722: 16 kHz samples on an 8 kHz clock.
+        assert_eq!((g722.samples_for(30), g722.ticks_for(30)), (480, 240));
+        assert_eq!((opus.samples_for(40), opus.ticks_for(40)), (1920, 1920));
+    }
+
+    #[test]
+    fn longer_packets_round_trip_and_say_how_long_they_are() {
+        for (name, ms) in [("PCMU", 30), ("G722", 30), ("opus", 40), ("opus", 60), ("opus", 10)] {
+            let (mut tx, mut rx) = (Codec::for_name(name).unwrap(), Codec::for_name(name).unwrap());
+            let n = tx.samples_for(ms);
+            let (mut payload, mut pcm) = (vec![], vec![]);
+            let mut level = 0.0;
+            for k in 0..10 {
+                payload.clear();
+                tx.encode(&tone(tx.rate() as usize, n, k * n), &mut payload);
+                assert_eq!(rx.samples_in(&payload), Some(tx.ticks_for(ms)), "{name} {ms} ms");
+                rx.decode(&payload, &mut pcm);
+                assert_eq!(pcm.len(), n, "{name} {ms} ms");
+                level = (pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / n as f64).sqrt();
+            }
+            // The 440 Hz tone at 6000 peak comes through (RMS about 4240).
+            assert!((3000.0..5500.0).contains(&level), "{name} {ms} ms: RMS {level}");
+            // A lost packet of that length is concealed at that length, with
+            // the next one at hand or without.
+            for next in [None, Some(payload.as_slice())] {
+                rx.conceal(next, n, &mut pcm);
+                assert_eq!(pcm.len(), n, "{name} {ms} ms concealed");
+            }
+        }
     }
 
     #[test]

@@ -177,6 +177,8 @@ pub struct LocalMedia {
     pub keys: Vec<SdesKey>,
     /// Ask peers for Opus DTX (`usedtx=1`).
     pub opus_dtx: bool,
+    /// The packet time we ask for (`a=ptime`), ms.
+    pub ptime: u32,
 }
 
 /// The peer's audio stream as its SDP describes it.
@@ -197,6 +199,10 @@ pub struct RemoteMedia {
     /// `a=fmtp` parameters by payload type (what the peer asks of what we
     /// send it, e.g. Opus `maxaveragebitrate`, RFC 7587 §6.1).
     pub fmtp: Vec<(u8, String)>,
+    /// `a=ptime` and `a=maxptime` (RFC 4566 §6), ms: how the peer wants
+    /// what we send it packed.
+    pub ptime: Option<u32>,
+    pub maxptime: Option<u32>,
 }
 
 impl RemoteMedia {
@@ -223,6 +229,9 @@ pub struct Negotiated {
     pub remote_rtcp_port: u16,
     /// The peer's `a=fmtp` for the codec (its wishes for what we send).
     pub peer_fmtp: String,
+    /// The packet time to send, ms: the peer's `a=ptime`, else ours, never
+    /// above its `a=maxptime` (the codec may frame it finer).
+    pub ptime: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -290,7 +299,7 @@ fn session_text(
     if let Some(t) = te {
         s.push_str(&format!("a=rtpmap:{t} telephone-event/8000\r\na=fmtp:{t} 0-16\r\n"));
     }
-    s.push_str(&format!("a=ptime:20\r\na={}\r\n", direction.attr()));
+    s.push_str(&format!("a=ptime:{}\r\na={}\r\n", local.ptime, direction.attr()));
     s
 }
 
@@ -318,6 +327,17 @@ fn common_key<'a>(local: &'a LocalMedia, remote: &'a RemoteMedia) -> Option<(&'a
             .find(|ours| ours.suite == theirs.suite && ours.keying.len() == theirs.keying.len())
             .map(|ours| (theirs, ours))
     })
+}
+
+/// Packet times a peer may ask for, ms (RFC 4566 gives no bound; a packet
+/// longer than this is no call audio).
+const PTIMES: std::ops::RangeInclusive<u32> = 1..=200;
+
+/// What we send is packed as the peer asks (`a=ptime`), else as we asked,
+/// and never beyond its `a=maxptime`.
+fn send_ptime(local: &LocalMedia, remote: &RemoteMedia) -> u32 {
+    let wish = remote.ptime.unwrap_or(local.ptime);
+    remote.maxptime.map_or(wish, |max| wish.min(max))
 }
 
 /// Our answer to `remote`'s offer and what it settles.
@@ -362,6 +382,7 @@ pub fn answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<(String, Negot
             srtp,
             rtcp_mux: remote.rtcp_mux,
             remote_rtcp_port: remote.rtcp_port,
+            ptime: send_ptime(local, remote),
         },
     ))
 }
@@ -403,6 +424,7 @@ pub fn accept_answer(local: &LocalMedia, remote: &RemoteMedia) -> Result<Negotia
         // We offered it: the answer decides.
         rtcp_mux: remote.rtcp_mux,
         remote_rtcp_port: remote.rtcp_port,
+        ptime: send_ptime(local, remote),
     })
 }
 
@@ -488,7 +510,30 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
             (params.len() <= MAX_FMTP_LEN).then(|| Some((pt.parse::<u8>().ok()?, params.to_owned())))?
         })
         .collect();
-    Ok(RemoteMedia { address, rtp_port, codecs, telephone_event, direction, secure, crypto, rtcp_mux, rtcp_port, fmtp })
+    // Media-level first, then session-level; a value out of range is ignored.
+    let millis = |key: &str| {
+        media
+            .attribute(key)
+            .flatten()
+            .or_else(|| sdp.attribute(key).map(String::as_str))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|ms| PTIMES.contains(ms))
+    };
+    let (ptime, maxptime) = (millis("ptime"), millis("maxptime"));
+    Ok(RemoteMedia {
+        address,
+        rtp_port,
+        codecs,
+        telephone_event,
+        direction,
+        secure,
+        crypto,
+        rtcp_mux,
+        rtcp_port,
+        fmtp,
+        ptime,
+        maxptime,
+    })
 }
 
 #[cfg(test)]
@@ -515,6 +560,7 @@ mod tests {
                 SdesKey { tag: 2, suite: "AEAD_AES_128_GCM".into(), keying: vec![2; 28] },
             ],
             opus_dtx: false,
+            ptime: 20,
         }
     }
 
@@ -557,6 +603,32 @@ mod tests {
         assert_eq!(accept_answer(&local(), &remote).unwrap().peer_fmtp, "maxaveragebitrate=16000; usedtx=1");
         let huge = format!("{theirs}a=fmtp:8 {}\r\n", "x".repeat(MAX_FMTP_LEN + 1));
         assert_eq!(parse(huge.as_bytes()).unwrap().fmtp_of(8), "", "an oversized list is not kept");
+    }
+
+    #[test]
+    fn we_send_as_the_peer_packs_its_ptime_within_its_maxptime() {
+        assert!(offer(&local()).contains("a=ptime:20\r\n"));
+        let ours = LocalMedia { ptime: 30, ..local() };
+        assert!(offer(&ours).contains("a=ptime:30\r\n"), "{}", offer(&ours));
+        let sent = |extra: &str| {
+            let remote = parse(format!("{PLAIN_OFFER}{extra}").as_bytes()).unwrap();
+            let answered = answer(&ours, &remote).unwrap();
+            assert!(answered.0.contains("a=ptime:30\r\n"), "our answer asks for ours: {}", answered.0);
+            assert_eq!(accept_answer(&ours, &remote).unwrap().ptime, answered.1.ptime);
+            (remote.ptime, remote.maxptime, answered.1.ptime)
+        };
+        assert_eq!(sent(""), (None, None, 30), "no wish: ours");
+        assert_eq!(sent("a=ptime:40\r\n"), (Some(40), None, 40));
+        assert_eq!(sent("a=maxptime:20\r\n"), (None, Some(20), 20), "ours capped by its maximum");
+        assert_eq!(sent("a=ptime:60\r\na=maxptime:40\r\n"), (Some(60), Some(40), 40));
+        // Hostile or nonsense values are no wish at all.
+        for bad in ["a=ptime:0\r\n", "a=ptime:abc\r\n", "a=ptime:99999999999\r\n", "a=ptime:-20\r\n", "a=ptime:201\r\n"]
+        {
+            assert_eq!(sent(bad), (None, None, 30), "{bad}");
+        }
+        // At session level it counts too.
+        let session = PLAIN_OFFER.replace("t=0 0\r\n", "t=0 0\r\na=ptime:10\r\n");
+        assert_eq!(parse(session.as_bytes()).unwrap().ptime, Some(10));
     }
 
     #[test]

@@ -38,6 +38,7 @@ fn media(port: u16, codecs: &[(u8, &str)]) -> LocalMedia {
         srtp: SrtpPolicy::Off,
         keys: vec![SdesKey { tag: 1, suite: "AES_CM_128_HMAC_SHA1_80".into(), keying: vec![port as u8; 30] }],
         opus_dtx: false,
+        ptime: 20,
     }
 }
 

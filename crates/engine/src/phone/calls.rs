@@ -66,6 +66,7 @@ pub(super) async fn local_media(
         },
         keys: srtp_keys()?,
         opus_dtx: config.codecs.opus_dtx,
+        ptime: config.codecs.ptime,
     };
     Ok((media, super::media::start(socket, rtcp, call_id.to_owned(), links)))
 }
@@ -109,6 +110,7 @@ pub(super) fn media_control(call: &Call, config: &Config, muted: bool) -> MediaC
         telephone_event: n.telephone_event,
         codec: n.codec.name.clone(),
         peer_fmtp: n.peer_fmtp.clone(),
+        ptime: n.ptime,
         srtp: n.srtp.clone(),
         rtcp_mux: n.rtcp_mux,
         remote_rtcp: if n.rtcp_mux {

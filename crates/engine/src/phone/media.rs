@@ -51,6 +51,8 @@ pub(super) struct MediaControl {
     pub peer_fmtp: String,
     /// `codecs.opus_dtx`: Opus DTX whatever the peer asks.
     pub opus_dtx: bool,
+    /// The packet time the peer asked for, ms (0 before any SDP: 20).
+    pub ptime: u32,
     /// `audio.device_rate = "native"`: devices at their own rate, converted here.
     pub native_rate: bool,
     /// SRTP keys, when the call agreed on SRTP: then nothing goes out in the clear.
@@ -129,8 +131,9 @@ pub(super) fn start(socket: UdpSocket, rtcp_socket: UdpSocket, call_id: String, 
 struct Dtmf {
     queue: std::collections::VecDeque<char>,
     length: u32,
-    gap_frames: u32,
-    gap_after: u32,
+    /// Silence left before the next digit, and the silence after each, ms.
+    gap_ms: u32,
+    gap_after_ms: u32,
     current: Option<(EventSender, u32)>,
     /// The start timestamp of the last event received (each is reported once).
     last_received: Option<u32>,
@@ -198,6 +201,8 @@ async fn run(
     let mut opening: Option<Opening> = None;
     let mut recheck: Option<tokio::task::JoinHandle<Vec<String>>> = None;
     let mut next_recheck = Instant::now();
+    // The packet time last sent at (the summary tells it).
+    let mut sent_packet_ms = 0;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
@@ -226,7 +231,7 @@ async fn run(
                 }
                 let new_codec = next.payload_type != ctl.payload_type || next.codec != ctl.codec;
                 if new_codec {
-                    tracing::info!(call_id, codec = next.codec, peer_fmtp = next.peer_fmtp, "call media codec");
+                    tracing::info!(call_id, codec = next.codec, peer_fmtp = next.peer_fmtp, ptime_ms = next.ptime, "call media codec");
                     codec = Codec::for_name(&next.codec).ok();
                     // Audio decoded by the old codec is not played on.
                     played = pcm.len();
@@ -283,7 +288,7 @@ async fn run(
             Some(t) = dtmf_in.recv() => {
                 dtmf.queue.extend(t.tones.chars());
                 dtmf.length = (t.duration.as_millis() as u32) * EVENT_RATE / 1000;
-                dtmf.gap_after = (t.gap.as_millis() as u32).div_ceil(20).max(1);
+                dtmf.gap_after_ms = (t.gap.as_millis() as u32).max(1);
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = received else { continue };
@@ -328,7 +333,11 @@ async fn run(
                 // The devices open as soon as the call exists (they take a
                 // moment), so audio flows from the first packet after the answer.
                 let Some(c) = codec.as_mut() else { continue };
-                let (rate, frame, ticks) = (c.rate(), c.frame(), c.frame_ticks());
+                let (rate, frame) = (c.rate(), c.frame());
+                // What we send is packed as the peer asked, as the codec can.
+                let packet_ms = c.packet_time(if ctl.ptime == 0 { 20 } else { ctl.ptime });
+                sent_packet_ms = packet_ms;
+                let (packet_len, ticks) = (c.samples_for(packet_ms), c.ticks_for(packet_ms));
                 if !devices.tried && ctl.wanted {
                     devices.tried = true;
                     devices.rate = rate;
@@ -437,7 +446,8 @@ async fn run(
                     let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
                     let _ = events.try_send(MediaEvent::Quality(stats));
                 }
-                // Microphone: every 20 ms of it becomes a packet.
+                // Microphone: every packet time of it (20 ms unless the
+                // peer asks otherwise) becomes a packet.
                 let dest = learned.or(ctl.remote);
                 // Microphone audio at the codec's rate, in one buffer reused
                 // every tick; whole frames are sent, a rest waits for the next.
@@ -459,20 +469,21 @@ async fn run(
                         }
                     },
                     None => {
-                        while now.duration_since(last_send) >= Duration::from_millis(20) {
-                            last_send += Duration::from_millis(20);
-                            mic.resize(mic.len() + frame, 0);
+                        let every = Duration::from_millis(packet_ms.into());
+                        while now.duration_since(last_send) >= every {
+                            last_send += every;
+                            mic.resize(mic.len() + packet_len, 0);
                         }
                     }
                 }
-                for pcm_frame in mic.chunks_exact_mut(frame) {
+                for pcm_frame in mic.chunks_exact_mut(packet_len) {
                     if !ctl.send {
                         sender.skip(ticks);
                         continue;
                     }
                     // A digit in progress replaces the audio of this frame.
                     if let (Some(pt), Some(d)) = (ctl.telephone_event, dest)
-                        && let Some(packet) = dtmf.next_packet(&mut sender, pt, ticks)
+                        && let Some(packet) = dtmf.next_packet(&mut sender, pt, ticks, packet_ms)
                     {
                         if let Some(sealed) = srtp.seal(Kind::Rtp, packet) {
                             let _ = socket.send_to(&sealed, d).await;
@@ -498,7 +509,7 @@ async fn run(
                         let _ = socket.send_to(&sealed, d).await;
                     }
                 }
-                let whole = mic.len() / frame * frame;
+                let whole = mic.len() / packet_len * packet_len;
                 mic.drain(..whole);
             }
         }
@@ -520,6 +531,7 @@ async fn run(
         rtt_ms = reports.rtt().map(|d| d.as_millis() as u64),
         other_payload = other_pt,
         sent = sender.packets_sent,
+        packet_ms = sent_packet_ms,
         "call media summary"
     );
 }
@@ -660,16 +672,17 @@ fn take_rtcp(reports: &mut Rtcp, srtp: &mut Srtp, datagram: &[u8], malformed: &m
 }
 
 impl Dtmf {
-    /// The telephone-event packet for this 20 ms frame, if a digit is due.
-    fn next_packet(&mut self, sender: &mut RtpSender, pt: u8, frame: u32) -> Option<Vec<u8>> {
+    /// The telephone-event packet for this packet's slot (`frame` RTP
+    /// ticks, `frame_ms` long), if a digit is due.
+    fn next_packet(&mut self, sender: &mut RtpSender, pt: u8, frame: u32, frame_ms: u32) -> Option<Vec<u8>> {
         if self.current.is_none() {
-            if self.gap_frames > 0 {
-                self.gap_frames -= 1;
+            if self.gap_ms > 0 {
+                self.gap_ms = self.gap_ms.saturating_sub(frame_ms);
                 return None;
             }
             match self.queue.pop_front()? {
                 ',' => {
-                    self.gap_frames = 100; // 2 s
+                    self.gap_ms = 2000;
                     return None;
                 }
                 digit => self.current = EventSender::new(digit, self.length).map(|e| (e, sender.timestamp())),
@@ -685,7 +698,7 @@ impl Dtmf {
             }
             None => {
                 self.current = None;
-                self.gap_frames = self.gap_after;
+                self.gap_ms = self.gap_after_ms;
                 None
             }
         }

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         srtp: agent_helper_sip::sdp::SrtpPolicy::Optional,
         keys: Vec::new(),
         opus_dtx: true,
+        ptime: 20,
     };
     let _ = sdp::answer(&local, &remote);
     let _ = sdp::accept_answer(&local, &remote);

@@ -45,6 +45,7 @@ fn media() -> LocalMedia {
         srtp: agent_helper_sip::sdp::SrtpPolicy::Optional,
         keys: Vec::new(),
         opus_dtx: true,
+        ptime: 20,
     }
 }
 
