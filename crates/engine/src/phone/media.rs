@@ -281,6 +281,9 @@ async fn run(
             }
             received = rtcp_socket.recv_from(&mut rtcp_buf) => {
                 let Ok((n, from)) = received else { continue };
+                if !ctl.wanted {
+                    continue;
+                }
                 if take_rtcp(&mut reports, &mut srtp, &rtcp_buf[..n], &mut malformed_rtcp) {
                     learned_rtcp = Some(from);
                 }
@@ -292,6 +295,12 @@ async fn run(
             }
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = received else { continue };
+                // The call is ending (a BYE went or came): what the peer
+                // still sends (its last audio, an RTCP BYE that may come
+                // after its SRTP is gone) is no part of the call's figures.
+                if !ctl.wanted {
+                    continue;
+                }
                 if rtp::classify(&buf[..n]) == Kind::Rtcp {
                     // rtcp-mux: the peer's reports on the RTP port.
                     take_rtcp(&mut reports, &mut srtp, &buf[..n], &mut malformed_rtcp);
@@ -597,8 +606,10 @@ impl Srtp {
                 Kind::Rtcp => s.unprotect_rtcp(datagram),
             } {
                 Ok(plain) => Opened::Decrypted(plain),
-                Err(_) => {
+                Err(e) => {
                     self.rejected += 1;
+                    let head = &datagram[..datagram.len().min(12)];
+                    tracing::debug!(?kind, error = %e, len = datagram.len(), ?head, "SRTP packet rejected");
                     Opened::Rejected
                 }
             },
