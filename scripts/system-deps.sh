@@ -19,9 +19,9 @@ run_pkgs=(ca-certificates pkg-config gcc libc6-dev libasound2-dev libpulse-dev c
 # imagemagick shoots the display for the screenshots; trayer is the tray
 # (the app's icon falls back to XEmbed there), xdotool clicks it.
 # libasound2-plugins: baresip's ALSA output through PulseAudio (the voice
-# benchmark's latency reference).
+# benchmark's latency reference). lame: MP3 ring tones for the sound-file tests.
 test_pkgs=(dbus dbus-daemon gnome-keyring libsecret-tools python3 python3-pip passwd util-linux openssl kamailio
-  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox nftables libbcg729-dev
+  kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox lame nftables libbcg729-dev
   chromium chromium-driver firefox-esr
   libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev xvfb xauth webkit2gtk-driver imagemagick trayer xdotool)
 

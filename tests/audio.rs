@@ -611,6 +611,50 @@ fn an_inbound_call_rings_on_the_ringer_and_not_on_the_headset() {
     assert!(levels[1] < 5.0, "nothing on the headset: {levels:?}");
 }
 
+/// An administrator's MP3 ring tone (a 1 kHz tone, stereo at 44.1 kHz,
+/// made with sox and lame) is what rings: its pitch is on the ringer, not
+/// the built-in 425 Hz.
+#[test]
+fn an_mp3_ring_tone_rings_on_the_ringer() {
+    let _one = one_at_a_time();
+    let pulse = Pulse::start();
+    let tones = tempfile::tempdir().unwrap();
+    let (wav, mp3) = (tones.path().join("tone.wav"), tones.path().join("ring tone.mp3"));
+    let sox = std::process::Command::new("sox")
+        .args(["-n", "-r", "44100", "-c", "2", "-b", "16"])
+        .arg(&wav)
+        .args(["synth", "2", "sine", "1000", "vol", "0.5"])
+        .status()
+        .expect("sox");
+    let lame = std::process::Command::new("lame").args(["--quiet"]).arg(&wav).arg(&mp3).status().expect("lame");
+    assert!(sox.success() && lame.success());
+    let extra = format!("ringer = [\"pulseaudio:ringer\"]\nringtone = {:?}\n", mp3.display().to_string());
+    let (k, _helper, mut conn, dir) = ringing_rig(&pulse, &extra);
+    let heard = dir.path().join("ringer.wav");
+    let recorder = pulse.record("ringer.monitor", 8000, &heard);
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, false);
+    bob.command("dial", "sip:agent1@127.0.0.1");
+    conn.event("call-incoming");
+    // A second of the tone recorded.
+    wait_until("the ring tone", || support::pulse::wav_rms_between(&heard, 0.0, f64::MAX) > 500.0);
+    let rang_at = std::fs::metadata(&heard).unwrap().len();
+    wait_until("a second of it", || std::fs::metadata(&heard).unwrap().len() > rang_at + 16_000);
+    conn.request("rejectCall", json!({}));
+    conn.event("call-ended");
+    let bytes = std::fs::read(recorder.stop()).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
+    let samples: Vec<i16> = bytes[at..].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+    // Zero crossings per second over the loud 20 ms pieces: 2000 for 1 kHz.
+    let loud: Vec<&[i16]> = samples
+        .chunks_exact(160)
+        .filter(|p| p.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / 160.0 > 1000.0_f64.powi(2))
+        .collect();
+    assert!(loud.len() >= 25, "half a second of ring tone at least: {} pieces", loud.len());
+    let crossings: usize = loud.iter().map(|p| p.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()).sum();
+    let per_second = crossings as f64 / (loud.len() as f64 * 0.02);
+    assert!((1900.0..2100.0).contains(&per_second), "{per_second} crossings/s (1 kHz is 2000)");
+}
+
 #[test]
 fn ring_on_all_devices_rings_every_output() {
     let _one = one_at_a_time();

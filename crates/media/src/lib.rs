@@ -12,6 +12,7 @@
 //! - [`quality`]: RFC 3550 jitter and loss, and the ITU-T G.107 E-model (R, MOS).
 //! - [`rtcp`]: sender/receiver reports, and the round-trip time from the peer's.
 //! - [`srtp`]: SRTP with keys from SDP (SDES), forged packets dropped without state.
+//! - [`sound_file`]: sound files given to the helper (a ring tone), bounded and mixed to mono.
 
 pub mod codec;
 pub mod dtmf;
@@ -24,4 +25,5 @@ pub mod quality;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod sound_file;
 pub mod srtp;

@@ -1,6 +1,6 @@
 //! The ring of an inbound call, on its own devices: the configured ringer(s)
 //! (`audio.ringer`), every output device (`audio.ring_on_all_devices`), or
-//! the speaker. A ring tone file (`audio.ringtone`, a 16-bit PCM WAV) or the
+//! the speaker. A ring tone file (`audio.ringtone`: WAV, MP3, Ogg Vorbis or FLAC) or the
 //! built-in tone: 425 Hz, one second on, three off (ITU-T E.180's common
 //! European cadence).
 
@@ -48,13 +48,15 @@ pub(super) fn ringer_devices(config: &Config) -> Vec<Option<String>> {
 pub(super) fn start(config: &Config) -> Ringer {
     let config = config.clone();
     let task = tokio::spawn(async move {
-        let tone = match config.audio.ringtone.as_deref().map(read_tone) {
-            Some(Ok(t)) => t,
-            Some(Err(e)) => {
+        // Decoding a minute of MP3 takes a while: not on the runtime's threads.
+        let file = config.audio.ringtone.clone();
+        let tone = match tokio::task::spawn_blocking(move || file.as_deref().map(read_tone)).await {
+            Ok(Some(Ok(t))) => t,
+            Ok(Some(Err(e))) => {
                 tracing::warn!(error = %e, "ring tone file unusable; ringing with the built-in tone");
                 built_in_tone()
             }
-            None => built_in_tone(),
+            _ => built_in_tone(),
         };
         let opened = tokio::task::spawn_blocking(move || {
             ringer_devices(&config)
@@ -94,14 +96,21 @@ pub(super) fn start(config: &Config) -> Ringer {
 
 /// The tone (at [`RATE`]) at `rate`.
 fn at_rate(tone: &[i16], rate: u32) -> Vec<i16> {
-    if rate == RATE {
+    converted(tone, RATE, rate)
+}
+
+/// `tone` at `from` Hz converted to `to` Hz.
+fn converted(tone: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to {
         return tone.to_vec();
     }
-    let Ok(mut r) = agent_helper_media::resample::Resampler::new(RATE, rate) else { return tone.to_vec() };
-    let mut out = Vec::with_capacity(tone.len() * rate as usize / RATE as usize + rate as usize);
+    let Ok(mut r) = agent_helper_media::resample::Resampler::new(from, to) else { return tone.to_vec() };
+    let mut out = Vec::with_capacity(tone.len() * to as usize / from as usize + to as usize);
     r.process(tone, &mut out);
-    // The tail still in the converter (the tone ends in silence anyway).
-    r.process(&vec![0; RATE as usize / 10], &mut out);
+    // The tail still in the converter, then just the tone's length: it
+    // loops, and its cadence stays as long as it was.
+    r.process(&vec![0; from as usize / 10], &mut out);
+    out.truncate((tone.len() as u64 * u64::from(to) / u64::from(from)) as usize);
     out
 }
 
@@ -118,55 +127,11 @@ fn built_in_tone() -> Vec<i16> {
     t
 }
 
-/// A ring tone from a WAV file: 16-bit PCM, any rate (resampled linearly —
-/// a ring tone, not speech), the first channel; at most a minute.
+/// A ring tone from a sound file (WAV, MP3, Ogg Vorbis or FLAC; any rate,
+/// the channels mixed), at [`RATE`]; at most a minute of it.
 fn read_tone(path: &Path) -> Result<Vec<i16>, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(16 * 1024 * 1024).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(format!("{}: not a WAV file", path.display()));
-    }
-    let (mut rate, mut channels, mut bits, mut data) = (0u32, 0u16, 0u16, None);
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
-        let body = &bytes[at + 8..(at + 8).saturating_add(len).min(bytes.len())];
-        if id == b"fmt " && body.len() >= 16 {
-            let format = u16::from_le_bytes([body[0], body[1]]);
-            channels = u16::from_le_bytes([body[2], body[3]]);
-            rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
-            bits = u16::from_le_bytes([body[14], body[15]]);
-            if format != 1 {
-                return Err(format!("{}: only PCM WAV files can ring", path.display()));
-            }
-        } else if id == b"data" {
-            data = Some(body);
-        }
-        at += 8 + len + (len & 1);
-    }
-    let data = data.ok_or_else(|| format!("{}: no audio data", path.display()))?;
-    if bits != 16 || channels == 0 || !(4000..=192_000).contains(&rate) {
-        return Err(format!("{}: needs 16-bit PCM at 4–192 kHz", path.display()));
-    }
-    let frame = usize::from(channels) * 2;
-    let samples: Vec<i16> =
-        data.chunks_exact(frame).map(|f| i16::from_le_bytes([f[0], f[1]])).take(rate as usize * 60).collect();
-    if samples.is_empty() {
-        return Err(format!("{}: no audio data", path.display()));
-    }
-    let out_len = (samples.len() as u64 * u64::from(RATE) / u64::from(rate)).max(1) as usize;
-    Ok((0..out_len)
-        .map(|i| {
-            let x = i as f64 * f64::from(rate) / f64::from(RATE);
-            let (k, frac) = (x as usize, x.fract());
-            let a = f64::from(samples[k.min(samples.len() - 1)]);
-            let b = f64::from(samples[(k + 1).min(samples.len() - 1)]);
-            (a + (b - a) * frac) as i16
-        })
-        .collect())
+    let sound = agent_helper_media::sound_file::read_mono(path, 60)?;
+    Ok(converted(&sound.samples, sound.rate, RATE))
 }
 
 #[cfg(test)]
@@ -183,28 +148,37 @@ mod tests {
     }
 
     #[test]
-    fn wav_tones_are_read_and_bad_files_refused() {
+    fn wav_tones_are_read_at_the_ringers_rate_and_bad_files_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tone.wav");
-        // 8 kHz mono, 0.5 s of a rising ramp.
-        let samples: Vec<i16> = (0..4000).map(|i| i as i16).collect();
+        // 8 kHz stereo 16-bit, 0.5 s of 1 kHz on the left and silence on the right.
         let mut wav = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
         wav.extend_from_slice(&16u32.to_le_bytes());
-        wav.extend_from_slice(&[1, 0, 1, 0]);
+        wav.extend_from_slice(&[1, 0, 2, 0]);
         wav.extend_from_slice(&8000u32.to_le_bytes());
-        wav.extend_from_slice(&16000u32.to_le_bytes());
-        wav.extend_from_slice(&[2, 0, 16, 0]);
+        wav.extend_from_slice(&32000u32.to_le_bytes());
+        wav.extend_from_slice(&[4, 0, 16, 0]);
         wav.extend_from_slice(b"data");
-        wav.extend_from_slice(&8000u32.to_le_bytes());
-        for s in &samples {
-            wav.extend_from_slice(&s.to_le_bytes());
+        wav.extend_from_slice(&16000u32.to_le_bytes());
+        for i in 0..4000 {
+            let left = (16000.0 * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / 8000.0).sin()) as i16;
+            wav.extend_from_slice(&left.to_le_bytes());
+            wav.extend_from_slice(&0i16.to_le_bytes());
         }
         std::fs::write(&path, &wav).unwrap();
         let tone = read_tone(&path).unwrap();
-        assert_eq!(tone.len(), 8000, "0.5 s at 16 kHz");
-        assert!(tone.windows(2).all(|w| w[1] >= w[0]), "still a ramp");
-        std::fs::write(&path, b"not a wav").unwrap();
-        assert!(read_tone(&path).is_err());
+        assert!((7900..8300).contains(&tone.len()), "0.5 s at 16 kHz: {}", tone.len());
+        // The channels mixed: half the left's level (RMS 16000 / √2 / 2).
+        let middle = &tone[2000..6000];
+        let rms = (middle.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / middle.len() as f64).sqrt();
+        assert!((5000.0..6300.0).contains(&rms), "RMS {rms}");
+        // Still 1 kHz: 16 samples a period at 16 kHz, two zero crossings each.
+        let crossings = middle.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        assert!((490..510).contains(&crossings), "{crossings} crossings in 0.25 s");
+        for bad in [&b"not a wav"[..], &wav[..60]] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(read_tone(&path).is_err(), "{} bytes", bad.len());
+        }
         assert!(read_tone(&dir.path().join("missing.wav")).is_err());
     }
 }
