@@ -207,19 +207,19 @@ pub fn wav_rms(path: &Path) -> f64 {
 
 /// The same between two times (seconds), for an 8 kHz recording.
 pub fn wav_rms_between(path: &Path, from: f64, to: f64) -> f64 {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    // Skip the RIFF header up to the "data" chunk.
-    let Some(pos) = bytes.windows(4).position(|w| w == b"data") else { return 0.0 };
-    let data = &bytes[(pos + 8).min(bytes.len())..];
     let (from, to) = ((from * 8000.0) as usize, (to * 8000.0).min(1e12) as usize);
-    let samples: Vec<f64> = data
-        .chunks_exact(2)
-        .skip(from)
-        .take(to.saturating_sub(from))
-        .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
-        .collect();
+    let samples: Vec<f64> =
+        wav_samples(path).into_iter().skip(from).take(to.saturating_sub(from)).map(f64::from).collect();
     if samples.is_empty() {
         return 0.0;
     }
     (samples.iter().map(|s| s * s).sum::<f64>() / samples.len() as f64).sqrt()
+}
+
+/// The 16-bit samples of a mono WAV recording (none while it has no data yet).
+pub fn wav_samples(path: &Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    // Skip the RIFF header up to the "data" chunk.
+    let Some(pos) = bytes.windows(4).position(|w| w == b"data") else { return Vec::new() };
+    bytes[(pos + 8).min(bytes.len())..].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
 }

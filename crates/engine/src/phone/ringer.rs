@@ -74,7 +74,7 @@ pub(super) fn start(config: &Config) -> Ringer {
         let Ok(mut outputs) = opened else { return };
         tracing::info!(devices = ?outputs.iter().map(|p| p.device.clone()).collect::<Vec<_>>(), "ringing");
         // A device that would not take the tone's rate plays it converted.
-        let tones: Vec<Vec<i16>> = outputs.iter().map(|p| at_rate(&tone, p.rate)).collect();
+        let tones: Vec<Vec<i16>> = outputs.iter().map(|p| converted(&tone, RATE, p.rate)).collect();
         // Each device plays the tone in a loop, kept 100 ms ahead of its sound card.
         let mut positions = vec![0usize; outputs.len()];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -92,11 +92,6 @@ pub(super) fn start(config: &Config) -> Ringer {
         }
     });
     Ringer { task }
-}
-
-/// The tone (at [`RATE`]) at `rate`.
-fn at_rate(tone: &[i16], rate: u32) -> Vec<i16> {
-    converted(tone, RATE, rate)
 }
 
 /// `tone` at `from` Hz converted to `to` Hz.
