@@ -230,13 +230,19 @@ async fn watch_devices(
     };
     let mut tick = tokio::time::interval(DEVICE_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first list is the one changes are told against (the timer's first
+    // tick comes at once): without it the first change would only set it,
+    // and a call would not hear that its device went.
+    let mut baseline = false;
     loop {
         if told {
-            if notices.recv().await.is_none() {
-                return;
+            if std::mem::replace(&mut baseline, true) {
+                if notices.recv().await.is_none() {
+                    return;
+                }
+                tokio::time::sleep(DEVICE_SETTLE).await;
+                while notices.try_recv().is_ok() {}
             }
-            tokio::time::sleep(DEVICE_SETTLE).await;
-            while notices.try_recv().is_ok() {}
         } else {
             tick.tick().await;
         }
