@@ -428,6 +428,23 @@ fn g711_at_5_percent_loss_is_concealed_well_above_no_concealment() {
     assert!(helper_heard >= bob_heard + 0.2, "helper {helper_heard:.3}, baresip without concealment {bob_heard:.3}");
 }
 
+/// 5 % loss both ways with G.722: the concealment in the codec's sub-bands
+/// against baresip, which conceals nothing in G.722, on the same pattern in
+/// the same call. FLOOR_HEARD sits above what the concealment of the joined
+/// 16 kHz signal with a stale decoder gave on this pattern (2.00–2.09).
+#[test]
+fn g722_at_5_percent_loss_is_concealed_in_the_sub_bands_above_no_concealment() {
+    const FLOOR_HEARD: f64 = 2.15;
+    let _one = one_at_a_time();
+    let Some((helper_heard, bob_heard)) =
+        speech_both_ways_scored("g722", Lossy::Every(20), Media::Plain, (FLOOR_HEARD, 0.0))
+    else {
+        return;
+    };
+    assert!(helper_heard >= FLOOR_HEARD, "helper heard baresip at PESQ-WB {helper_heard:.3}");
+    assert!(helper_heard >= bob_heard + 0.2, "helper {helper_heard:.3}, baresip without concealment {bob_heard:.3}");
+}
+
 /// RTCP both ways with baresip: the quality reports carry the round-trip
 /// time (our sender report, its report on it) and the loss it sees of our
 /// stream; over SRTP the reports are SRTCP.

@@ -4,17 +4,14 @@
 //!
 //! - G.711 µ-law / A-law (8 kHz): concealment by [`crate::plc::Concealer`],
 //!   bridging into the next packet when it is here.
-//! - G.722 (16 kHz audio on an 8 kHz RTP clock, RFC 3551 §4.5.2; the
-//!   sub-band ADPCM of the `audio-codec` crate): the same concealment, by
-//!   extrapolation only (its decoder's state cannot be copied to decode the
-//!   next packet ahead).
+//! - G.722 (16 kHz audio on an 8 kHz RTP clock, RFC 3551 §4.5.2; our own
+//!   sub-band ADPCM, [`crate::g722`]): the same concealment, in each
+//!   sub-band, bridging into the next packet decoded ahead.
 //! - Opus (48 kHz, mono here): in-band FEC rebuilds a lost frame from the
 //!   next packet when it has arrived; otherwise Opus's own PLC.
 
-use audio_codec::g722::{G722Decoder, G722Encoder};
-use audio_codec::{Decoder as _, Encoder as _};
-
 use crate::g711::Law;
+use crate::g722;
 use crate::plc::Concealer;
 
 /// The largest Opus packet we produce or accept (RFC 6716: 1275 bytes per frame).
@@ -38,9 +35,8 @@ pub enum Codec {
         next_pcm: Vec<i16>,
     },
     G722 {
-        encoder: Box<G722Encoder>,
-        decoder: Box<G722Decoder>,
-        plc: Concealer,
+        encoder: Box<g722::Encoder>,
+        receiver: Box<g722::Receiver>,
     },
     #[cfg(feature = "g729")]
     G729 {
@@ -97,11 +93,7 @@ impl Codec {
         match name.to_ascii_lowercase().as_str() {
             "pcmu" => Ok(Codec::G711 { law: Law::Ulaw, plc: Concealer::new(8000), next_pcm: Vec::with_capacity(160) }),
             "pcma" => Ok(Codec::G711 { law: Law::Alaw, plc: Concealer::new(8000), next_pcm: Vec::with_capacity(160) }),
-            "g722" => Ok(Codec::G722 {
-                encoder: Box::new(G722Encoder::new()),
-                decoder: Box::new(G722Decoder::new()),
-                plc: Concealer::new(16_000),
-            }),
+            "g722" => Ok(Codec::G722 { encoder: Box::default(), receiver: Box::default() }),
             #[cfg(feature = "g729")]
             "g729" => match (crate::g729::Encoder::new(), crate::g729::Decoder::new()) {
                 (Some(encoder), Some(decoder)) => Ok(Codec::G729 { encoder, decoder }),
@@ -206,12 +198,7 @@ impl Codec {
                     }
                 }
             }
-            Codec::G722 { encoder, .. } => {
-                let start = out.len();
-                out.resize(start + encoder.max_encode_bytes(pcm.len()), 0);
-                let n = encoder.encode_into(pcm, &mut out[start..]).unwrap_or(0);
-                out.truncate(start + n);
-            }
+            Codec::G722 { encoder, .. } => encoder.encode(pcm, out),
             Codec::Opus { encoder, dtx, .. } => {
                 let start = out.len();
                 out.resize(start + MAX_OPUS_PACKET, 0);
@@ -242,12 +229,7 @@ impl Codec {
                     pcm.extend_from_slice(&frame);
                 }
             }
-            Codec::G722 { decoder, plc, .. } => {
-                pcm.resize(decoder.max_decode_samples(payload.len()), 0);
-                let n = decoder.decode_into(payload, pcm).unwrap_or(0);
-                pcm.truncate(n);
-                plc.good(pcm);
-            }
+            Codec::G722 { receiver, .. } => receiver.decode(payload, pcm),
             Codec::Opus { decoder, .. } => {
                 pcm.resize(48_000 / 10, 0); // room for up to 100 ms
                 match decoder.decode(payload, pcm, false) {
@@ -275,7 +257,7 @@ impl Codec {
                 }
                 plc.conceal_before(pcm, next.map(|_| next_pcm.as_slice()));
             }
-            Codec::G722 { plc, .. } => plc.conceal(pcm),
+            Codec::G722 { receiver, .. } => receiver.conceal(next, samples, pcm),
             #[cfg(feature = "g729")]
             Codec::G729 { decoder, .. } => {
                 use crate::g729::FRAME_SAMPLES;

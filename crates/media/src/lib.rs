@@ -17,6 +17,7 @@
 pub mod codec;
 pub mod dtmf;
 pub mod g711;
+pub mod g722;
 #[cfg(feature = "g729")]
 pub mod g729;
 pub mod jitter;

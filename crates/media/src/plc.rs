@@ -87,6 +87,14 @@ impl Concealer {
     /// backward, cross-faded across the frame. Interpolating beats
     /// extrapolating: PESQ-NB 3.49 against 3.24 at 5 % loss (docs/benchmarks.md).
     pub fn conceal_before(&mut self, out: &mut [i16], next: Option<&[i16]>) {
+        self.extrapolate(out);
+        self.finish(out, next);
+    }
+
+    /// The first half of concealing a frame: `out` gets the past extended
+    /// forward, not yet remembered or played, for a codec that decodes the
+    /// next packet from it before [`Concealer::finish`].
+    pub fn extrapolate(&mut self, out: &mut [i16]) {
         if self.loss.is_none() {
             self.loss = self.start_loss();
         }
@@ -95,37 +103,47 @@ impl Concealer {
                 for s in out.iter_mut() {
                     *s = loss.next_sample(self.scale);
                 }
-                // `next` repeated backwards by the period in use: where it would
-                // have been had its first period started the gap's last period.
-                if let Some(next) = next.filter(|n| n.len() >= loss.period.len()) {
-                    let n = out.len();
-                    // `next`'s first `lag` samples, repeated back from the frame's end.
-                    let back = |i: usize, lag: usize| {
-                        f32::from(next[(i as isize - n as isize).rem_euclid(lag as isize) as usize])
-                    };
-                    // The pitch may have moved during the gap: the backward
-                    // period (within 20 % of the forward one) is the one
-                    // that best matches the forward extension.
-                    let p = loss.period.len();
-                    let lag = ((p * 4 / 5)..=(p * 6 / 5).min(next.len()))
-                        .map(|lag| {
-                            (lag, out.iter().enumerate().map(|(i, s)| f32::from(*s) * back(i, lag)).sum::<f32>())
-                        })
-                        .max_by(|a, b| a.1.total_cmp(&b.1))
-                        .map_or(p, |(lag, _)| lag);
-                    for (i, s) in out.iter_mut().enumerate() {
-                        let w = (i + 1) as f32 / (n + 1) as f32;
-                        *s = (f32::from(*s) * (1.0 - w) + back(i, lag) * w) as i16;
-                    }
-                    // The next frame follows on from its own samples: no cross-fade then.
-                    loss.bridged = true;
-                }
             }
             // Too little heard yet to repeat: silence.
             None => out.iter_mut().for_each(|s| *s = 0),
         }
+    }
+
+    /// The second half: the extrapolated `out` bridged into `next` when it
+    /// is here, remembered, and put through the output delay.
+    pub fn finish(&mut self, out: &mut [i16], next: Option<&[i16]>) {
+        if let Some(loss) = &mut self.loss
+            // `next` repeated backwards by the period in use: where it would
+            // have been had its first period started the gap's last period.
+            && let Some(next) = next.filter(|n| n.len() >= loss.period.len())
+        {
+            let n = out.len();
+            // `next`'s first `lag` samples, repeated back from the frame's end.
+            let back =
+                |i: usize, lag: usize| f32::from(next[(i as isize - n as isize).rem_euclid(lag as isize) as usize]);
+            // The pitch may have moved during the gap: the backward
+            // period (within 20 % of the forward one) is the one
+            // that best matches the forward extension.
+            let p = loss.period.len();
+            let lag = ((p * 4 / 5)..=(p * 6 / 5).min(next.len()))
+                .map(|lag| (lag, out.iter().enumerate().map(|(i, s)| f32::from(*s) * back(i, lag)).sum::<f32>()))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(p, |(lag, _)| lag);
+            for (i, s) in out.iter_mut().enumerate() {
+                let w = (i + 1) as f32 / (n + 1) as f32;
+                *s = (f32::from(*s) * (1.0 - w) + back(i, lag) * w) as i16;
+            }
+            // The next frame follows on from its own samples: no cross-fade then.
+            loss.bridged = true;
+        }
         self.remember(out);
         self.give_out(out);
+    }
+
+    /// The last `n` samples as concealed or received, not yet through the
+    /// output delay (what the signal is now, not what is being played).
+    pub fn recent(&self, n: usize) -> impl Iterator<Item = i16> + '_ {
+        self.history.iter().skip(self.history.len().saturating_sub(n)).copied()
     }
 
     fn remember(&mut self, samples: &[i16]) {
