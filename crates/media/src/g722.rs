@@ -194,28 +194,33 @@ impl Qmf {
     }
 }
 
-/// Encodes 16 kHz PCM, two samples per byte.
-#[derive(Clone, Debug)]
-pub struct Encoder {
+/// What coding and decoding both keep: the QMF's delay line and each
+/// sub-band's ADPCM, the step sizes starting at the Recommendation's 32 and 8.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Halves {
     qmf: Qmf,
     lower: Band,
     higher: Band,
 }
 
-impl Default for Encoder {
-    fn default() -> Encoder {
-        Encoder { qmf: Qmf([0; 24]), lower: Band::new(32), higher: Band::new(8) }
+impl Default for Halves {
+    fn default() -> Halves {
+        Halves { qmf: Qmf([0; 24]), lower: Band::new(32), higher: Band::new(8) }
     }
 }
+
+/// Encodes 16 kHz PCM, two samples per byte.
+#[derive(Clone, Debug, Default)]
+pub struct Encoder(Halves);
 
 impl Encoder {
     /// `pcm` (an even number of samples; an odd last one is dropped) onto `out`.
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
         out.reserve(pcm.len() / 2);
         for pair in pcm.chunks_exact(2) {
-            let (even, odd) = self.qmf.push(i32::from(pair[0]), i32::from(pair[1]));
+            let (even, odd) = self.0.qmf.push(i32::from(pair[0]), i32::from(pair[1]));
             let (low, high) = ((odd + even) >> 14, (odd - even) >> 14);
-            let code = self.lower.code_lower(low) | (self.higher.code_higher(high) << 6);
+            let code = self.0.lower.code_lower(low) | (self.0.higher.code_higher(high) << 6);
             out.push(code);
         }
     }
@@ -223,18 +228,8 @@ impl Encoder {
 
 /// Decodes G.722 into 16 kHz PCM; also by halves, for concealment: each
 /// code into its two sub-band samples, and sub-band samples into PCM.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decoder {
-    qmf: Qmf,
-    lower: Band,
-    higher: Band,
-}
-
-impl Default for Decoder {
-    fn default() -> Decoder {
-        Decoder { qmf: Qmf([0; 24]), lower: Band::new(32), higher: Band::new(8) }
-    }
-}
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decoder(Halves);
 
 impl Decoder {
     /// A payload onto `pcm`, two samples per byte.
@@ -248,13 +243,13 @@ impl Decoder {
 
     /// One code into its lower and higher sub-band samples (8 kHz each).
     pub fn bands(&mut self, code: u8) -> (i16, i16) {
-        (self.lower.take_lower(code) as i16, self.higher.take_higher(code >> 6) as i16)
+        (self.0.lower.take_lower(code) as i16, self.0.higher.take_higher(code >> 6) as i16)
     }
 
     /// A pair of sub-band samples through the synthesis QMF: two PCM samples.
     pub fn join(&mut self, low: i16, high: i16) -> [i16; 2] {
         let (low, high) = (i32::from(low), i32::from(high));
-        let (even, odd) = self.qmf.push(low + high, low - high);
+        let (even, odd) = self.0.qmf.push(low + high, low - high);
         [saturate(odd >> 11) as i16, saturate(even >> 11) as i16]
     }
 
@@ -262,8 +257,8 @@ impl Decoder {
     /// each is coded as the encoder would from this state, and the code
     /// taken, so the step sizes and predictors follow what is played.
     pub fn steer(&mut self, low: i16, high: i16) {
-        self.lower.code_lower(i32::from(low));
-        self.higher.code_higher(i32::from(high));
+        self.0.lower.code_lower(i32::from(low));
+        self.0.higher.code_higher(i32::from(high));
     }
 }
 
@@ -400,19 +395,31 @@ mod tests {
         // start, so ours start as its do here.
         let pcm = speechlike(16_000);
         let mut encoder = Encoder::default();
-        (encoder.lower.det, encoder.higher.det) = (128, 32);
+        (encoder.0.lower.det, encoder.0.higher.det) = (128, 32);
         let mut ours = vec![];
         encoder.encode(&pcm, &mut ours);
         let mut theirs = vec![0; 8000];
         assert_eq!(audio_codec::g722::G722Encoder::new().encode_into(&pcm, &mut theirs).ok(), Some(8000));
         assert_eq!(ours, theirs);
         let mut decoder = Decoder::default();
-        (decoder.lower.det, decoder.higher.det) = (0, 0);
+        (decoder.0.lower.det, decoder.0.higher.det) = (0, 0);
         let mut decoded = vec![];
         decoder.decode(&ours, &mut decoded);
         let mut reference = vec![0; 16_000];
         assert_eq!(audio_codec::g722::G722Decoder::new().decode_into(&ours, &mut reference).ok(), Some(16_000));
         assert_eq!(decoded, reference);
+    }
+
+    /// Decodes code by code through the sub-bands, the higher one silenced
+    /// unless `high`.
+    fn by_halves(decoder: &mut Decoder, codes: &[u8], high: bool) -> Vec<i16> {
+        codes
+            .iter()
+            .flat_map(|&c| {
+                let (l, h) = decoder.bands(c);
+                decoder.join(l, if high { h } else { 0 })
+            })
+            .collect()
     }
 
     #[test]
@@ -426,14 +433,7 @@ mod tests {
         let snr = snr_db(&pcm[1600..30_000], &decoded[1600..], 22);
         assert!(snr > 15.0, "SNR {snr:.1} dB");
         // The higher band carries the 5.2 kHz part: silence it and the error grows.
-        let mut lowered = Decoder::default();
-        let low_only: Vec<i16> = codes
-            .iter()
-            .flat_map(|&c| {
-                let (l, _) = lowered.bands(c);
-                lowered.join(l, 0)
-            })
-            .collect();
+        let low_only = by_halves(&mut Decoder::default(), &codes, false);
         assert!(snr_db(&pcm[1600..30_000], &low_only[1600..], 22) < snr - 3.0);
     }
 
@@ -445,14 +445,7 @@ mod tests {
         let (mut whole, mut halves) = (Decoder::default(), Decoder::default());
         let mut a = vec![];
         whole.decode(&codes, &mut a);
-        let b: Vec<i16> = codes
-            .iter()
-            .flat_map(|&c| {
-                let (l, h) = halves.bands(c);
-                halves.join(l, h)
-            })
-            .collect();
-        assert_eq!(a, b);
+        assert_eq!(a, by_halves(&mut halves, &codes, true));
         assert_eq!(whole, halves);
     }
 
