@@ -347,6 +347,9 @@ impl Receiver {
             self.decoder.steer(low, high);
         }
         self.join(pcm);
+        // Samples come in pairs; an odd count asked for (never from RTP's
+        // 8 kHz ticks) still gets as many as it asked.
+        pcm.resize(samples, 0);
     }
 
     /// The sub-band frames (as the concealers give them out) into PCM.

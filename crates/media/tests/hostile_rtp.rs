@@ -100,3 +100,31 @@ fn mutated_srtp_packets_are_rejected_and_the_real_ones_still_pass() {
         }
     }
 }
+
+/// Payloads as a hostile sender makes them, through every codec: any length
+/// from nothing to a jumbo datagram, any bytes, concealment asked for any
+/// length with any "next" packet. Nothing panics, a concealed frame is as
+/// long as asked, and what a payload decodes to is bounded by its length.
+#[test]
+fn any_payload_decodes_and_any_gap_conceals_in_every_codec() {
+    use agent_helper_media::codec::Codec;
+    let mut rng = Rng(0x0BAD_C0DE_1234_5678);
+    for name in ["PCMU", "PCMA", "G722", "opus"] {
+        let mut codec = Codec::for_name(name).unwrap();
+        let mut pcm = vec![];
+        for _ in 0..3000 {
+            let len = [0, 1, 2, 3, 159, 160, 161, 320, 1500][rng.below(9)];
+            let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if rng.below(2) == 0 {
+                codec.decode(&payload, &mut pcm);
+                // At most 120 ms of Opus, two samples per G.722 byte.
+                assert!(pcm.len() <= (2 * len).max(5760), "{name}: {} samples from {len} bytes", pcm.len());
+            } else {
+                let samples = rng.below(5761);
+                let next = (rng.below(2) == 0).then_some(payload.as_slice());
+                codec.conceal(next, samples, &mut pcm);
+                assert_eq!(pcm.len(), samples, "{name}: concealed {} of {samples}", pcm.len());
+            }
+        }
+    }
+}

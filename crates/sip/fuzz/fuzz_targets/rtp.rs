@@ -2,11 +2,13 @@
 //! with its length checks, telephone-events, and the jitter buffer fed with
 //! whatever timestamps and lengths the packet claims; the same datagram as
 //! SRTP of every suite (it must fail authentication, never panic), and as
-//! RTCP (a compound packet walked report by report).
+//! RTCP (a compound packet walked report by report); the payload decoded by
+//! every codec, and a gap concealed into it.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
+use agent_helper_media::codec::Codec;
 use agent_helper_media::dtmf::TelephoneEvent;
 use agent_helper_media::jitter::JitterBuffer;
 use agent_helper_media::rtcp::Rtcp;
@@ -25,6 +27,13 @@ fuzz_target!(|data: &[u8]| {
         jb.push(now, p.timestamp.wrapping_add(160), 160, vec![0; 160]);
         let _ = jb.pop(now + Duration::from_millis(400));
         let _ = jb.peek_next();
+        let mut pcm = vec![];
+        for name in ["PCMU", "G722", "opus"] {
+            if let Ok(mut codec) = Codec::for_name(name) {
+                codec.decode(&p.payload, &mut pcm);
+                codec.conceal(Some(&p.payload), codec.frame(), &mut pcm);
+            }
+        }
     }
     for suite in Suite::ALL {
         let keying = vec![7u8; suite.keying_len()];
