@@ -241,6 +241,17 @@ impl Decoder {
         }
     }
 
+    /// A payload into its two sub-bands (`lows` and `highs` cleared first).
+    pub fn split(&mut self, payload: &[u8], lows: &mut Vec<i16>, highs: &mut Vec<i16>) {
+        lows.clear();
+        highs.clear();
+        for &code in payload {
+            let (low, high) = self.bands(code);
+            lows.push(low);
+            highs.push(high);
+        }
+    }
+
     /// One code into its lower and higher sub-band samples (8 kHz each).
     pub fn bands(&mut self, code: u8) -> (i16, i16) {
         (self.0.lower.take_lower(code) as i16, self.0.higher.take_higher(code >> 6) as i16)
@@ -305,13 +316,7 @@ impl Default for Receiver {
 impl Receiver {
     /// A received payload into 16 kHz PCM (`pcm` cleared first).
     pub fn decode(&mut self, payload: &[u8], pcm: &mut Vec<i16>) {
-        self.lows.clear();
-        self.highs.clear();
-        for &code in payload {
-            let (low, high) = self.decoder.bands(code);
-            self.lows.push(low);
-            self.highs.push(high);
-        }
+        self.decoder.split(payload, &mut self.lows, &mut self.highs);
         self.lower.good(&mut self.lows);
         self.higher.good(&mut self.highs);
         self.join(pcm);
@@ -332,13 +337,7 @@ impl Receiver {
             for (&low, &high) in self.lows.iter().zip(&self.highs) {
                 ahead.steer(low, high);
             }
-            self.next_lows.clear();
-            self.next_highs.clear();
-            for &code in next {
-                let (low, high) = ahead.bands(code);
-                self.next_lows.push(low);
-                self.next_highs.push(high);
-            }
+            ahead.split(next, &mut self.next_lows, &mut self.next_highs);
         }
         self.lower.finish(&mut self.lows, next.map(|_| self.next_lows.as_slice()));
         self.higher.finish(&mut self.highs, next.map(|_| self.next_highs.as_slice()));
