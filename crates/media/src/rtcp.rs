@@ -189,6 +189,24 @@ impl Rtcp {
     }
 }
 
+/// Whether a datagram is plain RTCP from end to end: every header version 2
+/// with an RTCP packet type (RFC 5761: 192–223) and the lengths tiling the
+/// datagram exactly. SRTCP is never that: after its RTCP come the E-flag and
+/// index word and the tag, which the first header's length does not cover.
+/// On an SRTP call this tells a peer's unprotected packet (baresip sends a
+/// plain APP "PING" to open NAT pinholes) from one that failed its check.
+pub fn is_plain_compound(datagram: &[u8]) -> bool {
+    let mut rest = datagram;
+    while rest.len() >= 4 {
+        let len = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+        if rest[0] >> 6 != 2 || !(192..=223).contains(&rest[1]) || len > rest.len() {
+            return false;
+        }
+        rest = &rest[len..];
+    }
+    rest.is_empty() && !datagram.is_empty()
+}
+
 /// The sender and receiver reports of a compound packet. Other packets (SDES,
 /// BYE, APP, feedback) are stepped over by their length, whatever their
 /// content: only a first header that is not RTCP, or a length past the
@@ -281,5 +299,33 @@ mod tests {
         assert!(r.receive(now, SystemTime::now(), &lying).is_err());
         assert_eq!(r.receive(now, SystemTime::now(), &vec![0x80; MAX_RTCP + 1]), Err(RtcpError::TooLong));
         assert!(r.receive(now, SystemTime::now(), &good).is_ok());
+    }
+
+    #[test]
+    fn plain_rtcp_is_told_from_srtcp_and_from_noise() {
+        let now = Instant::now();
+        let sr = Rtcp::new(2, "y").report(
+            now,
+            SystemTime::now(),
+            Some(Sent { packets: 1, octets: 1, rtp_timestamp: 1 }),
+            None,
+        );
+        let ping = [0x80, 204, 0, 3, 0xa3, 0x80, 0x30, 0xe7, b'P', b'I', b'N', b'G', b'P', b'O', b'N', b'G'];
+        assert!(is_plain_compound(&sr));
+        assert!(is_plain_compound(&ping));
+        for suite in crate::srtp::Suite::ALL {
+            let key = vec![7u8; suite.keying_len()];
+            let mut session = crate::srtp::Session::new(suite, &key, &key).unwrap();
+            for packet in [&sr[..], &ping[..]] {
+                let sealed = session.protect_rtcp(packet).unwrap();
+                assert!(!is_plain_compound(&sealed), "{suite:?} SRTCP taken for plain: {sealed:?}");
+            }
+        }
+        assert!(!is_plain_compound(&[]));
+        assert!(!is_plain_compound(&ping[..15]), "cut short");
+        assert!(!is_plain_compound(&[&ping[..], &[0u8; 4]].concat()), "trailing bytes");
+        let mut rtp = ping;
+        rtp[1] = 0; // PCMU: RTP, not RTCP
+        assert!(!is_plain_compound(&rtp));
     }
 }

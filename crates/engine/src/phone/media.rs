@@ -535,6 +535,7 @@ async fn run(
         duplicates = stats.duplicates,
         malformed = dropped,
         srtp_rejected = srtp.rejected,
+        unprotected_rtcp = srtp.unprotected,
         rtcp_reports = reports.reports_received(),
         malformed_rtcp,
         rtt_ms = reports.rtt().map(|d| d.as_millis() as u64),
@@ -553,6 +554,9 @@ struct Srtp {
     broken: bool,
     /// Packets dropped: bad tag, replayed, plain RTP on an SRTP call.
     rejected: u64,
+    /// Plain RTCP on an SRTP call, dropped unread: a peer's own choice
+    /// (baresip opens NAT pinholes with one), not a failed check.
+    unprotected: u64,
 }
 
 enum Opened {
@@ -606,6 +610,12 @@ impl Srtp {
                 Kind::Rtcp => s.unprotect_rtcp(datagram),
             } {
                 Ok(plain) => Opened::Decrypted(plain),
+                Err(_) if kind == Kind::Rtcp && agent_helper_media::rtcp::is_plain_compound(datagram) => {
+                    self.unprotected += 1;
+                    let head = &datagram[..datagram.len().min(12)];
+                    tracing::debug!(len = datagram.len(), ?head, "plain RTCP on an SRTP call dropped unread");
+                    Opened::Rejected
+                }
                 Err(e) => {
                     self.rejected += 1;
                     let head = &datagram[..datagram.len().min(12)];
