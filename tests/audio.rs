@@ -967,3 +967,94 @@ fn set_devices_moves_a_call_in_progress_and_is_stored_by_id() {
     conn.request("endCall", json!({}));
     drop(recorder);
 }
+
+/// The speaker's server-side buffer in BPClient.log: each size the sound
+/// server granted, in order.
+fn speaker_buffers_granted(log: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("speaker buffer granted by the sound server"))
+        .filter_map(|l| l.split(" buffer_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// A call to baresip on the rig's headset, once its speaker plays (the
+/// log says when): the helper, the connection, baresip and the log's path.
+fn call_playing_on_the_headset(
+    pulse: &Pulse,
+    k: &support::kamailio::Kamailio,
+    dir: &std::path::Path,
+) -> (Helper, Conn, Baresip, std::path::PathBuf) {
+    let (helper, mut conn) = registered_with_pulse(pulse, k, dir, "pcmu");
+    let mut bob = support::baresip::Baresip::start("bob", k.port, PASSWORD, true);
+    conn.request("call", json!({"target": "bob"}));
+    conn.event("call-confirmed");
+    bob.wait_event("CALL_ESTABLISHED");
+    let log = dir.join("logs/BPClient.log");
+    wait_until("the speaker playing", || std::fs::read_to_string(&log).unwrap_or_default().contains("speaker playing"));
+    (helper, conn, bob, log)
+}
+
+/// The rig's null sinks start a new stream only when the block they are
+/// rendering ends (0.5–1.1 s seen here), as a device waking from suspend
+/// or a Bluetooth headset takes its time: baresip's audio arrives at once,
+/// and the speaker that has not started yet is waited for, not taken for
+/// gone (the helper used to move every such call to the default after
+/// 0.8 s and back, telling the agent the headset was lost).
+#[test]
+fn a_speaker_slow_to_start_is_waited_for_not_taken_for_gone() {
+    let _one = one_at_a_time();
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = support::ram_dir();
+    let (_helper, mut conn, mut bob, log) = call_playing_on_the_headset(&pulse, &k, dir.path());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let speaker: Vec<&str> = text.lines().filter(|l| l.contains("speaker")).collect();
+    eprintln!("{speaker:#?}");
+    assert!(!text.contains("speaker lost") && !text.contains("takes no audio"), "{speaker:#?}");
+    assert_eq!(text.matches("speaker open").count(), 1, "{speaker:#?}");
+    conn.request("endCall", json!({}));
+    let (name, event) = conn.next_event();
+    assert_eq!(name, "call-ended", "no device change before the end: {event}");
+    bob.wait_event("CALL_CLOSED");
+}
+
+/// A busy moment (the helper stopped for 300 ms, so the sound server runs
+/// out) grows the speaker's buffer, as before; a quiet while later the
+/// buffer gives the step back, so the rest of a long call is not delayed
+/// by it. The sizes are the server's own, as granted.
+#[test]
+fn a_speaker_buffer_grown_by_an_underrun_steps_back_once_quiet() {
+    let _one = one_at_a_time();
+    let pulse = Pulse::start();
+    let k = support::kamailio::Kamailio::start(PASSWORD);
+    let dir = support::ram_dir();
+    let (helper, mut conn, _bob, log) = call_playing_on_the_headset(&pulse, &k, dir.path());
+    let start = speaker_buffers_granted(&log).last().copied().unwrap_or(20);
+    // The stimulus: the whole helper stopped, as a busy machine would.
+    let pid = helper.pid() as libc::pid_t;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    wait_until("the speaker buffer to grow", || speaker_buffers_granted(&log).iter().any(|&ms| ms > start));
+    // A step back comes after 10 s without an underrun; this machine's
+    // busy moments may restart that wait, so give it a minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let granted = speaker_buffers_granted(&log);
+        let most = granted.iter().copied().max().unwrap_or(start);
+        if granted.last().is_some_and(|&ms| ms < most) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no step back in a minute: granted {granted:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let resized: Vec<&str> =
+        text.lines().filter(|l| l.contains("speaker underrun") || l.contains("step back")).collect();
+    eprintln!("granted {:?} ms\n{resized:#?}", speaker_buffers_granted(&log));
+    assert!(text.contains("its buffer gives a step back"), "{text}");
+    conn.request("endCall", json!({}));
+    conn.event("call-ended");
+}

@@ -164,6 +164,8 @@ pub(crate) struct Stalls {
     /// Times the sound server ran out because we answered too late (only
     /// PulseAudio says so).
     pub underruns: Arc<AtomicU64>,
+    /// Times the device asked for audio and got it.
+    pub served: Arc<AtomicU64>,
 }
 
 /// A running playback stream: push samples (mono, `rate` Hz) into `samples`.
@@ -198,6 +200,14 @@ impl Playback {
     /// came too late (the machine was busy), since the stream opened.
     pub fn underruns(&self) -> u64 {
         self.stalls.underruns.load(Ordering::Relaxed)
+    }
+
+    /// The device plays: it asked for audio again after what filled its
+    /// buffer at the start. A sound server can take a second or two to
+    /// start a new stream (a device resuming from suspend, a Bluetooth
+    /// headset, an idle null sink finishing its long block): not a stall.
+    pub fn started(&self) -> bool {
+        self.stalls.served.load(Ordering::Relaxed) >= 2
     }
 }
 
@@ -264,7 +274,7 @@ fn ring_len(rate: u32) -> usize {
 /// playback of mono audio at `rate` Hz.
 pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Playback, AudioError> {
     let stalls = Stalls::default();
-    let counter = stalls.starved.clone();
+    let (counter, served) = (stalls.starved.clone(), stalls.served.clone());
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
         let (device, rate) = pulse::resolve(device, Direction::Output, rate, native)?;
@@ -296,6 +306,7 @@ pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Pl
                     if missing > 0 {
                         counter.fetch_add(missing, Ordering::Relaxed);
                     }
+                    served.fetch_add(1, Ordering::Relaxed);
                 },
                 move |e: cpal::Error| {
                     tracing::warn!(error = %e, "playback stream failed");

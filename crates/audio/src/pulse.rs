@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use libpulse_binding::context::{Context, FlagSet as ContextFlags, State as ContextState};
 use libpulse_binding::def::BufferAttr;
@@ -31,6 +32,54 @@ const PLAYBACK_BUFFER_MS: u32 = 20;
 /// busy machine trades a little latency for audio without gaps.
 const PLAYBACK_BUFFER_MAX_MS: u32 = 60;
 const PLAYBACK_BUFFER_STEP_MS: u32 = 10;
+/// A grown buffer gives a step back after this long without an underrun
+/// (PulseAudio's ALSA sinks lower their watermark the same way), so one
+/// busy moment does not add latency to the rest of a long call.
+const PLAYBACK_QUIET: Duration = Duration::from_secs(10);
+/// An underrun soon after a step back doubles the quiet time asked for
+/// next, up to this: a machine that is busy in bursts settles at the size
+/// it needs instead of clicking at every step back.
+const PLAYBACK_QUIET_MAX: Duration = Duration::from_secs(160);
+
+/// The size of the speaker's server-side buffer over a call, sans-IO:
+/// told of underruns and the time, it says when to ask for another size.
+#[derive(Debug)]
+struct SpeakerBuffer {
+    ms: u32,
+    /// The last underrun or step back.
+    since: Instant,
+    stepped_back: Option<Instant>,
+    quiet: Duration,
+}
+
+impl SpeakerBuffer {
+    fn new(now: Instant) -> SpeakerBuffer {
+        SpeakerBuffer { ms: PLAYBACK_BUFFER_MS, since: now, stepped_back: None, quiet: PLAYBACK_QUIET }
+    }
+
+    /// The server ran out at `now`: the size to ask for, if it grows.
+    fn underrun(&mut self, now: Instant) -> Option<u32> {
+        if self.stepped_back.take().is_some_and(|t| now.duration_since(t) < self.quiet) {
+            self.quiet = (self.quiet * 2).min(PLAYBACK_QUIET_MAX);
+        }
+        self.since = now;
+        (self.ms < PLAYBACK_BUFFER_MAX_MS).then(|| {
+            self.ms += PLAYBACK_BUFFER_STEP_MS;
+            self.ms
+        })
+    }
+
+    /// At each request of the server: the size to ask for, if a step can
+    /// go back after a quiet while.
+    fn poll(&mut self, now: Instant) -> Option<u32> {
+        (self.ms > PLAYBACK_BUFFER_MS && now.duration_since(self.since) >= self.quiet).then(|| {
+            self.ms -= PLAYBACK_BUFFER_STEP_MS;
+            self.since = now;
+            self.stepped_back = Some(now);
+            self.ms
+        })
+    }
+}
 /// The microphone is handed over in pieces of this much (one codec frame):
 /// the server holds up to a second for a thread that is late.
 const CAPTURE_PIECE_MS: u32 = 20;
@@ -69,9 +118,12 @@ pub(crate) fn open_playback(
     stalls: crate::Stalls,
 ) -> Result<Running<rtrb::Producer<i16>>, AudioError> {
     let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring);
-    let crate::Stalls { starved, underruns } = stalls;
-    let (mut buffer_ms, mut seen, mut watching) = (PLAYBACK_BUFFER_MS, 0, false);
-    let attr = playback_attr(rate, buffer_ms);
+    let crate::Stalls { starved, underruns, served } = stalls;
+    let (mut seen, mut watching) = (0, false);
+    let mut size = SpeakerBuffer::new(Instant::now());
+    // What the server last granted (its own view, logged when it changes).
+    let mut granted = bytes_for(rate, PLAYBACK_BUFFER_MS);
+    let attr = playback_attr(rate, PLAYBACK_BUFFER_MS);
     let id = device_id.to_owned();
     let (failed, stop) = on_thread("audio-out", device_id, rate, Direction::Output, attr, move |stream| {
         if !watching {
@@ -81,14 +133,29 @@ pub(crate) fn open_playback(
                 counter.fetch_add(1, Ordering::Relaxed);
             })));
         }
-        let now = underruns.load(Ordering::Relaxed);
-        if now > seen {
-            seen = now;
-            if buffer_ms < PLAYBACK_BUFFER_MAX_MS {
-                buffer_ms += PLAYBACK_BUFFER_STEP_MS;
-                drop(stream.set_buffer_attr(&playback_attr(rate, buffer_ms), |_| {}));
+        let now = Instant::now();
+        let count = underruns.load(Ordering::Relaxed);
+        let resize = if count > seen {
+            seen = count;
+            let grown = size.underrun(now);
+            if let Some(buffer_ms) = grown {
                 tracing::info!(device = %id, buffer_ms, "speaker underrun: its buffer grows");
             }
+            grown
+        } else {
+            size.poll(now).inspect(|buffer_ms| {
+                tracing::info!(device = %id, buffer_ms, "no speaker underrun for a while: its buffer gives a step back");
+            })
+        };
+        if let Some(buffer_ms) = resize {
+            drop(stream.set_buffer_attr(&playback_attr(rate, buffer_ms), |_| {}));
+        }
+        if let Some(tlength) = stream.get_buffer_attr().map(|a| a.tlength)
+            && tlength != granted
+        {
+            granted = tlength;
+            let buffer_ms = tlength / 2 * 1000 / rate;
+            tracing::info!(device = %id, buffer_ms, "speaker buffer granted by the sound server");
         }
         let Some(wanted) = stream.writable_size().filter(|n| *n >= 2) else { return Ok(()) };
         let Some(buffer) = stream.begin_write(Some(wanted))? else { return Ok(()) };
@@ -104,6 +171,7 @@ pub(crate) fn open_playback(
             starved.fetch_add(missing, Ordering::Relaxed);
         }
         let whole = buffer.len() & !1;
+        served.fetch_add(1, Ordering::Relaxed);
         stream.write(&buffer[..whole], None, 0, SeekMode::Relative)
     })?;
     Ok((producer, failed, stop))
@@ -369,6 +437,36 @@ pub(crate) fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_speaker_buffer_grows_on_underruns_and_steps_back_after_a_quiet_while() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut b = SpeakerBuffer::new(t0);
+        assert_eq!(b.poll(at(60)), None, "never below the start");
+        assert_eq!(b.underrun(at(60)), Some(30));
+        assert_eq!(b.underrun(at(61)), Some(40));
+        assert_eq!(b.poll(at(70)), None, "9 s quiet");
+        assert_eq!(b.poll(at(71)), Some(30));
+        assert_eq!(b.poll(at(72)), None, "a step per quiet while");
+        assert_eq!(b.poll(at(81)), Some(20));
+        assert_eq!(b.poll(at(200)), None);
+        // An underrun 5 s after a step back: the next step back waits twice as long.
+        assert_eq!(b.underrun(at(86)), Some(30));
+        assert_eq!(b.poll(at(96)), None);
+        assert_eq!(b.poll(at(106)), Some(20));
+        // Never past the most, nor a longer wait than the most.
+        for s in 107..120 {
+            b.underrun(at(s));
+        }
+        assert_eq!(b.ms, PLAYBACK_BUFFER_MAX_MS);
+        assert_eq!(b.quiet, Duration::from_secs(40), "one premature step back doubled it again");
+        for s in 0..10 {
+            b.stepped_back = Some(at(200 + s));
+            b.underrun(at(200 + s));
+        }
+        assert_eq!(b.quiet, PLAYBACK_QUIET_MAX);
+    }
 
     #[test]
     fn device_ids_map_to_pulseaudio_names() {

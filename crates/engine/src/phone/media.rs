@@ -101,6 +101,10 @@ pub(super) enum MediaEvent {
 
 /// A speaker that takes no audio for this long counts as gone.
 const STALL: Duration = Duration::from_millis(800);
+/// … and one that has not started playing yet, after this long: a sound
+/// server may take a second or two to start a new stream (a device waking
+/// from suspend, a Bluetooth headset, an idle null sink), which is no stall.
+const START_LIMIT: Duration = Duration::from_secs(3);
 
 /// How often a call on a fallback device looks for the chosen one again
 /// (and at once when the phone's watcher sees the devices change).
@@ -158,6 +162,8 @@ struct Devices {
     /// not gone down (the sound card stopped taking audio).
     queued_after_push: usize,
     stalled_since: Option<Instant>,
+    /// When the speaker's stream opened, until the device starts playing it.
+    speaker_opened: Option<Instant>,
 }
 
 /// A call's RTP socket, and its RTCP socket for a peer without rtcp-mux.
@@ -369,9 +375,18 @@ async fn run(
                         // A sound card that stops taking samples is gone (an
                         // unplugged device's stream may just stop, with no error).
                         let queued = p.samples.buffer().capacity() - p.samples.slots();
+                        if p.started()
+                            && let Some(at) = devices.speaker_opened.take()
+                        {
+                            let ms = now.duration_since(at).as_millis() as u64;
+                            tracing::info!(call_id, device = %p.device, ms, "speaker playing");
+                        }
                         if queued >= devices.queued_after_push && queued > 0 {
                             let since = *devices.stalled_since.get_or_insert(now);
-                            if now.duration_since(since) > STALL {
+                            let limit = if p.started() { STALL } else { START_LIMIT };
+                            if now.duration_since(since) > limit {
+                                let started = p.started();
+                                tracing::warn!(call_id, device = %p.device, started, "the speaker takes no audio");
                                 p.mark_failed();
                             }
                         } else {
@@ -922,6 +937,7 @@ impl Opening {
                     tell("output", &p.device, self.reasons.0.take());
                     devices.to_speaker = converter(call_id, rate, p.rate);
                     devices.playback = Some(p);
+                    devices.speaker_opened = Some(Instant::now());
                 }
                 // The chosen speaker is not there: the system default carries the call.
                 Ok(Err(e)) if self.chosen.0 && !devices.speaker_fallback => {
