@@ -997,7 +997,7 @@ fn call_playing_on_the_headset(
 }
 
 /// The rig's null sinks start a new stream only when the block they are
-/// rendering ends (0.5–1.1 s seen here), as a device waking from suspend
+/// rendering ends (0.5–1.7 s seen here), as a device waking from suspend
 /// or a Bluetooth headset takes its time: baresip's audio arrives at once,
 /// and the speaker that has not started yet is waited for, not taken for
 /// gone (the helper used to move every such call to the default after

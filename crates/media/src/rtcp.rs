@@ -243,6 +243,12 @@ fn reports_in(datagram: &[u8]) -> Result<Vec<Box<dyn Packet>>, RtcpError> {
 mod tests {
     use super::*;
 
+    /// A compound packet (SR and SDES) from another sender, SSRC 2.
+    fn a_sender_report(now: Instant) -> Vec<u8> {
+        let sent = Sent { packets: 1, octets: 1, rtp_timestamp: 1 };
+        Rtcp::new(2, "y").report(now, SystemTime::now(), Some(sent), None)
+    }
+
     #[test]
     fn round_trip_time_comes_from_the_peers_report_on_our_sender_report() {
         let t0 = Instant::now();
@@ -265,12 +271,7 @@ mod tests {
     #[test]
     fn packets_we_do_not_read_are_stepped_over() {
         let now = Instant::now();
-        let sr = Rtcp::new(2, "y").report(
-            now,
-            SystemTime::now(),
-            Some(Sent { packets: 1, octets: 1, rtp_timestamp: 1 }),
-            None,
-        );
+        let sr = a_sender_report(now);
         // An APP packet ("PING", 4 bytes of data) and stray bytes after the SR and SDES.
         let mut compound = vec![0x80, 204, 0, 3, 0, 0, 0, 2, b'P', b'I', b'N', b'G', 1, 2, 3, 4];
         compound.extend(&sr);
@@ -284,12 +285,7 @@ mod tests {
     fn hostile_rtcp_is_an_error_not_a_panic() {
         let mut r = Rtcp::new(1, "x");
         let now = Instant::now();
-        let good = Rtcp::new(2, "y").report(
-            now,
-            SystemTime::now(),
-            Some(Sent { packets: 1, octets: 1, rtp_timestamp: 1 }),
-            None,
-        );
+        let good = a_sender_report(now);
         for cut in 0..good.len() {
             let _ = r.receive(now, SystemTime::now(), &good[..cut]);
         }
@@ -304,12 +300,7 @@ mod tests {
     #[test]
     fn plain_rtcp_is_told_from_srtcp_and_from_noise() {
         let now = Instant::now();
-        let sr = Rtcp::new(2, "y").report(
-            now,
-            SystemTime::now(),
-            Some(Sent { packets: 1, octets: 1, rtp_timestamp: 1 }),
-            None,
-        );
+        let sr = a_sender_report(now);
         let ping = [0x80, 204, 0, 3, 0xa3, 0x80, 0x30, 0xe7, b'P', b'I', b'N', b'G', b'P', b'O', b'N', b'G'];
         assert!(is_plain_compound(&sr));
         assert!(is_plain_compound(&ping));
