@@ -41,6 +41,10 @@ const PLAYBACK_QUIET: Duration = Duration::from_secs(10);
 /// it needs instead of clicking at every step back.
 const PLAYBACK_QUIET_MAX: Duration = Duration::from_secs(160);
 
+/// The microphone is handed over in pieces of this much (one codec frame):
+/// the server holds up to a second for a thread that is late.
+const CAPTURE_PIECE_MS: u32 = 20;
+
 /// The size of the speaker's server-side buffer over a call, sans-IO:
 /// told of underruns and the time, it says when to ask for another size.
 #[derive(Debug)]
@@ -80,9 +84,6 @@ impl SpeakerBuffer {
         })
     }
 }
-/// The microphone is handed over in pieces of this much (one codec frame):
-/// the server holds up to a second for a thread that is late.
-const CAPTURE_PIECE_MS: u32 = 20;
 
 /// A running stream: its ring end, the failure flag, the stop sender
 /// (dropping it ends the stream).

@@ -375,17 +375,15 @@ async fn run(
                         // A sound card that stops taking samples is gone (an
                         // unplugged device's stream may just stop, with no error).
                         let queued = p.samples.buffer().capacity() - p.samples.slots();
-                        if p.started()
-                            && let Some(at) = devices.speaker_opened.take()
-                        {
+                        let started = p.started();
+                        if started && let Some(at) = devices.speaker_opened.take() {
                             let ms = now.duration_since(at).as_millis() as u64;
                             tracing::info!(call_id, device = %p.device, ms, "speaker playing");
                         }
                         if queued >= devices.queued_after_push && queued > 0 {
                             let since = *devices.stalled_since.get_or_insert(now);
-                            let limit = if p.started() { STALL } else { START_LIMIT };
+                            let limit = if started { STALL } else { START_LIMIT };
                             if now.duration_since(since) > limit {
-                                let started = p.started();
                                 tracing::warn!(call_id, device = %p.device, started, "the speaker takes no audio");
                                 p.mark_failed();
                             }
@@ -625,16 +623,15 @@ impl Srtp {
                 Kind::Rtcp => s.unprotect_rtcp(datagram),
             } {
                 Ok(plain) => Opened::Decrypted(plain),
-                Err(_) if kind == Kind::Rtcp && agent_helper_media::rtcp::is_plain_compound(datagram) => {
-                    self.unprotected += 1;
-                    let head = &datagram[..datagram.len().min(12)];
-                    tracing::debug!(len = datagram.len(), ?head, "plain RTCP on an SRTP call dropped unread");
-                    Opened::Rejected
-                }
                 Err(e) => {
-                    self.rejected += 1;
                     let head = &datagram[..datagram.len().min(12)];
-                    tracing::debug!(?kind, error = %e, len = datagram.len(), ?head, "SRTP packet rejected");
+                    if kind == Kind::Rtcp && agent_helper_media::rtcp::is_plain_compound(datagram) {
+                        self.unprotected += 1;
+                        tracing::debug!(len = datagram.len(), ?head, "plain RTCP on an SRTP call dropped unread");
+                    } else {
+                        self.rejected += 1;
+                        tracing::debug!(?kind, error = %e, len = datagram.len(), ?head, "SRTP packet rejected");
+                    }
                     Opened::Rejected
                 }
             },
