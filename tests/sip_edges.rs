@@ -132,3 +132,51 @@ fn the_helper_refreshes_a_90_s_session_by_re_invite() {
     assert_eq!(ended["reason"], "remote-hangup", "{ended}");
     sipp.assert_passed();
 }
+
+/// RFC 3550 §6.3.7: when the call ends, its RTP stream ends with a compound
+/// RTCP packet (a report, then BYE for the stream's SSRC), on the RTP port
+/// the answer's `a=rtcp-mux` asked for. The far end's media is this test.
+#[test]
+fn the_calls_rtp_stream_ends_with_an_rtcp_bye() {
+    let k = Kamailio::start(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_helper, mut conn) = registered_helper(&k, dir.path());
+    let media = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    media.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = media.local_addr().unwrap().port().to_string();
+    let sipp = Sipp::uas_with("uas_rtp_peer.xml", &["-key", "peer_rtp", &port]);
+    conn.request("call", json!({"target": sipp.target()}));
+    conn.event("call-confirmed");
+    let mut buf = [0u8; 2048];
+    let is_rtcp = |d: &[u8]| d.len() >= 8 && (192..=223).contains(&d[1]);
+    // The helper's stream: PCMU packets, whose SSRC the BYE must name.
+    let ssrc = loop {
+        let (n, _) = media.recv_from(&mut buf).expect("RTP from the helper");
+        if n >= 12 && !is_rtcp(&buf[..n]) && buf[1] & 0x7f == 0 {
+            break u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        }
+    };
+    conn.request("endCall", json!({}));
+    assert_eq!(conn.event("call-ended")["reason"], "local-hangup");
+    // Every packet of the compound by type, with its first SSRC.
+    let packets = loop {
+        let (n, _) = media.recv_from(&mut buf).expect("the helper's RTCP BYE");
+        let mut rest = &buf[..n];
+        if !is_rtcp(rest) {
+            continue;
+        }
+        let mut packets = vec![];
+        while rest.len() >= 8 {
+            let len = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+            packets.push((rest[1], u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]])));
+            rest = &rest[len.min(rest.len())..];
+        }
+        if packets.iter().any(|(pt, _)| *pt == 203) {
+            break packets;
+        }
+    };
+    let types: Vec<u8> = packets.iter().map(|(pt, _)| *pt).collect();
+    assert_eq!(types, [200, 202, 203], "SR (we sent), SDES, BYE last: {packets:?}");
+    assert!(packets.iter().all(|(_, s)| *s == ssrc), "the BYE is for the stream sent (SSRC {ssrc:#x}): {packets:?}");
+    sipp.assert_passed();
+}

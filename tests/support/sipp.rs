@@ -27,8 +27,14 @@ impl Sipp {
     /// early. Ports are picked free, but a parallel test can take one before
     /// sipp binds it; then sipp exits and is started again on new ports.
     pub fn uas(name: &str) -> Sipp {
+        Self::uas_with(name, &[])
+    }
+
+    /// [`Self::uas`] with more of sipp's arguments (`-key NAME VALUE` for a
+    /// scenario's `[NAME]`).
+    pub fn uas_with(name: &str, extra: &[&str]) -> Sipp {
         for _ in 0..4 {
-            let mut sipp = Self::spawn(name, &[]);
+            let mut sipp = Self::spawn(name, extra);
             if sipp.wait_listening() {
                 return sipp;
             }

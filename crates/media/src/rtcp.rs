@@ -2,12 +2,15 @@
 //! report (or a receiver report while we send nothing) about the peer's
 //! stream, with our CNAME; from the peer's reports about our stream we learn
 //! the round-trip time (§6.4.1: arrival − LSR − DLSR) and the loss and
-//! jitter it sees. Packets are built and read with webrtc-rs's `rtc-rtcp`;
-//! time comes in as an argument.
+//! jitter it sees. When the call's media ends, the last compound packet
+//! carries a BYE for our source (§6.3.7), and a peer's BYE is noted.
+//! Packets are built and read with webrtc-rs's `rtc-rtcp`; time comes in
+//! as an argument.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use rtc_rtcp::goodbye::Goodbye;
 use rtc_rtcp::packet::Packet;
 use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::reception_report::ReceptionReport;
@@ -64,7 +67,12 @@ pub struct Rtcp {
     rtt: Option<Duration>,
     peer_view: Option<PeerView>,
     reports_received: u64,
+    /// Sources the peer said goodbye for (RTCP BYE), the latest last.
+    left: Vec<u32>,
 }
+
+/// Sources of one BYE we keep at most (its count field allows 31).
+const MAX_LEFT: usize = 31;
 
 /// A wallclock as a 64-bit NTP timestamp.
 pub fn ntp(wallclock: SystemTime) -> u64 {
@@ -87,7 +95,13 @@ impl Rtcp {
             rtt: None,
             peer_view: None,
             reports_received: 0,
+            left: Vec::new(),
         }
+    }
+
+    /// Whether the peer said goodbye (RTCP BYE) for `ssrc`: its stream ended.
+    pub fn peer_left(&self, ssrc: u32) -> bool {
+        self.left.contains(&ssrc)
     }
 
     /// The latest round-trip time, from the peer's report on our stream.
@@ -112,6 +126,30 @@ impl Rtcp {
         wallclock: SystemTime,
         sent: Option<Sent>,
         received: Option<Received>,
+    ) -> Vec<u8> {
+        self.compound(now, wallclock, sent, received, false)
+    }
+
+    /// The last compound packet of the call (RFC 3550 §6.3.7): the report
+    /// as [`Self::report`] makes it, then a BYE for our source, so the peer
+    /// knows the stream ended rather than went quiet or was lost.
+    pub fn goodbye(
+        &self,
+        now: Instant,
+        wallclock: SystemTime,
+        sent: Option<Sent>,
+        received: Option<Received>,
+    ) -> Vec<u8> {
+        self.compound(now, wallclock, sent, received, true)
+    }
+
+    fn compound(
+        &self,
+        now: Instant,
+        wallclock: SystemTime,
+        sent: Option<Sent>,
+        received: Option<Received>,
+        bye: bool,
     ) -> Vec<u8> {
         let block = received.map(|r| {
             // DLSR: how long since the peer's last SR, in 1/65536 s.
@@ -148,7 +186,11 @@ impl Rtcp {
                 items: vec![SourceDescriptionItem { sdes_type: SdesType::SdesCname, text: self.cname.clone() }],
             }],
         });
-        rtc_rtcp::packet::marshal(&[first, sdes]).map(|b| b.to_vec()).unwrap_or_default()
+        let mut packets = vec![first, sdes];
+        if bye {
+            packets.push(Box::new(Goodbye { sources: vec![self.ssrc], reason: Bytes::new() }));
+        }
+        rtc_rtcp::packet::marshal(&packets).map(|b| b.to_vec()).unwrap_or_default()
     }
 
     /// A compound RTCP packet from the peer, arrived at `now`.
@@ -159,6 +201,18 @@ impl Rtcp {
         let arrival = middle32(ntp(wallclock));
         for p in reports_in(datagram)? {
             let any = p.as_any();
+            if let Some(bye) = any.downcast_ref::<Goodbye>() {
+                for &source in &bye.sources {
+                    if self.left.contains(&source) {
+                        continue;
+                    }
+                    if self.left.len() == MAX_LEFT {
+                        self.left.remove(0);
+                    }
+                    self.left.push(source);
+                }
+                continue;
+            }
             let (blocks, sr) = if let Some(sr) = any.downcast_ref::<SenderReport>() {
                 (&sr.reports, Some(sr))
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
@@ -207,8 +261,8 @@ pub fn is_plain_compound(datagram: &[u8]) -> bool {
     rest.is_empty() && !datagram.is_empty()
 }
 
-/// The sender and receiver reports of a compound packet. Other packets (SDES,
-/// BYE, APP, feedback) are stepped over by their length, whatever their
+/// The sender and receiver reports and the BYEs of a compound packet. Other
+/// packets (SDES, APP, feedback) are stepped over by their length, whatever their
 /// content: only a first header that is not RTCP, or a length past the
 /// end, makes the datagram malformed.
 fn reports_in(datagram: &[u8]) -> Result<Vec<Box<dyn Packet>>, RtcpError> {
@@ -225,10 +279,16 @@ fn reports_in(datagram: &[u8]) -> Result<Vec<Box<dyn Packet>>, RtcpError> {
             break;
         }
         let (packet, next) = rest.split_at(len);
-        if matches!(packet[1], 200 | 201) {
-            let mut buf = packet;
-            let parsed = rtc_rtcp::packet::unmarshal(&mut buf).map_err(|e| RtcpError::Malformed(e.to_string()))?;
-            reports.extend(parsed);
+        let mut buf = packet;
+        match packet[1] {
+            200 | 201 => {
+                let parsed = rtc_rtcp::packet::unmarshal(&mut buf).map_err(|e| RtcpError::Malformed(e.to_string()))?;
+                reports.extend(parsed);
+            }
+            // A BYE that does not parse (a reason running past its packet)
+            // costs only itself: the reports beside it are still read.
+            203 => reports.extend(rtc_rtcp::packet::unmarshal(&mut buf).unwrap_or_default()),
+            _ => {}
         }
         rest = next;
         first = false;
@@ -266,6 +326,58 @@ mod tests {
         assert!((rtt - 80.0).abs() < 1.0, "rtt {rtt} ms");
         assert_eq!(alice.peer_view(), Some(PeerView { fraction_lost: 0.25, total_lost: 3, jitter: 80 }));
         assert_eq!(bob.rtt(), None, "Bob sent no SR: no RTT for him yet");
+    }
+
+    #[test]
+    fn the_last_packet_says_goodbye_for_our_source_after_the_report() {
+        let now = Instant::now();
+        let sent = Sent { packets: 3, octets: 480, rtp_timestamp: 480 };
+        let got = Received { ssrc: 2, fraction_lost: 0, total_lost: 0, extended_highest: 9, jitter: 4 };
+        let last = Rtcp::new(1, "alice@host").goodbye(now, SystemTime::now(), Some(sent), Some(got));
+        let packets = rtc_rtcp::packet::unmarshal(&mut &last[..]).unwrap();
+        let types: Vec<u8> = packets.iter().map(|p| p.header().packet_type as u8).collect();
+        assert_eq!(types, [200, 202, 203], "SR, SDES, then BYE (RFC 3550 §6.1: BYE last)");
+        let bye = packets[2].as_any().downcast_ref::<Goodbye>().unwrap();
+        assert_eq!(bye.sources, [1]);
+        assert!(is_plain_compound(&last));
+        // The peer reads the report in it and learns that source 1 left.
+        let mut bob = Rtcp::new(2, "bob@host");
+        assert!(!bob.peer_left(1));
+        bob.receive(now, SystemTime::now(), &last).unwrap();
+        assert_eq!(bob.reports_received(), 1);
+        assert!(bob.peer_left(1) && !bob.peer_left(2));
+        assert!(bob.peer_view().is_some(), "the report before the BYE still counts");
+        // A report alone says no goodbye.
+        let mut carol = Rtcp::new(2, "carol@host");
+        carol
+            .receive(now, SystemTime::now(), &Rtcp::new(1, "a").report(now, SystemTime::now(), Some(sent), None))
+            .unwrap();
+        assert!(!carol.peer_left(1));
+    }
+
+    #[test]
+    fn a_bye_that_does_not_parse_costs_only_itself() {
+        let now = Instant::now();
+        // SR + SDES, then a BYE for one source whose reason length runs past its packet.
+        let mut compound = a_sender_report(now);
+        compound.extend([0x81, 203, 0, 2, 0, 0, 0, 2, 200, b'g', b'o', 0]);
+        let mut r = Rtcp::new(1, "x");
+        r.receive(now, SystemTime::now(), &compound).unwrap();
+        assert_eq!(r.reports_received(), 1);
+        assert!(!r.peer_left(2), "the broken BYE is not taken");
+        // A BYE naming more sources than we keep keeps the latest.
+        let mut many = vec![0x80 | 31, 203, 0, 31];
+        for s in 100..131u32 {
+            many.extend(s.to_be_bytes());
+        }
+        let mut twice = many.clone();
+        twice[4..]
+            .chunks_exact_mut(4)
+            .enumerate()
+            .for_each(|(i, c)| c.copy_from_slice(&(200 + i as u32).to_be_bytes()));
+        r.receive(now, SystemTime::now(), &[&compound[..compound.len() - 12], &many[..]].concat()).unwrap();
+        r.receive(now, SystemTime::now(), &[&compound[..compound.len() - 12], &twice[..]].concat()).unwrap();
+        assert!(r.peer_left(230) && !r.peer_left(100), "bounded to the latest {MAX_LEFT}");
     }
 
     #[test]

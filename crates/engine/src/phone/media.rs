@@ -444,27 +444,9 @@ async fn run(
                     next_report = now + REPORT_EVERY;
                     let (fraction, lost_ratio) = counters.fraction_lost_since_last();
                     // RTCP every report interval (RFC 3550 §6.2: 5 s for a two-party call).
-                    let sent = (sender.packets_sent > 0).then(|| rtcp::Sent {
-                        packets: sender.packets_sent as u32,
-                        octets: sender.octets_sent as u32,
-                        rtp_timestamp: sender.timestamp(),
-                    });
-                    let heard = (counters.received() > 0).then(|| rtcp::Received {
-                        ssrc: remote_ssrc,
-                        fraction_lost: fraction,
-                        total_lost: counters.lost() as u32,
-                        extended_highest: counters.extended_highest(),
-                        jitter: jitter.jitter() as u32,
-                    });
+                    let (sent, heard) = rtcp_figures(&sender, &counters, fraction, remote_ssrc, &jitter);
                     let report = reports.report(now, std::time::SystemTime::now(), sent, heard);
-                    let (via, to) = if ctl.rtcp_mux {
-                        (&socket, learned.or(ctl.remote))
-                    } else {
-                        (&rtcp_socket, learned_rtcp.or(ctl.remote_rtcp))
-                    };
-                    if let (Some(to), Some(sealed)) = (to, srtp.seal(Kind::Rtcp, report)) {
-                        let _ = via.send_to(&sealed, to).await;
-                    }
+                    send_rtcp((&socket, &rtcp_socket), (learned, learned_rtcp), &ctl, &mut srtp, report).await;
                     let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
                     let _ = events.try_send(MediaEvent::Quality(stats));
                 }
@@ -536,6 +518,13 @@ async fn run(
             }
         }
     }
+    // The stream ends here (RFC 3550 §6.3.7): a last report, then BYE.
+    let said_bye = ctl.remote.is_some() && {
+        let (fraction, _) = counters.fraction_lost_since_last();
+        let (sent, heard) = rtcp_figures(&sender, &counters, fraction, remote_ssrc, &jitter);
+        let last = reports.goodbye(Instant::now(), std::time::SystemTime::now(), sent, heard);
+        send_rtcp((&socket, &rtcp_socket), (learned, learned_rtcp), &ctl, &mut srtp, last).await
+    };
     let stats = jitter.stats();
     tracing::info!(
         call_id,
@@ -551,6 +540,8 @@ async fn run(
         unprotected_rtcp = srtp.unprotected,
         rtcp_reports = reports.reports_received(),
         malformed_rtcp,
+        peer_bye = reports.peer_left(remote_ssrc),
+        bye_sent = said_bye,
         rtt_ms = reports.rtt().map(|d| d.as_millis() as u64),
         other_payload = other_pt,
         sent = sender.packets_sent,
@@ -679,6 +670,51 @@ fn quality(
         remote_loss_percent: reports.peer_view().map(|v| (v.fraction_lost * 1000.0).round() / 10.0),
         r_factor: (r * 10.0).round() / 10.0,
         mos: (agent_helper_media::quality::mos(r) * 100.0).round() / 100.0,
+    }
+}
+
+/// What our RTCP says now: what we sent (for an SR), and a report block on
+/// the peer's stream once one arrived; `fraction` is the interval's loss.
+fn rtcp_figures(
+    sender: &RtpSender,
+    counters: &ReceiveCounters,
+    fraction: u8,
+    remote_ssrc: u32,
+    jitter: &JitterBuffer,
+) -> (Option<rtcp::Sent>, Option<rtcp::Received>) {
+    let sent = (sender.packets_sent > 0).then(|| rtcp::Sent {
+        packets: sender.packets_sent as u32,
+        octets: sender.octets_sent as u32,
+        rtp_timestamp: sender.timestamp(),
+    });
+    let heard = (counters.received() > 0).then(|| rtcp::Received {
+        ssrc: remote_ssrc,
+        fraction_lost: fraction,
+        total_lost: counters.lost() as u32,
+        extended_highest: counters.extended_highest(),
+        jitter: jitter.jitter() as u32,
+    });
+    (sent, heard)
+}
+
+/// Sends an RTCP compound packet (SRTCP on an SRTP call) where the peer's
+/// RTCP comes from, else where its SDP says: the RTP port with rtcp-mux,
+/// else the RTCP port. `learned` is (RTP, RTCP) as they came. Whether it went.
+async fn send_rtcp(
+    (rtp_socket, rtcp_socket): (&UdpSocket, &UdpSocket),
+    (learned, learned_rtcp): (Option<SocketAddr>, Option<SocketAddr>),
+    ctl: &MediaControl,
+    srtp: &mut Srtp,
+    packet: Vec<u8>,
+) -> bool {
+    let (via, to) = if ctl.rtcp_mux {
+        (rtp_socket, learned.or(ctl.remote))
+    } else {
+        (rtcp_socket, learned_rtcp.or(ctl.remote_rtcp))
+    };
+    match (to, srtp.seal(Kind::Rtcp, packet)) {
+        (Some(to), Some(sealed)) => via.send_to(&sealed, to).await.is_ok(),
+        _ => false,
     }
 }
 
