@@ -22,17 +22,23 @@ use support::*;
 use support::agent::PASSWORD;
 const HEADSET: &str = "speaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
 
-/// CPU time (user + system) of a process, in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
-    field(11) + field(12)
+/// Time on a CPU (ns) and wake-ups of each thread of a process now, by
+/// thread id, with the thread's name (`/proc/PID/task/*/schedstat`: run
+/// time, wait time, timeslices run).
+fn threads(pid: u32) -> Vec<(u32, String, u64, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
+    tasks
+        .filter_map(|t| {
+            let t = t.ok()?.path();
+            let tid = t.file_name()?.to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(t.join("comm")).ok()?.trim().to_owned();
+            let stat = std::fs::read_to_string(t.join("schedstat")).ok()?;
+            let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+            let (ns, _, slices) = (f.next()?, f.next()?, f.next()?);
+            Some((tid, comm, ns, slices))
+        })
+        .collect()
 }
-
 /// Peak resident set size, MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -44,23 +50,60 @@ fn peak_rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// CPU of a process over an interval, in % of one core.
+/// CPU of a process over an interval, in % of one core: all of it, and
+/// without the threads that move audio to and from the sound server (the
+/// helper's `audio-in` / `audio-out`), which is what a baresip reading and
+/// writing files has no counterpart of.
 struct CpuWatch {
     pid: u32,
-    ticks: u64,
+    before: Vec<(u32, String, u64, u64)>,
     at: Instant,
 }
 
+/// The helper's sound-card stream threads.
+const SOUND_CARD_THREADS: [&str; 2] = ["audio-in", "audio-out"];
+
 impl CpuWatch {
     fn start(pid: u32) -> CpuWatch {
-        CpuWatch { pid, ticks: cpu_ticks(pid), at: Instant::now() }
+        CpuWatch { pid, before: threads(pid), at: Instant::now() }
+    }
+
+    fn figures(&self) -> Cpu {
+        let seconds = self.at.elapsed().as_secs_f64();
+        let (mut all, mut engine, mut wakeups) = (0u64, 0u64, 0u64);
+        for (tid, comm, ns, slices) in threads(self.pid) {
+            // A thread started within the interval counts from zero.
+            let (ns0, slices0) = self.before.iter().find(|b| b.0 == tid).map_or((0, 0), |b| (b.2, b.3));
+            let (ns, slices) = (ns.saturating_sub(ns0), slices.saturating_sub(slices0));
+            all += ns;
+            wakeups += slices;
+            if !SOUND_CARD_THREADS.contains(&comm.as_str()) {
+                engine += ns;
+            }
+        }
+        let percent = |ns: u64| ns as f64 / 1e9 / seconds * 100.0;
+        Cpu { all: percent(all), engine: percent(engine), wakeups: wakeups as f64 / seconds }
     }
 
     fn percent(&self) -> f64 {
-        let ticks = cpu_ticks(self.pid).saturating_sub(self.ticks) as f64;
-        ticks / 100.0 / self.at.elapsed().as_secs_f64() * 100.0
+        self.figures().all
     }
 }
+
+/// A process's CPU over an interval.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    /// % of a core.
+    all: f64,
+    /// % of a core without the sound-card stream threads.
+    engine: f64,
+    /// Wake-ups (timeslices run) per second, all threads.
+    wakeups: f64,
+}
+
+/// A latency call: the milliseconds between the copies, the sound server's
+/// share of them ([`server_share_ms`]), and each end's CPU.
+type LatencyRun = (f64, f64, [Cpu; 2]);
 
 fn registered(
     pulse: &Pulse,
@@ -101,6 +144,8 @@ struct Row {
     helper_heard: f64,
     baresip_heard_helper: f64,
     helper_cpu: f64,
+    /// Without the sound-card stream threads.
+    helper_engine_cpu: f64,
     baresip_cpu: f64,
     helper_rss: f64,
 }
@@ -129,7 +174,8 @@ fn helper_and_baresip(codec: &Codec, percent: u32) -> Row {
     let (helper_cpu, bob_cpu) = (CpuWatch::start(helper.pid()), CpuWatch::start(bob.pid()));
     let mut talk = pulse.play(if codec.wideband { &speech.spoken16 } else { &speech.spoken8 }, "micfeed");
     wait_until("the agent finished speaking", || talk.try_wait().ok().flatten().is_some());
-    let (helper_cpu, baresip_cpu) = (helper_cpu.percent(), bob_cpu.percent());
+    let (Cpu { all: helper_cpu, engine: helper_engine_cpu, .. }, baresip_cpu) =
+        (helper_cpu.figures(), bob_cpu.percent());
     let helper_rss = peak_rss_mib(helper.pid());
     conn.request("endCall", json!({}));
     conn.event("call-ended");
@@ -140,6 +186,7 @@ fn helper_and_baresip(codec: &Codec, percent: u32) -> Row {
         helper_heard: support::speech::pesq(reference, &played, mode),
         baresip_heard_helper: support::speech::pesq(reference, &bob.heard(), mode),
         helper_cpu,
+        helper_engine_cpu,
         baresip_cpu,
         helper_rss,
     }
@@ -233,16 +280,16 @@ fn latency_rig() -> Pulse {
 /// Once a call from a caller talking into `headset_mic` to a callee playing
 /// on the headset is up (`connected`, waiting for it): the speech is played
 /// once onto the rig's mouth; returns the milliseconds between its two
-/// copies on the headset's monitor, straight and through the call, and the
-/// CPU (% of a core) each of `pids` took over the speech, both sides on
-/// real (null-sink) devices. `end` hangs up.
+/// copies on the headset's monitor, straight and through the call, and
+/// each of `pids`' CPU over the speech ([`CpuWatch::figures`]), both sides
+/// on real (null-sink) devices. `end` hangs up.
 fn mouth_to_ear_ms(
     pulse: &Pulse,
     codec: &Codec,
     pids: [u32; 2],
     connected: impl FnOnce(),
     end: impl FnOnce(),
-) -> (f64, f64) {
+) -> LatencyRun {
     let speech = support::speech::Speech::make();
     let rate = if codec.wideband { 16000 } else { 8000 };
     let reference = if codec.wideband { &speech.reference16 } else { &speech.reference8 };
@@ -258,8 +305,15 @@ fn mouth_to_ear_ms(
     }
     let cpu = pids.map(CpuWatch::start);
     let mut talk = pulse.play(reference, "mouth");
-    wait_until("the caller finished speaking", || talk.try_wait().ok().flatten().is_some());
-    let cpu = cpu.iter().map(CpuWatch::percent).sum::<f64>() / 2.0;
+    // The sound server's share of the path, read three times mid-speech.
+    let (spoke, mut shares) = (Instant::now(), vec![]);
+    wait_until("the caller finished speaking", || {
+        if shares.len() < 3 && spoke.elapsed().as_secs_f64() > 2.0 * (shares.len() + 1) as f64 {
+            shares.extend(server_share_ms(pulse, pids));
+        }
+        talk.try_wait().ok().flatten().is_some()
+    });
+    let cpu = cpu.each_ref().map(CpuWatch::figures);
     // A second more for the call's copy to arrive.
     let played = std::fs::metadata(&recording).map_or(0, |m| m.len());
     wait_until("the call's audio recorded", || {
@@ -267,7 +321,29 @@ fn mouth_to_ear_ms(
     });
     end();
     let recording = recorder.stop();
-    (copies_apart_ms(reference, &recording), cpu)
+    shares.sort_by(f64::total_cmp);
+    let server = shares.get(shares.len() / 2).copied().unwrap_or(f64::NAN);
+    (copies_apart_ms(reference, &recording), server, cpu)
+}
+
+/// How much of the mouth-to-ear path the sound server holds, ms, as it says
+/// (`pactl list`): the caller's (`pids[0]`) capture stream, its buffer and
+/// the source's latency, and the callee's playback stream, its buffer and
+/// the sink's latency. What the callers set these to is theirs (the helper
+/// asks 20 ms pieces and 2 × 10 ms); the rest of the path is inside them.
+fn server_share_ms(pulse: &Pulse, pids: [u32; 2]) -> Option<f64> {
+    let stream = |kind: &str, pid: u32| -> Option<f64> {
+        let (_, out) = pulse.pactl(&["list", kind]);
+        let owner = format!("application.process.id = \"{pid}\"");
+        let block = out.split("\n\n").find(|b| b.contains(&owner))?;
+        let usec = |key: &str| -> Option<f64> {
+            let line = block.lines().find_map(|l| l.trim().strip_prefix(key))?;
+            line.split_whitespace().next()?.parse().ok()
+        };
+        let device = usec("Sink Latency:").or_else(|| usec("Source Latency:"))?;
+        Some((usec("Buffer Latency:")? + device) / 1000.0)
+    };
+    Some(stream("source-outputs", pids[0])? + stream("sink-inputs", pids[1])?)
 }
 
 /// Mouth to ear through two helpers, against the sound server alone: the
@@ -277,7 +353,7 @@ fn mouth_to_ear_ms(
 /// the network add (the microphone's monitor hop aside). One play and one
 /// recording: no process start-up in the figure. The call's copy lags by
 /// more than the 25 ms a pitch period can fake.
-fn helper_to_helper_latency_ms(codec: &Codec) -> (f64, f64) {
+fn helper_to_helper_latency_ms(codec: &Codec) -> LatencyRun {
     let pulse = latency_rig();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -308,7 +384,7 @@ fn helper_to_helper_latency_ms(codec: &Codec) -> (f64, f64) {
 
 /// The same for two baresips on the same devices (ALSA through its
 /// PulseAudio plugin): the reference.
-fn baresip_to_baresip_latency_ms(codec: &Codec) -> (f64, f64) {
+fn baresip_to_baresip_latency_ms(codec: &Codec) -> LatencyRun {
     let pulse = latency_rig();
     let k = support::kamailio::Kamailio::start(PASSWORD);
     let devices = |sink| PulseDevices { server: &pulse.server, sink, source: "headset_mic" };
@@ -341,7 +417,7 @@ fn voice_benchmark() {
     // BENCH_CODECS=pcmu,opus and BENCH_LOSS=0,5 narrow the run.
     let wanted = |var: &str, value: &str| std::env::var(var).map_or(true, |v| v.split(',').any(|w| w == value));
     let mut table = String::from(
-        "| codec | loss | helper heard baresip | baresip heard helper | baresip ↔ baresip | helper CPU % | baresip CPU % | helper peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
+        "| codec | loss | helper heard baresip | baresip heard helper | baresip ↔ baresip | helper CPU % | … without its sound-card streams | baresip CPU % (files) | helper peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let range = |v: &[f64]| {
         if v.is_empty() {
@@ -365,12 +441,13 @@ fn voice_benchmark() {
             let pick = |f: fn(&Row) -> f64| rows.iter().map(f).collect::<Vec<_>>();
             let refs: Vec<f64> = reference.iter().flat_map(|(a, b)| [*a, *b]).collect();
             let line = format!(
-                "| {} | {percent} % | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {percent} % | {} | {} | {} | {} | {} | {} | {} |\n",
                 codec.baresip,
                 range(&pick(|r| r.helper_heard)),
                 range(&pick(|r| r.baresip_heard_helper)),
                 range(&refs),
                 range(&pick(|r| r.helper_cpu)),
+                range(&pick(|r| r.helper_engine_cpu)),
                 range(&pick(|r| r.baresip_cpu)),
                 range(&pick(|r| r.helper_rss)),
             );
@@ -379,20 +456,29 @@ fn voice_benchmark() {
         }
     }
     table.push_str(
-        "\n| codec | helper → helper added latency, ms | baresip → baresip, ms | helper CPU % | baresip CPU % |\n|---|---|---|---|---|\n",
+        "\n| codec | helper → helper, ms | … of it in the sound server's streams | baresip → baresip, ms | … in the sound server's streams | helper CPU % | … without its sound-card streams | helper wake-ups/s | baresip CPU % | baresip wake-ups/s |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for codec in CODECS.iter().filter(|c| c.name != "g722" && wanted("BENCH_CODECS", c.name)) {
-        let helpers: Vec<(f64, f64)> = (0..runs).map(|_| helper_to_helper_latency_ms(codec)).collect();
-        let baresips: Vec<(f64, f64)> = (0..runs).map(|_| baresip_to_baresip_latency_ms(codec)).collect();
-        let (ms, helper_cpu): (Vec<f64>, Vec<f64>) = helpers.into_iter().unzip();
-        let (reference, baresip_cpu): (Vec<f64>, Vec<f64>) = baresips.into_iter().unzip();
+        let helpers: Vec<_> = (0..runs).map(|_| helper_to_helper_latency_ms(codec)).collect();
+        let baresips: Vec<_> = (0..runs).map(|_| baresip_to_baresip_latency_ms(codec)).collect();
+        // Each figure is the mean of the call's two ends.
+        let side = |runs: &[LatencyRun], f: fn(&Cpu) -> f64| -> Vec<f64> {
+            runs.iter().map(|(_, _, ends)| (f(&ends[0]) + f(&ends[1])) / 2.0).collect()
+        };
+        let ms = |runs: &[LatencyRun]| runs.iter().map(|r| r.0).collect::<Vec<f64>>();
+        let server = |runs: &[LatencyRun]| runs.iter().map(|r| r.1).collect::<Vec<f64>>();
         let line = format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             codec.baresip,
-            range(&ms),
-            range(&reference),
-            range(&helper_cpu),
-            range(&baresip_cpu)
+            range(&ms(&helpers)),
+            range(&server(&helpers)),
+            range(&ms(&baresips)),
+            range(&server(&baresips)),
+            range(&side(&helpers, |c| c.all)),
+            range(&side(&helpers, |c| c.engine)),
+            range(&side(&helpers, |c| c.wakeups)),
+            range(&side(&baresips, |c| c.all)),
+            range(&side(&baresips, |c| c.wakeups)),
         );
         eprint!("{line}");
         table.push_str(&line);
