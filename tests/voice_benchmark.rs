@@ -297,10 +297,11 @@ fn mouth_to_ear_ms(
     let recording = dir.path().join("heard.wav");
     let recorder = pulse.record("headset.monitor", rate, &recording);
     connected();
-    // Let the audio settle (devices open, jitter buffers trimmed): a
+    // Let the audio settle (devices open, jitter buffers trimmed; an Opus
+    // call holds a frame more for FEC for its first 10 s without a loss): a
     // benchmark warm-up, not a wait for an event.
     let answered = Instant::now();
-    while answered.elapsed() < std::time::Duration::from_secs(5) {
+    while answered.elapsed() < std::time::Duration::from_secs(13) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let cpu = pids.map(CpuWatch::start);

@@ -13,6 +13,11 @@
 //!   are queued a frame is skipped; an empty buffer conceals while it waits
 //!   for the frame that is due (a slow sender stretches the playout instead of
 //!   making every later packet late). Both are counted.
+//! - Room for the next packet where loss is seen ([`JitterBuffer::with_loss_floor`]):
+//!   from the start and for a while after each missing frame the target is
+//!   at least a higher floor (Opus rebuilds a lost frame from the next
+//!   packet's FEC, so that packet must be at hand); a call that has lost
+//!   nothing for that while gives the difference back like any spare delay.
 //! - Latency: a buffer whose every frame waited at least `target` between
 //!   its arrival and its turn for a whole [`TRIM_WINDOW`] (it started deep,
 //!   the sound card stalled, jitter that has since calmed filled it, or the
@@ -87,6 +92,13 @@ pub struct JitterBuffer {
     held: Duration,
     /// The last whole window held a frame beyond the target at every turn.
     spare: bool,
+    /// The target's floor while frames go missing, and how long without a
+    /// missing frame it holds ([`Self::with_loss_floor`]).
+    loss_floor: Option<(Duration, Duration)>,
+    /// The last missing frame, or the start of playing.
+    last_loss: Option<Instant>,
+    /// The target's floor now: `min`, or the loss floor while it holds.
+    floor: Duration,
 }
 
 /// A packet waiting for its turn.
@@ -115,7 +127,18 @@ impl JitterBuffer {
             window: None,
             held: Duration::ZERO,
             spare: false,
+            loss_floor: None,
+            last_loss: None,
+            floor: min,
         }
+    }
+
+    /// From the start, and until `quiet` has passed without a missing
+    /// frame, the target is at least `floor` (within the maximum).
+    pub fn with_loss_floor(mut self, floor: Duration, quiet: Duration) -> JitterBuffer {
+        self.loss_floor = Some((floor, quiet));
+        self.floor = floor.clamp(self.min, self.max);
+        self
     }
 
     pub fn stats(&self) -> JitterStats {
@@ -132,7 +155,7 @@ impl JitterBuffer {
     pub fn target(&self) -> Duration {
         let jitter = Duration::from_secs_f64(3.0 * self.jitter / f64::from(self.clock_rate));
         let frame = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
-        (jitter + frame).clamp(self.min, self.max)
+        (jitter + frame).clamp(self.floor, self.max)
     }
 
     /// What the buffer held when the sound card asked, on average over the
@@ -170,6 +193,11 @@ impl JitterBuffer {
             self.packets.clear();
             self.window = None;
             self.spare = false;
+            // A new stream starts as the call did: with the loss floor.
+            self.last_loss = None;
+            if let Some((floor, _)) = self.loss_floor {
+                self.floor = floor.clamp(self.min, self.max);
+            }
             self.next = Some(ext);
             self.start_at = Some(now + self.target());
         }
@@ -196,6 +224,10 @@ impl JitterBuffer {
             return Playout::Waiting;
         }
         self.start_at = None;
+        if let Some((floor, quiet)) = self.loss_floor {
+            let since = *self.last_loss.get_or_insert(now);
+            self.floor = if now.duration_since(since) < quiet { floor.clamp(self.min, self.max) } else { self.min };
+        }
         // Too much queued (a burst, or the sender's clock runs fast): skip one.
         let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
         let depth = self.depth();
@@ -221,12 +253,14 @@ impl JitterBuffer {
             // for this frame: moving on would make every packet late.
             None if self.packets.is_empty() => {
                 self.stats.concealed += 1;
+                self.last_loss = Some(now);
                 Playout::Missing { samples: self.frame }
             }
             None => {
                 let samples = self.frame;
                 self.next = Some(next + u64::from(samples));
                 self.stats.concealed += 1;
+                self.last_loss = Some(now);
                 Playout::Missing { samples }
             }
         }

@@ -269,3 +269,47 @@ fn before_its_start_a_buffer_gives_nothing_and_keeps_its_depth() {
     assert!(matches!(jb.pop(t0 + Duration::from_millis(20)), Playout::Frame { .. }));
     assert_eq!(jb.depth(), Duration::from_millis(20));
 }
+
+#[test]
+fn the_loss_floor_holds_while_frames_go_missing_and_goes_once_none_has() {
+    // A steady stream; the card asks 5 ms after each packet lands. With a
+    // 40 ms loss floor that holds 10 s after a missing frame (and from the
+    // start); every 50th frame lost, or none.
+    let run = |floor: bool, lose_every: Option<u32>| {
+        let t0 = Instant::now();
+        let mut jb = buffer();
+        if floor {
+            jb = jb.with_loss_floor(Duration::from_millis(40), Duration::from_secs(10));
+        }
+        let mut arrivals: Vec<_> = (0..1200u32)
+            .filter(|n| lose_every.is_none_or(|k| n % k != k - 1))
+            .map(|n| (t0 + PERIOD * n, n, n * FRAME))
+            .collect();
+        let (mut targets, mut held, mut out) = (vec![], vec![], vec![]);
+        for chunk in 0..8 {
+            let start = t0 + Duration::from_millis(5) + PERIOD * (chunk * 140);
+            out.extend(simulate_trimming(&mut jb, start, 140, &mut arrivals, |_| true));
+            targets.push(jb.target().as_millis() as u64);
+            held.push(jb.held().as_millis() as u64);
+        }
+        (out, targets, held, jb.stats())
+    };
+    // Lossy: the floor holds all along and nothing is trimmed, so the
+    // packet after each lost one is at hand when the gap's turn comes.
+    let (out, targets, held, stats) = run(true, Some(50));
+    assert!(targets.iter().all(|t| *t == 40), "{targets:?}");
+    assert_eq!(stats.skipped, 0, "{stats:?}");
+    assert!(held.iter().skip(1).all(|h| *h >= 40), "the next frame is held too: {held:?}");
+    assert!(out.windows(2).all(|w| w[0].is_some() || w[1].is_some()), "two concealed in a row: {stats:?}");
+    // Clean: 40 ms at first, then the minimum once 10 s passed with nothing
+    // missing, and the delay it added given back: it ends where a buffer
+    // without the floor does.
+    let (out, targets, held, stats) = run(true, None);
+    let (_, plain_targets, plain_held, plain) = run(false, None);
+    assert!(out.iter().skip(2).all(Option::is_some), "nothing concealed: {stats:?}");
+    assert_eq!((targets[0], plain_targets[0]), (40, 20), "{targets:?} {plain_targets:?}");
+    assert_eq!(targets.last(), plain_targets.last());
+    assert!(held[0] > plain_held[0], "{held:?} {plain_held:?}");
+    assert_eq!(held.last(), plain_held.last(), "{held:?} {plain_held:?}");
+    assert_eq!(stats.skipped, plain.skipped + 1, "the floor's frame went in a pause: {stats:?}");
+}

@@ -37,6 +37,9 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 /// 40 ms of mouth to ear went with it.)
 const PLAYOUT_FILL: Duration = Duration::from_millis(30);
 const TICK: Duration = Duration::from_millis(10);
+/// How long an Opus call keeps a frame more in its jitter buffer (for FEC)
+/// after its last lost packet, and from its start.
+const FEC_HOLD: Duration = Duration::from_secs(10);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
 const EVENT_RATE: u32 = 8000;
 
@@ -243,9 +246,13 @@ async fn run(
                     played = pcm.len();
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
                     let clock = codec.as_ref().map_or(8000, Codec::rtp_clock);
-                    // FEC rebuilds a lost frame from the next packet: hold one more.
-                    let min = if next.codec.eq_ignore_ascii_case("opus") { 40 } else { 20 };
-                    jitter = JitterBuffer::new(clock, Duration::from_millis(min), Duration::from_millis(300));
+                    jitter = JitterBuffer::new(clock, Duration::from_millis(20), Duration::from_millis(300));
+                    // Opus rebuilds a lost frame from the next packet's FEC,
+                    // which must be at hand then: a frame more while the call
+                    // loses packets, given back once it has lost none for a while.
+                    if next.codec.eq_ignore_ascii_case("opus") {
+                        jitter = jitter.with_loss_floor(Duration::from_millis(40), FEC_HOLD);
+                    }
                     sender.payload_type = next.payload_type;
                     // Devices run at the codec's rate: a new rate opens them anew.
                     if devices.tried && devices.rate != rate {
