@@ -127,30 +127,6 @@ impl Rtcp {
         sent: Option<Sent>,
         received: Option<Received>,
     ) -> Vec<u8> {
-        self.compound(now, wallclock, sent, received, false)
-    }
-
-    /// The last compound packet of the call (RFC 3550 §6.3.7): the report
-    /// as [`Self::report`] makes it, then a BYE for our source, so the peer
-    /// knows the stream ended rather than went quiet or was lost.
-    pub fn goodbye(
-        &self,
-        now: Instant,
-        wallclock: SystemTime,
-        sent: Option<Sent>,
-        received: Option<Received>,
-    ) -> Vec<u8> {
-        self.compound(now, wallclock, sent, received, true)
-    }
-
-    fn compound(
-        &self,
-        now: Instant,
-        wallclock: SystemTime,
-        sent: Option<Sent>,
-        received: Option<Received>,
-        bye: bool,
-    ) -> Vec<u8> {
         let block = received.map(|r| {
             // DLSR: how long since the peer's last SR, in 1/65536 s.
             let (lsr, dlsr) = match self.last_sr {
@@ -186,11 +162,23 @@ impl Rtcp {
                 items: vec![SourceDescriptionItem { sdes_type: SdesType::SdesCname, text: self.cname.clone() }],
             }],
         });
-        let mut packets = vec![first, sdes];
-        if bye {
-            packets.push(Box::new(Goodbye { sources: vec![self.ssrc], reason: Bytes::new() }));
-        }
-        rtc_rtcp::packet::marshal(&packets).map(|b| b.to_vec()).unwrap_or_default()
+        rtc_rtcp::packet::marshal(&[first, sdes]).map(|b| b.to_vec()).unwrap_or_default()
+    }
+
+    /// The last compound packet of the call (RFC 3550 §6.3.7): the report
+    /// as [`Self::report`] makes it, then a BYE for our source, so the peer
+    /// knows the stream ended rather than went quiet or was lost.
+    pub fn goodbye(
+        &self,
+        now: Instant,
+        wallclock: SystemTime,
+        sent: Option<Sent>,
+        received: Option<Received>,
+    ) -> Vec<u8> {
+        let mut packet = self.report(now, wallclock, sent, received);
+        let bye: Box<dyn Packet> = Box::new(Goodbye { sources: vec![self.ssrc], reason: Bytes::new() });
+        packet.extend(rtc_rtcp::packet::marshal(&[bye]).map(|b| b.to_vec()).unwrap_or_default());
+        packet
     }
 
     /// A compound RTCP packet from the peer, arrived at `now`.
