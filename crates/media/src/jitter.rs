@@ -92,8 +92,8 @@ pub struct JitterBuffer {
     held: Duration,
     /// The last whole window held a frame beyond the target at every turn.
     spare: bool,
-    /// The target's floor while frames go missing, and how long without a
-    /// missing frame it holds ([`Self::with_loss_floor`]).
+    /// The target's floor while frames go missing (within the bounds), and
+    /// how long without a missing frame it holds ([`Self::with_loss_floor`]).
     loss_floor: Option<(Duration, Duration)>,
     /// The last missing frame, or the start of playing.
     last_loss: Option<Instant>,
@@ -136,8 +136,8 @@ impl JitterBuffer {
     /// From the start, and until `quiet` has passed without a missing
     /// frame, the target is at least `floor` (within the maximum).
     pub fn with_loss_floor(mut self, floor: Duration, quiet: Duration) -> JitterBuffer {
-        self.loss_floor = Some((floor, quiet));
         self.floor = floor.clamp(self.min, self.max);
+        self.loss_floor = Some((self.floor, quiet));
         self
     }
 
@@ -196,7 +196,7 @@ impl JitterBuffer {
             // A new stream starts as the call did: with the loss floor.
             self.last_loss = None;
             if let Some((floor, _)) = self.loss_floor {
-                self.floor = floor.clamp(self.min, self.max);
+                self.floor = floor;
             }
             self.next = Some(ext);
             self.start_at = Some(now + self.target());
@@ -226,7 +226,7 @@ impl JitterBuffer {
         self.start_at = None;
         if let Some((floor, quiet)) = self.loss_floor {
             let since = *self.last_loss.get_or_insert(now);
-            self.floor = if now.duration_since(since) < quiet { floor.clamp(self.min, self.max) } else { self.min };
+            self.floor = if now.duration_since(since) < quiet { floor } else { self.min };
         }
         // Too much queued (a burst, or the sender's clock runs fast): skip one.
         let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));

@@ -71,7 +71,7 @@ pub struct Rtcp {
     left: Vec<u32>,
 }
 
-/// Sources of one BYE we keep at most (its count field allows 31).
+/// Sources said goodbye for that we keep at most (one BYE names up to 31).
 const MAX_LEFT: usize = 31;
 
 /// A wallclock as a 64-bit NTP timestamp.
