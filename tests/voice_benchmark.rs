@@ -22,23 +22,33 @@ use support::*;
 use support::agent::PASSWORD;
 const HEADSET: &str = "speaker = \"pulseaudio:headset\"\nmicrophone = \"pulseaudio:headset_mic\"\n";
 
-/// Time on a CPU (ns) and wake-ups of each thread of a process now, by
-/// thread id, with the thread's name (`/proc/PID/task/*/schedstat`: run
-/// time, wait time, timeslices run).
-fn threads(pid: u32) -> Vec<(u32, String, u64, u64)> {
+/// One thread of a process as `/proc/PID/task/*` tells it now.
+struct ThreadTime {
+    tid: u32,
+    name: String,
+    /// Time on a CPU, ns (schedstat's first field).
+    ns: u64,
+    /// Timeslices run, i.e. wake-ups (schedstat's third field).
+    slices: u64,
+}
+
+/// Every thread of a process now (`/proc/PID/task/*/schedstat`: run time,
+/// wait time, timeslices run).
+fn threads(pid: u32) -> Vec<ThreadTime> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
     tasks
         .filter_map(|t| {
             let t = t.ok()?.path();
             let tid = t.file_name()?.to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(t.join("comm")).ok()?.trim().to_owned();
+            let name = std::fs::read_to_string(t.join("comm")).ok()?.trim().to_owned();
             let stat = std::fs::read_to_string(t.join("schedstat")).ok()?;
             let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
             let (ns, _, slices) = (f.next()?, f.next()?, f.next()?);
-            Some((tid, comm, ns, slices))
+            Some(ThreadTime { tid, name, ns, slices })
         })
         .collect()
 }
+
 /// Peak resident set size, MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -56,7 +66,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// writing files has no counterpart of.
 struct CpuWatch {
     pid: u32,
-    before: Vec<(u32, String, u64, u64)>,
+    before: Vec<ThreadTime>,
     at: Instant,
 }
 
@@ -71,13 +81,13 @@ impl CpuWatch {
     fn figures(&self) -> Cpu {
         let seconds = self.at.elapsed().as_secs_f64();
         let (mut all, mut engine, mut wakeups) = (0u64, 0u64, 0u64);
-        for (tid, comm, ns, slices) in threads(self.pid) {
+        for t in threads(self.pid) {
             // A thread started within the interval counts from zero.
-            let (ns0, slices0) = self.before.iter().find(|b| b.0 == tid).map_or((0, 0), |b| (b.2, b.3));
-            let (ns, slices) = (ns.saturating_sub(ns0), slices.saturating_sub(slices0));
+            let (ns0, slices0) = self.before.iter().find(|b| b.tid == t.tid).map_or((0, 0), |b| (b.ns, b.slices));
+            let ns = t.ns.saturating_sub(ns0);
             all += ns;
-            wakeups += slices;
-            if !SOUND_CARD_THREADS.contains(&comm.as_str()) {
+            wakeups += t.slices.saturating_sub(slices0);
+            if !SOUND_CARD_THREADS.contains(&t.name.as_str()) {
                 engine += ns;
             }
         }
