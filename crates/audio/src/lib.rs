@@ -5,9 +5,12 @@
 //!   settings store, so the agent's headset is found again after a reboot
 //!   or a re-plug.
 //! - A stream runs on the audio system's own thread. Its callback neither
-//!   blocks nor allocates: it moves samples through a lock-free
-//!   single-producer single-consumer ring ([`rtrb`]), filling with silence
-//!   when the ring runs dry (playback) or dropping when it is full (capture).
+//!   blocks nor allocates. A call's speaker is pulled ([`open_speaker`]):
+//!   each request of the device is answered by the caller's source there
+//!   and then. Other playback (the ringer, a test tone) and capture go
+//!   through a lock-free single-producer single-consumer ring ([`rtrb`]),
+//!   filled with silence when it runs dry (playback) or dropping when it is
+//!   full (capture).
 //! - cpal streams may not leave the thread that built them; each stream
 //!   lives on a small thread of its own, ended by dropping its handle.
 //! - On a PulseAudio server (Linux) the call streams go through libpulse
@@ -159,7 +162,8 @@ fn find(host: &cpal::Host, id: Option<&str>, direction: Direction) -> Result<cpa
 /// How often a playback stream ran dry, shared with its audio thread.
 #[derive(Clone, Default)]
 pub(crate) struct Stalls {
-    /// Samples the sound card asked for when the ring was empty.
+    /// Samples the sound card asked for when the ring was empty (a
+    /// [`Playback`]'s; a pulled stream's source always answers).
     pub starved: Arc<AtomicU64>,
     /// Times the sound server ran out because we answered too late (only
     /// PulseAudio says so).
@@ -168,9 +172,9 @@ pub(crate) struct Stalls {
     pub served: Arc<AtomicU64>,
 }
 
-/// A running playback stream: push samples (mono, `rate` Hz) into `samples`.
-pub struct Playback {
-    pub samples: rtrb::Producer<i16>,
+/// A running playback stream pulled by its device: each time it asks, the
+/// stream's source fills what it asked for (mono, `rate` Hz).
+pub struct Speaker {
     pub rate: u32,
     /// The device id actually in use.
     pub device: String,
@@ -179,7 +183,7 @@ pub struct Playback {
     _stop: mpsc::Sender<()>,
 }
 
-impl Playback {
+impl Speaker {
     /// The device went away or its stream broke (unplugged headset).
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
@@ -190,8 +194,8 @@ impl Playback {
         self.failed.store(true, Ordering::Relaxed);
     }
 
-    /// Samples the sound card asked for when the ring was empty (it played
-    /// silence instead): underruns, since the stream opened.
+    /// Samples the sound card asked for when a [`Playback`]'s ring was
+    /// empty (it played silence instead), since the stream opened.
     pub fn starved(&self) -> u64 {
         self.stalls.starved.load(Ordering::Relaxed)
     }
@@ -202,20 +206,33 @@ impl Playback {
         self.stalls.underruns.load(Ordering::Relaxed)
     }
 
+    /// Times the device asked for audio, since the stream opened: a count
+    /// that stops means a device that stopped playing.
+    pub fn served(&self) -> u64 {
+        self.stalls.served.load(Ordering::Relaxed)
+    }
+
     /// The device plays: it asked for audio again after what filled its
     /// buffer at the start. A sound server can take a second or two to
     /// start a new stream (a device resuming from suspend, a Bluetooth
     /// headset, an idle null sink finishing its long block): not a stall.
     pub fn started(&self) -> bool {
-        self.stalls.served.load(Ordering::Relaxed) >= 2
+        self.served() >= 2
     }
 }
 
-impl Drop for Playback {
+impl Drop for Speaker {
     fn drop(&mut self) {
         let starved_ms = self.starved() * 1000 / u64::from(self.rate.max(1));
         tracing::info!(device = %self.device, starved_ms, underruns = self.underruns(), "playback stream closed");
     }
+}
+
+/// A running playback stream fed through a ring: push samples (mono,
+/// `speaker.rate` Hz) into `samples`; the device plays silence when it runs dry.
+pub struct Playback {
+    pub samples: rtrb::Producer<i16>,
+    pub speaker: Speaker,
 }
 
 /// A running capture stream: mono samples at `rate` Hz arrive in `samples`.
@@ -271,52 +288,90 @@ fn ring_len(rate: u32) -> usize {
 }
 
 /// Opens `device` (an id from [`list_devices`]; `None` = the default) for
-/// playback of mono audio at `rate` Hz.
+/// playback of mono audio at `rate` Hz, fed through a ring.
 pub fn open_playback(device: Option<&str>, rate: u32, native: bool) -> Result<Playback, AudioError> {
+    // Room for the device's own rate too, when it is opened at it.
+    let (samples, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate.max(48_000)));
     let stalls = Stalls::default();
-    let (counter, served) = (stalls.starved.clone(), stalls.served.clone());
+    let starved = stalls.starved.clone();
+    let from_ring = move |out: &mut [i16], _rate: u32| {
+        let mut missing = 0;
+        for s in out.iter_mut() {
+            *s = consumer.pop().unwrap_or_else(|_| {
+                missing += 1;
+                0
+            });
+        }
+        if missing > 0 {
+            starved.fetch_add(missing, Ordering::Relaxed);
+        }
+    };
+    let speaker = open_pulled(device, rate, native, stalls, from_ring)?;
+    Ok(Playback { samples, speaker })
+}
+
+/// Opens `device` (`None` = the default) for playback of mono audio at
+/// `rate` Hz (or the device's own: [`Speaker::rate`]), pulled by the device:
+/// `source(out, rate)` fills `out` each time it asks, on the stream's
+/// thread. The source must neither block nor allocate.
+pub fn open_speaker(
+    device: Option<&str>,
+    rate: u32,
+    native: bool,
+    source: impl FnMut(&mut [i16], u32) + Send + 'static,
+) -> Result<Speaker, AudioError> {
+    open_pulled(device, rate, native, Stalls::default(), source)
+}
+
+/// The longest request a source is asked for at once: larger ones are
+/// split (100 ms at 48 kHz).
+const MAX_REQUEST: usize = 4800;
+
+fn open_pulled(
+    device: Option<&str>,
+    rate: u32,
+    native: bool,
+    stalls: Stalls,
+    mut source: impl FnMut(&mut [i16], u32) + Send + 'static,
+) -> Result<Speaker, AudioError> {
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
         let (device, rate) = pulse::resolve(device, Direction::Output, rate, native)?;
-        let (samples, failed, stop) = pulse::open_playback(&device, rate, ring_len(rate), stalls.clone())?;
-        return Ok(Playback { samples, rate, device, failed, stalls, _stop: stop });
+        let ((), failed, stop) = pulse::open_playback(&device, rate, source, stalls.clone())?;
+        return Ok(Speaker { rate, device, failed, stalls, _stop: stop });
     }
-    let ((samples, rate), device, failed, stop) =
-        on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
-            let supported = supported(d, Direction::Output);
-            let channels = stream_channels(&supported);
-            let rate = stream_rate(d, Direction::Output, &supported, rate, native);
-            let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring_len(rate));
-            // 10 ms periods, two of them buffered, keep the speaker's latency
-            // low (PulseAudio buffers two seconds by default).
-            let config =
-                cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 100) };
-            let ch = usize::from(channels);
-            let stream = d.build_output_stream::<i16, _, _>(
-                config,
-                move |data: &mut [i16], _| {
-                    let mut missing = 0;
-                    for frame in data.chunks_mut(ch) {
-                        let sample = consumer.pop().unwrap_or_else(|_| {
-                            missing += 1;
-                            0
-                        });
-                        frame.fill(sample);
+    let served = stalls.served.clone();
+    let (rate, device, failed, stop) = on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
+        let supported = supported(d, Direction::Output);
+        let channels = stream_channels(&supported);
+        let rate = stream_rate(d, Direction::Output, &supported, rate, native);
+        // 10 ms periods, two of them buffered, keep the speaker's latency
+        // low (PulseAudio buffers two seconds by default).
+        let config =
+            cpal::StreamConfig { channels, sample_rate: rate, buffer_size: cpal::BufferSize::Fixed(rate / 100) };
+        let ch = usize::from(channels);
+        let mut mono = vec![0i16; MAX_REQUEST];
+        let stream = d.build_output_stream::<i16, _, _>(
+            config,
+            move |data: &mut [i16], _| {
+                for frames in data.chunks_mut(MAX_REQUEST * ch) {
+                    let mono = &mut mono[..frames.len() / ch];
+                    source(mono, rate);
+                    for (frame, s) in frames.chunks_mut(ch).zip(mono.iter()) {
+                        frame.fill(*s);
                     }
-                    if missing > 0 {
-                        counter.fetch_add(missing, Ordering::Relaxed);
-                    }
-                    served.fetch_add(1, Ordering::Relaxed);
-                },
-                move |e: cpal::Error| {
-                    tracing::warn!(error = %e, "playback stream failed");
-                    flag.store(true, Ordering::Relaxed);
-                },
-                Some(OPEN_TIMEOUT),
-            )?;
-            Ok((stream, (producer, rate)))
-        })?;
-    Ok(Playback { samples, rate, device, failed, stalls, _stop: stop })
+                }
+                served.fetch_add(1, Ordering::Relaxed);
+            },
+            move |e: cpal::Error| {
+                tracing::warn!(error = %e, "playback stream failed");
+                flag.store(true, Ordering::Relaxed);
+            },
+            Some(OPEN_TIMEOUT),
+        )?;
+        Ok((stream, rate))
+    })?;
+    Ok(Speaker { rate, device, failed, stalls, _stop: stop })
 }
 
 /// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.

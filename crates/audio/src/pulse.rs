@@ -7,7 +7,8 @@
 //!
 //! Each stream has a thread with its own connection and a plain main loop:
 //! the thread sleeps in libpulse until the server asks for audio or hands
-//! some over, then moves samples between the server's memory and the ring.
+//! some over, then has the stream's source fill the server's memory (the
+//! speaker) or moves samples from it into the ring (the microphone).
 //! Nothing there allocates or takes a lock of ours. The latency is asked for
 //! explicitly (`ADJUST_LATENCY`): 2 × 10 ms on the speaker, 20 ms pieces
 //! from the microphone; no timing updates are requested.
@@ -108,18 +109,18 @@ fn playback_attr(rate: u32, buffer_ms: u32) -> BufferAttr {
     }
 }
 
-/// Opens `device_id` (already resolved) for mono 16-bit playback at `rate`.
-/// Counted in `stalls`: samples the server asked for when the ring was
-/// empty (`starved`), and the server's underruns, when we answered too late
-/// and the device played silence (`underruns`).
+/// Opens `device_id` (already resolved) for mono 16-bit playback at `rate`,
+/// `source` filling what the server asks for. Counted in `stalls`: the
+/// server's requests (`served`), and its underruns, when we answered too
+/// late and the device played silence (`underruns`).
 pub(crate) fn open_playback(
     device_id: &str,
     rate: u32,
-    ring: usize,
+    mut source: impl FnMut(&mut [i16], u32) + Send + 'static,
     stalls: crate::Stalls,
-) -> Result<Running<rtrb::Producer<i16>>, AudioError> {
-    let (producer, mut consumer) = rtrb::RingBuffer::<i16>::new(ring);
-    let crate::Stalls { starved, underruns, served } = stalls;
+) -> Result<Running<()>, AudioError> {
+    let crate::Stalls { underruns, served, .. } = stalls;
+    let mut samples = vec![0i16; crate::MAX_REQUEST];
     let (mut seen, mut watching) = (0, false);
     let mut size = SpeakerBuffer::new(Instant::now());
     // What the server last granted (its own view, logged when it changes).
@@ -160,22 +161,18 @@ pub(crate) fn open_playback(
         }
         let Some(wanted) = stream.writable_size().filter(|n| *n >= 2) else { return Ok(()) };
         let Some(buffer) = stream.begin_write(Some(wanted))? else { return Ok(()) };
-        let mut missing = 0;
-        for b in buffer.chunks_exact_mut(2) {
-            let s = consumer.pop().unwrap_or_else(|_| {
-                missing += 1;
-                0
-            });
-            b.copy_from_slice(&s.to_ne_bytes());
-        }
-        if missing > 0 {
-            starved.fetch_add(missing, Ordering::Relaxed);
-        }
         let whole = buffer.len() & !1;
+        for bytes in buffer[..whole].chunks_mut(2 * crate::MAX_REQUEST) {
+            let samples = &mut samples[..bytes.len() / 2];
+            source(samples, rate);
+            for (b, s) in bytes.chunks_exact_mut(2).zip(samples.iter()) {
+                b.copy_from_slice(&s.to_ne_bytes());
+            }
+        }
         served.fetch_add(1, Ordering::Relaxed);
         stream.write(&buffer[..whole], None, 0, SeekMode::Relative)
     })?;
-    Ok((producer, failed, stop))
+    Ok(((), failed, stop))
 }
 
 /// Opens `device_id` (already resolved) for mono 16-bit capture at `rate`;

@@ -29,8 +29,13 @@
 //!   cut for it. Time of arrival, not depth: depth counts whole frames, and
 //!   a frame landing 2 ms before its turn and one landing 19 ms before look
 //!   alike by depth, though the second waits 17 ms the call need not have.
+//! - Nothing is allocated or freed after construction: packets are held in
+//!   a sorted deque of fixed capacity, and every payload the buffer lets go
+//!   of (played, skipped, late, duplicate) is kept for the caller to take
+//!   back ([`JitterBuffer::take_spent`]) and reuse, so the buffer can run on
+//!   a sound card's thread.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// A sender more than this far ahead or behind is treated as a new stream.
@@ -69,8 +74,10 @@ pub struct JitterBuffer {
     clock_rate: u32,
     min: Duration,
     max: Duration,
-    /// Extended (unwrapped) timestamp → the packet.
-    packets: BTreeMap<u64, Held>,
+    /// The packets held, sorted by extended (unwrapped) timestamp.
+    packets: VecDeque<(u64, Held)>,
+    /// Payloads let go of, until the caller takes them back.
+    spent: Vec<Vec<u8>>,
     /// The extended timestamp of the next frame to play.
     next: Option<u64>,
     /// The last timestamp seen, for unwrapping.
@@ -115,7 +122,9 @@ impl JitterBuffer {
             clock_rate,
             min,
             max: max.max(min),
-            packets: BTreeMap::new(),
+            packets: VecDeque::with_capacity(MAX_PACKETS),
+            // Every held packet, one being played and one refused at once.
+            spent: Vec::with_capacity(MAX_PACKETS + 2),
             next: None,
             last_ts: None,
             frame: clock_rate / 50,
@@ -166,7 +175,7 @@ impl JitterBuffer {
 
     /// How much audio is queued, from the next frame on.
     pub fn depth(&self) -> Duration {
-        let (Some(next), Some((&last, held))) = (self.next, self.packets.iter().next_back()) else {
+        let (Some(next), Some((last, held))) = (self.next, self.packets.back()) else {
             return Duration::ZERO;
         };
         let samples = (last + u64::from(held.samples)).saturating_sub(next);
@@ -176,6 +185,7 @@ impl JitterBuffer {
     /// A packet arrived at `now`: RTP `timestamp`, `samples` of audio.
     pub fn push(&mut self, now: Instant, timestamp: u32, samples: u32, payload: Vec<u8>) {
         if samples == 0 || samples > self.clock_rate {
+            self.spend(payload);
             return;
         }
         let ext = self.unwrap(timestamp);
@@ -190,7 +200,9 @@ impl JitterBuffer {
             }
         };
         if resync {
-            self.packets.clear();
+            while let Some((_, held)) = self.packets.pop_front() {
+                self.spend(held.payload);
+            }
             self.window = None;
             self.spare = false;
             // A new stream starts as the call did: with the loss floor.
@@ -204,17 +216,55 @@ impl JitterBuffer {
         let next = self.next.unwrap_or(ext);
         if ext < next {
             self.stats.late += 1;
+            self.spend(payload);
             return;
         }
-        if self.packets.contains_key(&ext) {
-            self.stats.duplicates += 1;
-            return;
+        match self.find(ext) {
+            Ok(_) => {
+                self.stats.duplicates += 1;
+                self.spend(payload);
+            }
+            Err(_) if self.packets.len() >= MAX_PACKETS => {
+                self.stats.late += 1;
+                self.spend(payload);
+            }
+            Err(at) => self.packets.insert(at, (ext, Held { payload, samples, arrived: now })),
         }
-        if self.packets.len() >= MAX_PACKETS {
-            self.stats.late += 1;
-            return;
+    }
+
+    /// Where the packet at `ext` is held, or where it would go.
+    fn find(&self, ext: u64) -> Result<usize, usize> {
+        self.packets.binary_search_by_key(&ext, |(ts, _)| *ts)
+    }
+
+    fn get(&self, ext: u64) -> Option<&Held> {
+        self.find(ext).ok().map(|i| &self.packets[i].1)
+    }
+
+    fn remove(&mut self, ext: u64) -> Option<Held> {
+        let i = self.find(ext).ok()?;
+        self.packets.remove(i).map(|(_, held)| held)
+    }
+
+    /// Keeps a payload for the caller to take back; only past the room
+    /// made for every packet the buffer can hold is one freed here.
+    fn spend(&mut self, payload: Vec<u8>) {
+        if self.spent.len() < self.spent.capacity() {
+            self.spent.push(payload);
         }
-        self.packets.insert(ext, Held { payload, samples, arrived: now });
+    }
+
+    /// The payloads the buffer is done with, and one the caller played
+    /// (`recycle`), handed back for the next packets' bytes.
+    pub fn take_spent(&mut self, mut back: impl FnMut(Vec<u8>)) {
+        for payload in self.spent.drain(..) {
+            back(payload);
+        }
+    }
+
+    /// The caller is done with a payload [`Playout::Frame`] gave it.
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        self.spend(payload);
     }
 
     /// The next frame for the sound card, asked for once per frame period.
@@ -231,19 +281,18 @@ impl JitterBuffer {
         // Too much queued (a burst, or the sender's clock runs fast): skip one.
         let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
         let depth = self.depth();
-        let waited = self.packets.get(&next).map_or(Duration::ZERO, |h| now.saturating_duration_since(h.arrived));
+        let waited = self.get(next).map_or(Duration::ZERO, |h| now.saturating_duration_since(h.arrived));
         self.turn(now, depth, waited);
         if depth > self.target() + frame_time * 2
-            && let Some((&ts, held)) = self.packets.iter().next()
-            && ts == next
+            && self.packets.front().is_some_and(|(ts, _)| *ts == next)
+            && let Some((_, held)) = self.packets.pop_front()
         {
-            let n = held.samples;
-            self.packets.remove(&ts);
-            self.next = Some(next + u64::from(n));
+            self.next = Some(next + u64::from(held.samples));
+            self.spend(held.payload);
             self.stats.skipped += 1;
             return self.pop(now);
         }
-        match self.packets.remove(&next) {
+        match self.remove(next) {
             Some(Held { payload, samples, .. }) => {
                 self.next = Some(next + u64::from(samples));
                 Playout::Frame { payload, samples }
@@ -299,10 +348,15 @@ impl JitterBuffer {
         self.window = None;
     }
 
+    /// When playing starts, while the buffer fills to its target.
+    pub fn starts_at(&self) -> Option<Instant> {
+        self.start_at
+    }
+
     /// The packet right after the one just reported missing, if it is here
     /// (its in-band FEC can rebuild the missing one).
     pub fn peek_next(&self) -> Option<&[u8]> {
-        self.next.and_then(|n| self.packets.get(&n)).map(|h| h.payload.as_slice())
+        self.next.and_then(|n| self.get(n)).map(|h| h.payload.as_slice())
     }
 
     fn unwrap(&mut self, ts: u32) -> u64 {

@@ -9,6 +9,7 @@
 //! - [`dtmf`]: RFC 4733 telephone-events, sent and read.
 //! - [`plc`]: loss concealment for codecs without their own (G.711 Appendix I style).
 //! - [`jitter`]: an adaptive jitter buffer: reordering, duplicates, late packets.
+//! - [`receiver`]: the receiving half of a call, pulled by the sound card: jitter buffer, decoder, concealment.
 //! - [`quality`]: RFC 3550 jitter and loss, and the ITU-T G.107 E-model (R, MOS).
 //! - [`rtcp`]: sender/receiver reports, and the round-trip time from the peer's.
 //! - [`srtp`]: SRTP with keys from SDP (SDES), forged packets dropped without state.
@@ -23,6 +24,7 @@ pub mod g729;
 pub mod jitter;
 pub mod plc;
 pub mod quality;
+pub mod receiver;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

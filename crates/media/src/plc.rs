@@ -38,6 +38,9 @@ pub struct Concealer {
     delay: VecDeque<i16>,
     /// The current loss, if one is being concealed.
     loss: Option<Loss>,
+    /// The last loss's period buffer, kept for the next: concealing
+    /// allocates nothing (it may run on the sound card's thread).
+    spare_period: Vec<i16>,
 }
 
 /// What a loss in progress repeats.
@@ -57,21 +60,28 @@ impl Concealer {
         let scale = (rate as usize / 8000).max(1);
         let mut delay = VecDeque::with_capacity(DELAY * scale + 960);
         delay.extend(std::iter::repeat_n(0, DELAY * scale));
-        Concealer { scale, history: VecDeque::with_capacity(HISTORY * scale + 960), delay, loss: None }
+        Concealer {
+            scale,
+            history: VecDeque::with_capacity(HISTORY * scale + 960),
+            delay,
+            loss: None,
+            spare_period: Vec::with_capacity(MAX_PITCH * scale),
+        }
     }
 
     /// A good frame, replaced by what to play (the delayed output, cross-faded
     /// from the concealment when a loss just ended).
     pub fn good(&mut self, frame: &mut [i16]) {
-        if let Some(mut loss) = self.loss.take().filter(|l| !l.bridged) {
+        if let Some(mut loss) = self.loss.take() {
             // Over a quarter period (Appendix I lengthens it by 4 ms per
             // 10 ms lost; measured here that scored lower, see docs/benchmarks.md).
-            let n = (loss.period.len() / 4).min(frame.len());
+            let n = if loss.bridged { 0 } else { (loss.period.len() / 4).min(frame.len()) };
             for (i, s) in frame.iter_mut().take(n).enumerate() {
                 let synthetic = f32::from(loss.next_sample(self.scale));
                 let w = (i + 1) as f32 / (n + 1) as f32;
                 *s = (f32::from(*s) * w + synthetic * (1.0 - w)) as i16;
             }
+            self.spare_period = loss.period;
         }
         self.remember(frame);
         self.give_out(frame);
@@ -167,10 +177,12 @@ impl Concealer {
     /// still in the output delay into them.
     fn start_loss(&mut self) -> Option<Loss> {
         let pitch = self.find_pitch()?;
-        let h: Vec<i16> = self.history.iter().copied().collect();
+        let h = self.history.make_contiguous();
         let overlap = pitch / 4;
         let end = h.len();
-        let mut period: Vec<i16> = h[end - pitch..].to_vec();
+        let mut period = std::mem::take(&mut self.spare_period);
+        period.clear();
+        period.extend_from_slice(&h[end - pitch..]);
         for i in 0..overlap {
             let w = (i + 1) as f32 / (overlap + 1) as f32;
             let before = f32::from(h[end - pitch - overlap + i]);

@@ -14,7 +14,7 @@ pub const TONE_MS: u32 = 1000;
 /// the card has taken it.
 pub fn play_test_tone(device: &str) -> Result<String, AudioError> {
     let mut out = open_playback(Some(device), RATE, false)?;
-    let rate = out.rate as usize;
+    let rate = out.speaker.rate as usize;
     let total = rate * TONE_MS as usize / 1000;
     let (on_len, ramp_len) = (rate * 2 / 5, rate / 200);
     let tone = (0..total).map(move |i| {
@@ -30,8 +30,11 @@ pub fn play_test_tone(device: &str) -> Result<String, AudioError> {
     let deadline = Instant::now() + Duration::from_millis(u64::from(TONE_MS) * 3);
     let mut tone = tone.peekable();
     while tone.peek().is_some() {
-        if out.failed() || Instant::now() > deadline {
-            return Err(AudioError::Device { device: out.device.clone(), message: "stopped taking audio".into() });
+        if out.speaker.failed() || Instant::now() > deadline {
+            return Err(AudioError::Device {
+                device: out.speaker.device.clone(),
+                message: "stopped taking audio".into(),
+            });
         }
         let room = out.samples.slots();
         for _ in 0..room {
@@ -45,10 +48,10 @@ pub fn play_test_tone(device: &str) -> Result<String, AudioError> {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Let the ring run out before the stream closes.
-    while out.samples.slots() < out.samples.buffer().capacity() && !out.failed() && Instant::now() < deadline {
+    while out.samples.slots() < out.samples.buffer().capacity() && !out.speaker.failed() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(out.device.clone())
+    Ok(out.speaker.device.clone())
 }
 
 /// The settings window's microphone meter: one capture stream kept open

@@ -3,9 +3,10 @@
 //! through a watch channel as the call's SDP and state change.
 //!
 //! - Receive: RTP is checked ([`agent_helper_media::rtp`]), counted, and
-//!   queued in the adaptive jitter buffer; the speaker's ring is kept about
-//!   [`PLAYOUT_FILL`] full from it, so the sound card's clock paces playout
-//!   (drift shows up as a fuller or emptier buffer, which trims or conceals).
+//!   handed to the call's playout ([`super::playout`]): the speaker's own
+//!   thread pulls it through the adaptive jitter buffer and the decoder, so
+//!   the sound card's clock paces playout (drift shows up as a fuller or
+//!   emptier buffer, which trims or conceals).
 //! - Send: every 20 ms of microphone audio becomes one RTP packet, to the
 //!   address in the peer's SDP, or to where its RTP comes from once it does
 //!   (symmetric RTP / comedia, for peers behind NAT).
@@ -17,13 +18,15 @@ use std::time::{Duration, Instant};
 
 use agent_helper_media::codec::Codec;
 use agent_helper_media::dtmf::{EventSender, TelephoneEvent, digit_of};
-use agent_helper_media::jitter::{JitterBuffer, Playout};
 use agent_helper_media::quality::ReceiveCounters;
+use agent_helper_media::receiver::Figures;
 use agent_helper_media::resample::Resampler;
 use agent_helper_media::rtcp::{self, Rtcp};
 use agent_helper_media::rtp::{self, Kind, RtpSender};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+
+use super::playout::Playout;
 
 /// The codecs the media engine plays and records today; only these are offered.
 #[cfg(not(feature = "g729"))]
@@ -31,15 +34,9 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA"];
 #[cfg(feature = "g729")]
 pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 
-/// How much audio the speaker's ring is topped up to every tick, ahead of
-/// the sound card's own 2 × 10 ms: a tick may come 20 ms late before the
-/// card runs dry. (It was 60 ms, whole frames, on a 2 × 20 ms card buffer:
-/// 40 ms of mouth to ear went with it.)
-const PLAYOUT_FILL: Duration = Duration::from_millis(30);
+/// The sound server's buffer on the speaker (2 × 10 ms), in the E-model's delay.
+const SPEAKER_BUFFER_MS: f64 = 20.0;
 const TICK: Duration = Duration::from_millis(10);
-/// How long an Opus call keeps a frame more in its jitter buffer (for FEC)
-/// after its last lost packet, and from its start.
-const FEC_HOLD: Duration = Duration::from_secs(10);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
 const EVENT_RATE: u32 = 8000;
 
@@ -148,22 +145,21 @@ struct Dtmf {
 
 #[derive(Default)]
 struct Devices {
-    playback: Option<agent_helper_audio::Playback>,
+    playback: Option<agent_helper_audio::Speaker>,
     capture: Option<agent_helper_audio::Capture>,
     /// Opened (or failed to) once: not again every tick.
     tried: bool,
     /// The codec's rate; each device runs at it or at its own (`native`,
-    /// or when it takes no other), converted by `to_speaker` / `from_mic`.
+    /// or when it takes no other), converted by the playout / `from_mic`.
     rate: u32,
     native: bool,
-    to_speaker: Option<Resampler>,
     from_mic: Option<Resampler>,
     /// Running on the system default because the chosen device went away.
     speaker_fallback: bool,
     mic_fallback: bool,
-    /// The speaker ring's fill after the last push, and since when it has
-    /// not gone down (the sound card stopped taking audio).
-    queued_after_push: usize,
+    /// The speaker's requests counted at the last tick, and since when
+    /// there has been none (the sound card stopped taking audio).
+    served_seen: u64,
     stalled_since: Option<Instant>,
     /// When the speaker's stream opened, until the device starts playing it.
     speaker_opened: Option<Instant>,
@@ -195,8 +191,10 @@ async fn run(
     // codec unset and the call silent.
     let mut ctl = MediaControl::default();
     let mut buf = vec![0u8; rtp::MAX_PACKET + 1];
-    let mut jitter = JitterBuffer::new(8000, Duration::from_millis(20), Duration::from_millis(300));
     let mut codec: Option<Codec> = None;
+    // The receiving half, once the codec is known: the speaker pulls it.
+    let mut playout: Option<Playout> = None;
+    let mut trimmed = 0;
     let mut counters = ReceiveCounters::default();
     let (mut dropped, mut other_pt) = (0u64, 0u64);
     let ssrc = rand_u32();
@@ -216,16 +214,10 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_send = Instant::now();
     let mut next_report = Instant::now() + REPORT_EVERY;
-    // The frame being played, and how much of it is in the speaker's ring.
-    let mut pcm = Vec::with_capacity(960);
-    let mut played = 0usize;
-    // The frame at the speaker's rate, when that is not the codec's.
-    let mut converted = Vec::with_capacity(960);
     let mut mic: Vec<i16> = Vec::with_capacity(4 * 960);
     let mut payload = Vec::with_capacity(960);
     // The codec sent nothing for the last frame (DTX).
     let mut talkspurt_over = false;
-    let mut heard = Heard::default();
     loop {
         tokio::select! {
             changed = control.changed() => {
@@ -242,16 +234,13 @@ async fn run(
                 if new_codec {
                     tracing::info!(call_id, codec = next.codec, peer_fmtp = next.peer_fmtp, ptime_ms = next.ptime, "call media codec");
                     codec = Codec::for_name(&next.codec).ok();
-                    // Audio decoded by the old codec is not played on.
-                    played = pcm.len();
                     let rate = codec.as_ref().map_or(8000, Codec::rate);
-                    let clock = codec.as_ref().map_or(8000, Codec::rtp_clock);
-                    jitter = JitterBuffer::new(clock, Duration::from_millis(20), Duration::from_millis(300));
-                    // Opus rebuilds a lost frame from the next packet's FEC,
-                    // which must be at hand then: a frame more while the call
-                    // loses packets, given back once it has lost none for a while.
-                    if next.codec.eq_ignore_ascii_case("opus") {
-                        jitter = jitter.with_loss_floor(Duration::from_millis(40), FEC_HOLD);
+                    // The speaker's thread decodes with a codec of its own
+                    // (this one's decoder goes unused, as the other's encoder).
+                    match (Codec::for_name(&next.codec), playout.as_mut()) {
+                        (Ok(c), Some(p)) => p.set_codec(c),
+                        (Ok(c), None) => playout = Some(Playout::new(c)),
+                        (Err(_), _) => playout = None,
                     }
                     sender.payload_type = next.payload_type;
                     // Devices run at the codec's rate: a new rate opens them anew.
@@ -329,12 +318,11 @@ async fn run(
                     Opened::Rejected => continue,
                 };
                 match rtp::parse(datagram) {
-                    Ok(p) if p.payload_type == ctl.payload_type && codec.is_some() => {
+                    Ok(p) if p.payload_type == ctl.payload_type && let Some(out) = playout.as_mut() => {
                         counters.packet(p.sequence);
                         remote_ssrc = p.ssrc;
                         learned = Some(from);
-                        let samples = codec.as_ref().and_then(|c| c.samples_in(&p.payload)).unwrap_or(0);
-                        jitter.push(Instant::now(), p.timestamp, samples, p.payload.to_vec());
+                        out.push(Instant::now(), p.timestamp, &p.payload);
                     }
                     Ok(p) if Some(p.payload_type) == ctl.telephone_event => {
                         // Every packet of an event repeats its start timestamp: report it once.
@@ -354,7 +342,7 @@ async fn run(
             _ = tick.tick() => {
                 // The devices open as soon as the call exists (they take a
                 // moment), so audio flows from the first packet after the answer.
-                let Some(c) = codec.as_mut() else { continue };
+                let (Some(c), Some(out)) = (codec.as_mut(), playout.as_mut()) else { continue };
                 let (rate, frame) = (c.rate(), c.frame());
                 // What we send is packed as the peer asked, as the codec can.
                 let packet_ms = c.packet_time(if ctl.ptime == 0 { 20 } else { ctl.ptime });
@@ -364,97 +352,61 @@ async fn run(
                     devices.tried = true;
                     devices.rate = rate;
                     devices.native = ctl.native_rate;
-                    opening = Some(open_devices(&ctl, rate));
+                    opening = Some(open_devices(&ctl, rate, out));
                 }
                 if let Some(o) = &mut opening {
-                    o.collect(&mut devices, &call_id, &events).await;
+                    o.collect(&mut devices, out, &call_id, &events).await;
                 }
-                follow_devices(&mut devices, &mut opening, &mut recheck, &mut next_recheck, &ctl, &call_id).await;
+                follow_devices(&mut devices, &mut opening, &mut recheck, &mut next_recheck, &ctl, out, &call_id).await;
                 if ctl.remote.is_none() {
                     last_send = Instant::now();
                     continue;
                 }
                 let now = Instant::now();
-                // Speaker: keep its ring PLAYOUT_FILL ahead of the sound card.
-                match &mut devices.playback {
-                    Some(p) => {
-                        let fill = (PLAYOUT_FILL.as_secs_f64() * f64::from(p.rate)) as usize;
-                        // A sound card that stops taking samples is gone (an
-                        // unplugged device's stream may just stop, with no error).
-                        let queued = p.samples.buffer().capacity() - p.samples.slots();
-                        let started = p.started();
-                        if started && let Some(at) = devices.speaker_opened.take() {
-                            let ms = now.duration_since(at).as_millis() as u64;
-                            tracing::info!(call_id, device = %p.device, ms, "speaker playing");
-                        }
-                        if queued >= devices.queued_after_push && queued > 0 {
-                            let since = *devices.stalled_since.get_or_insert(now);
-                            let limit = if started { STALL } else { START_LIMIT };
-                            if now.duration_since(since) > limit {
-                                tracing::warn!(call_id, device = %p.device, started, "the speaker takes no audio");
-                                p.mark_failed();
-                            }
-                        } else {
-                            devices.stalled_since = None;
-                        }
-                        // Frames leave the jitter buffer only as the card takes
-                        // audio: a card that ran dry played silence already and
-                        // the buffer, now deeper, gives the time back in a
-                        // quiet frame (see `next_frame`).
-                        let mut queued = p.samples.buffer().capacity() - p.samples.slots();
-                        // Then audio up to `fill`, sample by sample: the ring
-                        // stays within one card period of it whatever the frame.
-                        while queued < fill {
-                            if played >= pcm.len() {
-                                next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
-                                if !ctl.receive {
-                                    pcm.iter_mut().for_each(|s| *s = 0);
-                                }
-                                if let Some(r) = devices.to_speaker.as_mut() {
-                                    converted.clear();
-                                    r.process(&pcm, &mut converted);
-                                    std::mem::swap(&mut pcm, &mut converted);
-                                }
-                                played = 0;
-                                if pcm.is_empty() {
-                                    break;
-                                }
-                            }
-                            let n = (fill - queued).min(pcm.len() - played).min(p.samples.slots());
-                            if n == 0 {
-                                break;
-                            }
-                            for s in &pcm[played..played + n] {
-                                let _ = p.samples.push(*s);
-                            }
-                            played += n;
-                            queued += n;
-                        }
-                        devices.queued_after_push = p.samples.buffer().capacity() - p.samples.slots();
+                out.set_audible(ctl.receive);
+                // Speaker: its thread pulls the call's audio. A sound card
+                // that stops asking is gone (an unplugged device's stream
+                // may just stop, with no error).
+                let pulling = devices.playback.as_ref().is_some_and(|p| p.started() && !p.failed());
+                if let Some(p) = &devices.playback {
+                    let served = p.served();
+                    if p.started() && let Some(at) = devices.speaker_opened.take() {
+                        let ms = now.duration_since(at).as_millis() as u64;
+                        tracing::info!(call_id, device = %p.device, ms, "speaker playing");
                     }
-                    // No speaker: still consume at the stream's pace, so stats stay right.
-                    None => {
-                        // Until the buffer plays (packets may queue past the fill
-                        // before its start time) a pop takes nothing: stop then,
-                        // or this loop would spin and starve the runtime.
-                        while jitter.depth() > PLAYOUT_FILL {
-                            let before = jitter.depth();
-                            next_frame(&mut jitter, c, frame, now, &mut pcm, &mut heard);
-                            if jitter.depth() >= before {
-                                break;
-                            }
+                    if served == devices.served_seen {
+                        let since = *devices.stalled_since.get_or_insert(now);
+                        let limit = if p.started() { STALL } else { START_LIMIT };
+                        if now.duration_since(since) > limit {
+                            tracing::warn!(call_id, device = %p.device, started = p.started(), "the speaker takes no audio");
+                            p.mark_failed();
                         }
-                        played = pcm.len();
+                    } else {
+                        devices.stalled_since = None;
                     }
+                    devices.served_seen = served;
+                }
+                // No speaker playing (none, not started yet, or gone): the
+                // task pulls at the stream's pace, so the figures stay right
+                // and the speaker starts on fresh audio.
+                if pulling {
+                    out.stop_pulling();
+                } else {
+                    out.pull(now);
+                }
+                let figures = out.figures();
+                if figures.trimmed > trimmed {
+                    trimmed = figures.trimmed;
+                    tracing::info!(held_ms = figures.held.as_millis() as u64, trimmed, "a spare frame dropped in a pause");
                 }
                 if now >= next_report {
                     next_report = now + REPORT_EVERY;
                     let (fraction, lost_ratio) = counters.fraction_lost_since_last();
                     // RTCP every report interval (RFC 3550 §6.2: 5 s for a two-party call).
-                    let (sent, heard) = rtcp_figures(&sender, &counters, fraction, remote_ssrc, &jitter);
+                    let (sent, heard) = rtcp_figures(&sender, &counters, fraction, remote_ssrc, &figures);
                     let report = reports.report(now, std::time::SystemTime::now(), sent, heard);
                     send_rtcp((&socket, &rtcp_socket), (learned, learned_rtcp), &ctl, &mut srtp, report).await;
-                    let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &jitter, &sender, &reports);
+                    let stats = quality(&call_id, &ctl, c.rtp_clock(), lost_ratio, &counters, &figures, &sender, &reports);
                     let _ = events.try_send(MediaEvent::Quality(stats));
                 }
                 // Microphone: every packet time of it (20 ms unless the
@@ -526,20 +478,22 @@ async fn run(
         }
     }
     // The stream ends here (RFC 3550 §6.3.7): a last report, then BYE.
+    let figures = playout.as_ref().map(Playout::figures).unwrap_or_default();
     let said_bye = ctl.remote.is_some() && {
         let (fraction, _) = counters.fraction_lost_since_last();
-        let (sent, heard) = rtcp_figures(&sender, &counters, fraction, remote_ssrc, &jitter);
+        let (sent, heard) = rtcp_figures(&sender, &counters, fraction, remote_ssrc, &figures);
         let last = reports.goodbye(Instant::now(), std::time::SystemTime::now(), sent, heard);
         send_rtcp((&socket, &rtcp_socket), (learned, learned_rtcp), &ctl, &mut srtp, last).await
     };
-    let stats = jitter.stats();
+    let stats = figures.stats;
     tracing::info!(
         call_id,
         received = counters.received(),
         lost = counters.lost(),
         concealed = stats.concealed,
         skipped = stats.skipped,
-        from_next = heard.from_next,
+        from_next = figures.from_next,
+        queue_overflowed = playout.as_ref().map_or(0, |p| p.overflowed),
         late = stats.late,
         duplicates = stats.duplicates,
         malformed = dropped,
@@ -648,17 +602,17 @@ fn quality(
     rate: u32,
     lost_ratio: f64,
     counters: &ReceiveCounters,
-    jitter: &JitterBuffer,
+    figures: &Figures,
     sender: &RtpSender,
     reports: &Rtcp,
 ) -> agent_helper_protocol::methods::CallStats {
-    let s = jitter.stats();
-    let buffer_ms = (jitter.held().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    let s = figures.stats;
+    let buffer_ms = (figures.held.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
     let loss_percent = lost_ratio * 100.0;
     let rtt_ms = reports.rtt().map(|d| d.as_secs_f64() * 1000.0);
-    // Mouth to ear: the buffer, the speaker's ring and the sound card's
-    // buffer on our side, the frame and capture on the peer's, half the RTT.
-    let delay = buffer_ms + PLAYOUT_FILL.as_secs_f64() * 1000.0 + 40.0 + rtt_ms.unwrap_or(0.0) / 2.0;
+    // Mouth to ear: the jitter buffer and the sound card's buffer on our
+    // side, the frame and capture on the peer's, half the RTT.
+    let delay = buffer_ms + SPEAKER_BUFFER_MS + 40.0 + rtt_ms.unwrap_or(0.0) / 2.0;
     let r = agent_helper_media::quality::r_factor(&ctl.codec, delay, loss_percent, 1.0);
     agent_helper_protocol::methods::CallStats {
         call_id: call_id.to_owned(),
@@ -666,7 +620,7 @@ fn quality(
         packets_received: counters.received(),
         packets_lost: counters.lost(),
         loss_percent,
-        jitter_ms: jitter.jitter() * 1000.0 / f64::from(rate),
+        jitter_ms: figures.jitter * 1000.0 / f64::from(rate),
         buffer_ms,
         concealed: s.concealed,
         late: s.late,
@@ -687,7 +641,7 @@ fn rtcp_figures(
     counters: &ReceiveCounters,
     fraction: u8,
     remote_ssrc: u32,
-    jitter: &JitterBuffer,
+    figures: &Figures,
 ) -> (Option<rtcp::Sent>, Option<rtcp::Received>) {
     let sent = (sender.packets_sent > 0).then(|| rtcp::Sent {
         packets: sender.packets_sent as u32,
@@ -699,7 +653,7 @@ fn rtcp_figures(
         fraction_lost: fraction,
         total_lost: counters.lost() as u32,
         extended_highest: counters.extended_highest(),
-        jitter: jitter.jitter() as u32,
+        jitter: figures.jitter as u32,
     });
     (sent, heard)
 }
@@ -781,72 +735,6 @@ impl Dtmf {
     }
 }
 
-/// What the speaker side keeps between frames.
-#[derive(Default)]
-struct Heard {
-    /// Lost frames concealed with the next packet at hand (Opus FEC rebuilds
-    /// them from it, G.711 concealment bridges into it); the rest were extrapolated.
-    from_next: u64,
-    /// Quiet frames played in a row.
-    quiet_run: u32,
-}
-
-/// Quiet frames in a row that make a pause between words or sentences
-/// (200 ms: longer than the closure before a plosive), where a spare frame
-/// can go unheard.
-const PAUSE_FRAMES: u32 = 10;
-
-/// The next 20 ms for the speaker: a received frame, or concealment (from
-/// the next packet's FEC when the codec has it and the packet is here).
-fn next_frame(
-    jitter: &mut JitterBuffer,
-    codec: &mut Codec,
-    frame: usize,
-    now: Instant,
-    pcm: &mut Vec<i16>,
-    heard: &mut Heard,
-) {
-    loop {
-        match jitter.pop(now) {
-            Playout::Frame { payload, .. } => codec.decode(&payload, pcm),
-            Playout::Missing { samples } => {
-                let next = jitter.peek_next();
-                tracing::trace!(
-                    depth_ms = jitter.depth().as_millis() as u64,
-                    fec = next.is_some(),
-                    "concealing a frame"
-                );
-                heard.from_next += u64::from(next.is_some());
-                // The buffer counts RTP ticks; the codec, samples.
-                let samples = samples as usize * codec.rate() as usize / codec.rtp_clock() as usize;
-                codec.conceal(next, samples, pcm);
-            }
-            Playout::Waiting => {
-                pcm.clear();
-                pcm.resize(frame, 0);
-            }
-        }
-        if !quiet(pcm) {
-            heard.quiet_run = 0;
-            return;
-        }
-        heard.quiet_run += 1;
-        // Delay the buffer can spare goes in a pause, not mid-word.
-        if heard.quiet_run <= PAUSE_FRAMES || !jitter.spare() {
-            return;
-        }
-        jitter.drop_spare();
-        tracing::info!(held_ms = jitter.held().as_millis() as u64, "a spare frame dropped in a pause");
-    }
-}
-
-/// Below −45 dBFS: a pause, where dropping 20 ms is not heard.
-fn quiet(pcm: &[i16]) -> bool {
-    const QUIET_RMS: f64 = 184.0;
-    let energy: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    !pcm.is_empty() && energy / pcm.len() as f64 <= QUIET_RMS * QUIET_RMS
-}
-
 /// Keeps the call on working devices: one that failed (unplugged) is
 /// replaced by the system default, and the chosen one is taken back when it
 /// reappears (looked for every [`DEVICE_RECHECK`]).
@@ -856,6 +744,7 @@ async fn follow_devices(
     recheck: &mut Option<tokio::task::JoinHandle<Vec<String>>>,
     next_recheck: &mut Instant,
     ctl: &MediaControl,
+    out: &mut Playout,
     call_id: &str,
 ) {
     let (rate, native) = (devices.rate, devices.native);
@@ -869,10 +758,9 @@ async fn follow_devices(
     if o.playback.is_none() && devices.playback.as_ref().is_some_and(|p| p.failed()) {
         let lost = devices.playback.take().map(|p| p.device.clone()).unwrap_or_default();
         devices.stalled_since = None;
-        devices.queued_after_push = 0;
         tracing::warn!(call_id, device = %lost, "speaker lost; the call goes on on the default output");
         devices.speaker_fallback = true;
-        o.playback = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(None, rate, native)));
+        o.playback = Some(open_speaker(None, rate, native, out));
         o.reasons.0 = Some("lost");
         o.chosen.0 = false;
     }
@@ -907,8 +795,7 @@ async fn follow_devices(
         && let Some(id) = ctl.speaker.clone().filter(|id| present.contains(id))
     {
         devices.speaker_fallback = false;
-        o.playback =
-            Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_playback(Some(&id), rate, native)));
+        o.playback = Some(open_speaker(Some(id), rate, native, out));
         o.reasons.0 = Some("restored");
         o.chosen.0 = true;
     }
@@ -924,15 +811,25 @@ async fn follow_devices(
     }
 }
 
+/// Starts opening `device` (`None`: the default) as the call's speaker,
+/// pulling `out`, on a blocking thread (calls into the audio system block).
+fn open_speaker(
+    device: Option<String>,
+    rate: u32,
+    native: bool,
+    out: &Playout,
+) -> tokio::task::JoinHandle<Result<agent_helper_audio::Speaker, agent_helper_audio::AudioError>> {
+    let source = out.source();
+    tokio::task::spawn_blocking(move || agent_helper_audio::open_speaker(device.as_deref(), rate, native, source))
+}
+
 /// Starts opening the speaker and microphone, each on a blocking thread
 /// (calls into the audio system block); the loop picks them up when ready.
-fn open_devices(ctl: &MediaControl, rate: u32) -> Opening {
-    let (speaker, microphone) = (ctl.speaker.clone(), ctl.microphone.clone());
+fn open_devices(ctl: &MediaControl, rate: u32, out: &Playout) -> Opening {
+    let microphone = ctl.microphone.clone();
     let native = ctl.native_rate;
     Opening {
-        playback: Some(tokio::task::spawn_blocking(move || {
-            agent_helper_audio::open_playback(speaker.as_deref(), rate, native)
-        })),
+        playback: Some(open_speaker(ctl.speaker.clone(), rate, native, out)),
         capture: Some(tokio::task::spawn_blocking(move || {
             agent_helper_audio::open_capture(microphone.as_deref(), rate, native)
         })),
@@ -943,7 +840,7 @@ fn open_devices(ctl: &MediaControl, rate: u32) -> Opening {
 }
 
 struct Opening {
-    playback: Option<tokio::task::JoinHandle<Result<agent_helper_audio::Playback, agent_helper_audio::AudioError>>>,
+    playback: Option<tokio::task::JoinHandle<Result<agent_helper_audio::Speaker, agent_helper_audio::AudioError>>>,
     capture: Option<tokio::task::JoinHandle<Result<agent_helper_audio::Capture, agent_helper_audio::AudioError>>>,
     since: Instant,
     /// Why the speaker / microphone is being (re)opened, told to the agent
@@ -955,7 +852,13 @@ struct Opening {
 
 impl Opening {
     /// Moves devices that finished opening into `devices`.
-    async fn collect(&mut self, devices: &mut Devices, call_id: &str, events: &tokio::sync::mpsc::Sender<MediaEvent>) {
+    async fn collect(
+        &mut self,
+        devices: &mut Devices,
+        out: &mut Playout,
+        call_id: &str,
+        events: &tokio::sync::mpsc::Sender<MediaEvent>,
+    ) {
         let (rate, native) = (devices.rate, devices.native);
         let tell = |direction: &'static str, device: &str, reason: Option<&'static str>| {
             if let Some(reason) = reason {
@@ -975,7 +878,8 @@ impl Opening {
                 Ok(Ok(p)) => {
                     tracing::info!(call_id, device = %p.device, rate = p.rate, ms = self.since.elapsed().as_millis() as u64, "speaker open");
                     tell("output", &p.device, self.reasons.0.take());
-                    devices.to_speaker = converter(call_id, rate, p.rate);
+                    out.set_speaker(p.rate, converter(call_id, rate, p.rate));
+                    devices.served_seen = p.served();
                     devices.playback = Some(p);
                     devices.speaker_opened = Some(Instant::now());
                 }
@@ -983,9 +887,7 @@ impl Opening {
                 Ok(Err(e)) if self.chosen.0 && !devices.speaker_fallback => {
                     tracing::warn!(call_id, error = %e, "chosen speaker missing; using the default output");
                     devices.speaker_fallback = true;
-                    self.playback = Some(tokio::task::spawn_blocking(move || {
-                        agent_helper_audio::open_playback(None, rate, native)
-                    }));
+                    self.playback = Some(open_speaker(None, rate, native, out));
                     self.reasons.0 = Some("lost");
                 }
                 Ok(Err(e)) => tracing::warn!(call_id, error = %e, "no speaker for this call; its audio is not played"),

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 mod calls;
 mod link;
 mod media;
+mod playout;
 mod ringer;
 
 use calls::{dial, new_inbound_call, target_uri};

@@ -72,9 +72,9 @@ pub(super) fn start(config: &Config) -> Ringer {
         })
         .await;
         let Ok(mut outputs) = opened else { return };
-        tracing::info!(devices = ?outputs.iter().map(|p| p.device.clone()).collect::<Vec<_>>(), "ringing");
+        tracing::info!(devices = ?outputs.iter().map(|p| p.speaker.device.clone()).collect::<Vec<_>>(), "ringing");
         // A device that would not take the tone's rate plays it converted.
-        let tones: Vec<Vec<i16>> = outputs.iter().map(|p| converted(&tone, RATE, p.rate)).collect();
+        let tones: Vec<Vec<i16>> = outputs.iter().map(|p| converted(&tone, RATE, p.speaker.rate)).collect();
         // Each device plays the tone in a loop, kept 100 ms ahead of its sound card.
         let mut positions = vec![0usize; outputs.len()];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -82,7 +82,7 @@ pub(super) fn start(config: &Config) -> Ringer {
             tick.tick().await;
             for ((p, pos), tone) in outputs.iter_mut().zip(positions.iter_mut()).zip(&tones) {
                 let queued = p.samples.buffer().capacity() - p.samples.slots();
-                for _ in queued..p.rate as usize / 10 {
+                for _ in queued..p.speaker.rate as usize / 10 {
                     if p.samples.push(tone[*pos]).is_err() {
                         break;
                     }
