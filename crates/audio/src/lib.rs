@@ -240,6 +240,11 @@ pub struct Capture {
     pub samples: rtrb::Consumer<i16>,
     pub rate: u32,
     pub device: String,
+    /// Where a sound server's stream says each time it handed a piece
+    /// over (a datagram, non-blocking; PulseAudio only), so a caller can
+    /// send it at once rather than at its next step.
+    #[cfg(unix)]
+    pub arrived: Option<std::os::unix::net::UnixDatagram>,
     failed: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     _stop: mpsc::Sender<()>,
@@ -381,8 +386,16 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
     #[cfg(target_os = "linux")]
     if on_pulseaudio() {
         let (device, rate) = pulse::resolve(device, Direction::Input, rate, native)?;
-        let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate), counter)?;
-        return Ok(Capture { samples, rate, device, failed, dropped, _stop: stop });
+        let signal = std::os::unix::net::UnixDatagram::pair()
+            .and_then(|(tell, hear)| {
+                tell.set_nonblocking(true)?;
+                hear.set_nonblocking(true)?;
+                Ok((tell, hear))
+            })
+            .ok();
+        let (tell, arrived) = signal.unzip();
+        let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate), counter, tell)?;
+        return Ok(Capture { samples, rate, device, arrived, failed, dropped, _stop: stop });
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
@@ -411,7 +424,16 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
             )?;
             Ok((stream, (consumer, rate)))
         })?;
-    Ok(Capture { samples, rate, device, failed, dropped, _stop: stop })
+    Ok(Capture {
+        samples,
+        rate,
+        device,
+        #[cfg(unix)]
+        arrived: None,
+        failed,
+        dropped,
+        _stop: stop,
+    })
 }
 
 /// What [`on_stream_thread`] hands back: the ring end, the device id in

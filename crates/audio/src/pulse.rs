@@ -177,12 +177,14 @@ pub(crate) fn open_playback(
 
 /// Opens `device_id` (already resolved) for mono 16-bit capture at `rate`;
 /// samples lost because the ring was full (the call did not read in time)
-/// or the server's buffer overflowed are counted in `dropped`.
+/// or the server's buffer overflowed are counted in `dropped`. Each piece
+/// handed over is told on `tell` (one byte, never waited for).
 pub(crate) fn open_capture(
     device_id: &str,
     rate: u32,
     ring: usize,
     dropped: Arc<AtomicU64>,
+    tell: Option<std::os::unix::net::UnixDatagram>,
 ) -> Result<Running<rtrb::Consumer<i16>>, AudioError> {
     let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring);
     let attr = BufferAttr {
@@ -203,13 +205,22 @@ pub(crate) fn open_capture(
                 counter.fetch_add(piece, Ordering::Relaxed);
             })));
         }
+        let mut got = false;
         loop {
             match stream.peek()? {
-                PeekResult::Empty => return Ok(()),
+                PeekResult::Empty => {
+                    // A full socket buffer means the reader has not looked
+                    // since: it will find this piece too.
+                    if let Some(t) = tell.as_ref().filter(|_| got) {
+                        let _ = t.send(&[1]);
+                    }
+                    return Ok(());
+                }
                 PeekResult::Hole(_) => {}
                 PeekResult::Data(bytes) => {
                     let samples = bytes.chunks_exact(2).map(|b| i16::from_ne_bytes([b[0], b[1]]));
                     crate::push_counting(&mut producer, samples, &dropped);
+                    got = true;
                 }
             }
             stream.discard()?;

@@ -99,6 +99,9 @@ pub struct JitterBuffer {
     held: Duration,
     /// The last whole window held a frame beyond the target at every turn.
     spare: bool,
+    /// How much less every frame of the last whole window could have
+    /// waited and still kept the target's share ([`Self::excess`]).
+    excess: Duration,
     /// The target's floor while frames go missing (within the bounds), and
     /// how long without a missing frame it holds ([`Self::with_loss_floor`]).
     loss_floor: Option<(Duration, Duration)>,
@@ -106,6 +109,9 @@ pub struct JitterBuffer {
     last_loss: Option<Instant>,
     /// The target's floor now: `min`, or the loss floor while it holds.
     floor: Duration,
+    /// What the target adds to the jitter's share: a frame, unless set
+    /// ([`Self::with_lead`]).
+    lead: Option<Duration>,
 }
 
 /// A packet waiting for its turn.
@@ -136,10 +142,21 @@ impl JitterBuffer {
             window: None,
             held: Duration::ZERO,
             spare: false,
+            excess: Duration::ZERO,
             loss_floor: None,
             last_loss: None,
             floor: min,
+            lead: None,
         }
+    }
+
+    /// The target is three times the jitter plus `lead` rather than plus a
+    /// frame: for a caller that asks at the time the frame is needed (a
+    /// sound card pulling a request of `lead` ahead), not once per frame
+    /// period whatever its phase.
+    pub fn with_lead(mut self, lead: Duration) -> JitterBuffer {
+        self.lead = Some(lead);
+        self
     }
 
     /// From the start, and until `quiet` has passed without a missing
@@ -162,9 +179,15 @@ impl JitterBuffer {
     /// The delay the buffer aims for: three times the jitter plus a frame,
     /// within the configured bounds.
     pub fn target(&self) -> Duration {
-        let jitter = Duration::from_secs_f64(3.0 * self.jitter / f64::from(self.clock_rate));
-        let frame = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
-        (jitter + frame).clamp(self.floor, self.max)
+        (self.jitter_share() + self.lead.unwrap_or(self.frame_time())).clamp(self.floor, self.max)
+    }
+
+    fn jitter_share(&self) -> Duration {
+        Duration::from_secs_f64(3.0 * self.jitter / f64::from(self.clock_rate))
+    }
+
+    fn frame_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate))
     }
 
     /// What the buffer held when the sound card asked, on average over the
@@ -205,6 +228,7 @@ impl JitterBuffer {
             }
             self.window = None;
             self.spare = false;
+            self.excess = Duration::ZERO;
             // A new stream starts as the call did: with the loss floor.
             self.last_loss = None;
             if let Some((floor, _)) = self.loss_floor {
@@ -279,7 +303,7 @@ impl JitterBuffer {
             self.floor = if now.duration_since(since) < quiet { floor } else { self.min };
         }
         // Too much queued (a burst, or the sender's clock runs fast): skip one.
-        let frame_time = Duration::from_secs_f64(f64::from(self.frame) / f64::from(self.clock_rate));
+        let frame_time = self.frame_time();
         let depth = self.depth();
         let waited = self.get(next).map_or(Duration::ZERO, |h| now.saturating_duration_since(h.arrived));
         self.turn(now, depth, waited);
@@ -332,10 +356,37 @@ impl JitterBuffer {
         }
     }
 
+    /// How much delay the buffer can give back, to any length, for a caller
+    /// that asks for each frame when it needs it and plays samples, not
+    /// frames (it drops that much of a quiet frame): every frame of the last
+    /// whole window waited this much more than the jitter's share, the lead
+    /// and [`SPARE_MARGIN`] (under a loss floor, than the floor less a frame).
+    pub fn excess(&self) -> Duration {
+        self.excess
+    }
+
+    /// The caller played `amount` less than it was given (of a quiet
+    /// frame), out of the [`Self::excess`].
+    pub fn give_back(&mut self, amount: Duration) {
+        if amount > Duration::ZERO {
+            self.excess = Duration::ZERO;
+            self.spare = false;
+            // The next verdict needs a whole window at the new depth.
+            self.window = None;
+        }
+    }
+
     /// Notes the depth at this turn and how long the frame due waited; at
     /// the end of a window, whether it had a frame to spare throughout.
     fn turn(&mut self, now: Instant, depth: Duration, waited: Duration) {
-        let target = self.target();
+        // Without the frame every frame must still wait the jitter's share
+        // (and the target: a loss floor is not given back this way).
+        let keep = self.target().max(self.jitter_share() + self.frame_time());
+        // Asked when needed, a frame need only wait the jitter's share (or,
+        // under a loss floor, long enough for its successor to be here too)
+        // and the lead it is asked for ahead of its turn.
+        let lead = self.lead.unwrap_or(Duration::ZERO);
+        let share = self.jitter_share().max(self.floor.saturating_sub(self.frame_time())) + lead + SPARE_MARGIN;
         let (since, least, sum, turns) = self.window.get_or_insert((now, waited, Duration::ZERO, 0));
         *least = (*least).min(waited);
         *sum += depth;
@@ -343,7 +394,8 @@ impl JitterBuffer {
         if now.duration_since(*since) < TRIM_WINDOW {
             return;
         }
-        self.spare = *least >= target + SPARE_MARGIN;
+        self.spare = *least >= keep + SPARE_MARGIN;
+        self.excess = least.saturating_sub(share);
         self.held = *sum / *turns;
         self.window = None;
     }

@@ -17,19 +17,29 @@ use crate::codec::Codec;
 use crate::jitter::{JitterBuffer, JitterStats, Playout};
 use crate::resample::Resampler;
 
-/// The jitter buffer's bounds: a frame at least, 300 ms at most.
-const MIN_DELAY: Duration = Duration::from_millis(20);
+/// The jitter buffer's bounds, and what it adds to three times the jitter:
+/// the card asks for 10 ms at a time, so a frame must be here up to 10 ms
+/// before its first sample plays; the least is that and 5 ms of jitter,
+/// before any is measured.
+const MIN_DELAY: Duration = Duration::from_millis(15);
 const MAX_DELAY: Duration = Duration::from_millis(300);
-/// An Opus call keeps a frame more in its buffer (the next packet's
-/// in-band FEC rebuilds a lost frame) from its start and for this long
-/// after its last missing frame.
-const FEC_FLOOR: Duration = Duration::from_millis(40);
-const FEC_HOLD: Duration = Duration::from_secs(10);
+const LEAD: Duration = Duration::from_millis(10);
+/// A call keeps a frame more in its buffer from its start and for this
+/// long after its last missing frame, so that a lost frame's successor is
+/// at hand when the loss is concealed: Opus rebuilds the frame from that
+/// packet's in-band FEC, G.711 and G.722 bridge into it (which scores
+/// better than extrapolating). A frame asked for with its successor not
+/// yet here is concealed twice, once while the buffer waits for it.
+const LOSS_FLOOR: Duration = Duration::from_millis(40);
+const LOSS_HOLD: Duration = Duration::from_secs(10);
 
 /// Quiet frames in a row that make a pause between words or sentences
 /// (200 ms: longer than the closure before a plosive), where a spare frame
 /// can go unheard.
 const PAUSE_FRAMES: u32 = 10;
+
+/// Less spare delay than this is not worth a cut.
+const MIN_TRIM: Duration = Duration::from_millis(2);
 
 /// Below −45 dBFS: a pause, where dropping 20 ms is not heard.
 const QUIET_RMS: f64 = 184.0;
@@ -73,9 +83,9 @@ impl Receiver {
     /// A receiver for `codec` (its decoding half is used), with the jitter
     /// buffer that codec wants.
     pub fn new(codec: Codec) -> Receiver {
-        let mut jitter = JitterBuffer::new(codec.rtp_clock(), MIN_DELAY, MAX_DELAY);
-        if matches!(codec, Codec::Opus { .. }) {
-            jitter = jitter.with_loss_floor(FEC_FLOOR, FEC_HOLD);
+        let mut jitter = JitterBuffer::new(codec.rtp_clock(), MIN_DELAY, MAX_DELAY).with_lead(LEAD);
+        if matches!(codec, Codec::Opus { .. } | Codec::G711 { .. } | Codec::G722 { .. }) {
+            jitter = jitter.with_loss_floor(LOSS_FLOOR, LOSS_HOLD);
         }
         Receiver {
             jitter,
@@ -116,9 +126,10 @@ impl Receiver {
     }
 
     /// Fills `out` with what plays next, at the card's rate (`card_rate`):
-    /// the card asked at `now`. Each frame is taken at the time of its first
-    /// sample in `out`, and playing starts at the sample the buffer's
-    /// target falls on, not at the next request: no piece's worth of delay.
+    /// the card asked at `now`, for what plays from `now` on in its own
+    /// time. Each frame is taken at the time of its first sample in `out`
+    /// (it must be here a request's length before that), and playing starts
+    /// at the sample the buffer's target falls on, not at the next request.
     pub fn fill(&mut self, now: Instant, card_rate: u32, out: &mut [i16]) {
         let at = |filled: usize| now + Duration::from_micros(filled as u64 * 1_000_000 / u64::from(card_rate.max(1)));
         let mut filled = 0;
@@ -197,12 +208,21 @@ impl Receiver {
                 break;
             }
             self.quiet_run += 1;
-            // Delay the buffer can spare goes in a pause, not mid-word.
-            if self.quiet_run <= PAUSE_FRAMES || !self.jitter.spare() {
+            // Delay the buffer can spare goes in a pause, not mid-word: as
+            // much of this quiet frame as there is to spare, or all of it.
+            let excess = self.jitter.excess();
+            if self.quiet_run <= PAUSE_FRAMES || excess < MIN_TRIM {
                 break;
             }
-            self.jitter.drop_spare();
             self.trimmed += 1;
+            let rate = u64::from(self.codec.rate());
+            let skip = (excess.as_micros() as u64 * rate / 1_000_000) as usize;
+            if skip < self.decoded.len() {
+                self.decoded.drain(..skip);
+                self.jitter.give_back(Duration::from_micros(skip as u64 * 1_000_000 / rate));
+                break;
+            }
+            self.jitter.give_back(Duration::from_micros(self.decoded.len() as u64 * 1_000_000 / rate));
         }
         if !self.audible {
             self.decoded.fill(0);

@@ -36,7 +36,11 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 
 /// The sound server's buffer on the speaker (2 × 10 ms), in the E-model's delay.
 const SPEAKER_BUFFER_MS: f64 = 20.0;
+/// The media task's step: microphone frames go out, device and report
+/// upkeep. A microphone that says when it hands a piece over paces the
+/// sending itself; the step is then only upkeep, and slower.
 const TICK: Duration = Duration::from_millis(10);
+const TICK_MIC_PACED: Duration = Duration::from_millis(20);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
 const EVENT_RATE: u32 = 8000;
 
@@ -157,6 +161,9 @@ struct Devices {
     /// Running on the system default because the chosen device went away.
     speaker_fallback: bool,
     mic_fallback: bool,
+    /// The microphone's stream says here when it handed a piece over.
+    #[cfg(unix)]
+    mic_arrived: Option<tokio::net::UnixDatagram>,
     /// The speaker's requests counted at the last tick, and since when
     /// there has been none (the sound card stopped taking audio).
     served_seen: u64,
@@ -210,8 +217,8 @@ async fn run(
     let mut next_recheck = Instant::now();
     // The packet time last sent at (the summary tells it).
     let mut sent_packet_ms = 0;
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = step_timer(TICK);
+    let mut mic_paced = false;
     let mut last_send = Instant::now();
     let mut next_report = Instant::now() + REPORT_EVERY;
     let mut mic: Vec<i16> = Vec::with_capacity(4 * 960);
@@ -339,7 +346,7 @@ async fn run(
                     Err(_) => dropped += 1,
                 }
             }
-            _ = tick.tick() => {
+            _ = next_step(&mut tick, mic_arrived(&devices)) => {
                 // The devices open as soon as the call exists (they take a
                 // moment), so audio flows from the first packet after the answer.
                 let (Some(c), Some(out)) = (codec.as_mut(), playout.as_mut()) else { continue };
@@ -358,6 +365,10 @@ async fn run(
                     o.collect(&mut devices, out, &call_id, &events).await;
                 }
                 follow_devices(&mut devices, &mut opening, &mut recheck, &mut next_recheck, &ctl, out, &call_id).await;
+                if mic_arrived(&devices).is_some() != mic_paced {
+                    mic_paced = !mic_paced;
+                    tick = step_timer(if mic_paced { TICK_MIC_PACED } else { TICK });
+                }
                 if ctl.remote.is_none() {
                     last_send = Instant::now();
                     continue;
@@ -735,6 +746,44 @@ impl Dtmf {
     }
 }
 
+fn step_timer(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// The media task's next step: the [`TICK`], or sooner when the microphone
+/// has handed a piece over, so its packet leaves at once rather than up to
+/// a tick later.
+#[cfg(unix)]
+async fn next_step(tick: &mut tokio::time::Interval, mic_arrived: Option<&tokio::net::UnixDatagram>) {
+    let Some(arrived) = mic_arrived else {
+        tick.tick().await;
+        return;
+    };
+    let mut byte = [0u8; 8];
+    tokio::select! {
+        _ = tick.tick() => {}
+        // A stream that ended reads as nothing: only the tick then.
+        Ok(1..) = arrived.recv(&mut byte) => while arrived.try_recv(&mut byte).is_ok() {},
+    }
+}
+
+#[cfg(unix)]
+fn mic_arrived(devices: &Devices) -> Option<&tokio::net::UnixDatagram> {
+    devices.mic_arrived.as_ref()
+}
+
+#[cfg(not(unix))]
+async fn next_step(tick: &mut tokio::time::Interval, _: Option<()>) {
+    tick.tick().await;
+}
+
+#[cfg(not(unix))]
+fn mic_arrived(_: &Devices) -> Option<()> {
+    None
+}
+
 /// Keeps the call on working devices: one that failed (unplugged) is
 /// replaced by the system default, and the chosen one is taken back when it
 /// reappears (looked for every [`DEVICE_RECHECK`]).
@@ -766,6 +815,10 @@ async fn follow_devices(
     }
     if o.capture.is_none() && devices.capture.as_ref().is_some_and(|c| c.failed()) {
         let lost = devices.capture.take().map(|c| c.device.clone()).unwrap_or_default();
+        #[cfg(unix)]
+        {
+            devices.mic_arrived = None;
+        }
         tracing::warn!(call_id, device = %lost, "microphone lost; the call goes on on the default input");
         devices.mic_fallback = true;
         o.capture = Some(tokio::task::spawn_blocking(move || agent_helper_audio::open_capture(None, rate, native)));
@@ -898,10 +951,14 @@ impl Opening {
             && let Some(h) = self.capture.take()
         {
             match h.await {
-                Ok(Ok(c)) => {
+                Ok(Ok(mut c)) => {
                     tracing::info!(call_id, device = %c.device, rate = c.rate, ms = self.since.elapsed().as_millis() as u64, "microphone open");
                     tell("input", &c.device, self.reasons.1.take());
                     devices.from_mic = converter(call_id, c.rate, rate);
+                    #[cfg(unix)]
+                    {
+                        devices.mic_arrived = c.arrived.take().and_then(|s| tokio::net::UnixDatagram::from_std(s).ok());
+                    }
                     devices.capture = Some(c);
                 }
                 Ok(Err(e)) if self.chosen.1 && !devices.mic_fallback => {
