@@ -307,11 +307,12 @@ fn mouth_to_ear_ms(
     let recording = dir.path().join("heard.wav");
     let recorder = pulse.record("headset.monitor", rate, &recording);
     connected();
-    // Let the audio settle (devices open, jitter buffers trimmed; an Opus
-    // call holds a frame more for FEC for its first 10 s without a loss): a
-    // benchmark warm-up, not a wait for an event.
+    // Let the audio settle (devices open, jitter buffers trimmed: a call
+    // holds a frame more for its first 10 s without a loss, and gives it
+    // back in a pause once a 2 s window has shown it spare): a benchmark
+    // warm-up, not a wait for an event.
     let answered = Instant::now();
-    while answered.elapsed() < std::time::Duration::from_secs(13) {
+    while answered.elapsed() < std::time::Duration::from_secs(16) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let cpu = pids.map(CpuWatch::start);
