@@ -24,7 +24,7 @@ use crate::resample::Resampler;
 const MIN_DELAY: Duration = Duration::from_millis(15);
 const MAX_DELAY: Duration = Duration::from_millis(300);
 const LEAD: Duration = Duration::from_millis(10);
-/// A call keeps a frame more in its buffer from its start and for this
+/// Every call keeps a frame more in its buffer from its start and for this
 /// long after its last missing frame, so that a lost frame's successor is
 /// at hand when the loss is concealed: Opus rebuilds the frame from that
 /// packet's in-band FEC, G.711 and G.722 bridge into it (which scores
@@ -84,9 +84,11 @@ impl Receiver {
     /// buffer that codec wants.
     pub fn new(codec: Codec) -> Receiver {
         let mut jitter = JitterBuffer::new(codec.rtp_clock(), MIN_DELAY, MAX_DELAY).with_lead(LEAD);
-        if matches!(codec, Codec::Opus { .. } | Codec::G711 { .. } | Codec::G722 { .. }) {
-            jitter = jitter.with_loss_floor(LOSS_FLOOR, LOSS_HOLD);
-        }
+        // G.729 conceals without the next packet, but its concealment is
+        // weak and the frame the floor keeps costs only its first 10 s (one
+        // CI run of its test scored 2.04 PESQ-NB without it, against
+        // 2.60–2.65 here with or without: not shown to be the buffer).
+        jitter = jitter.with_loss_floor(LOSS_FLOOR, LOSS_HOLD);
         Receiver {
             jitter,
             codec,
