@@ -365,15 +365,13 @@ impl JitterBuffer {
         self.excess
     }
 
-    /// The caller played `amount` less than it was given (of a quiet
-    /// frame), out of the [`Self::excess`].
-    pub fn give_back(&mut self, amount: Duration) {
-        if amount > Duration::ZERO {
-            self.excess = Duration::ZERO;
-            self.spare = false;
-            // The next verdict needs a whole window at the new depth.
-            self.window = None;
-        }
+    /// The caller played less than it was given (a cut of a quiet frame,
+    /// at most the [`Self::excess`]).
+    pub fn give_back(&mut self) {
+        self.excess = Duration::ZERO;
+        self.spare = false;
+        // The next verdict needs a whole window at the new depth.
+        self.window = None;
     }
 
     /// Notes the depth at this turn and how long the frame due waited; at

@@ -217,14 +217,12 @@ impl Receiver {
                 break;
             }
             self.trimmed += 1;
-            let rate = u64::from(self.codec.rate());
-            let skip = (excess.as_micros() as u64 * rate / 1_000_000) as usize;
+            self.jitter.give_back();
+            let skip = (excess.as_micros() as u64 * u64::from(self.codec.rate()) / 1_000_000) as usize;
             if skip < self.decoded.len() {
                 self.decoded.drain(..skip);
-                self.jitter.give_back(Duration::from_micros(skip as u64 * 1_000_000 / rate));
                 break;
             }
-            self.jitter.give_back(Duration::from_micros(self.decoded.len() as u64 * 1_000_000 / rate));
         }
         if !self.audible {
             self.decoded.fill(0);

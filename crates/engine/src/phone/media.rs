@@ -405,13 +405,13 @@ async fn run(
                 } else {
                     out.pull(now);
                 }
-                let figures = out.figures();
-                if figures.trimmed > trimmed {
-                    trimmed = figures.trimmed;
-                    tracing::info!(held_ms = figures.held.as_millis() as u64, trimmed, "a spare frame dropped in a pause");
-                }
                 if now >= next_report {
                     next_report = now + REPORT_EVERY;
+                    let figures = out.figures();
+                    if figures.trimmed > trimmed {
+                        trimmed = figures.trimmed;
+                        tracing::info!(held_ms = figures.held.as_millis() as u64, trimmed, "spare delay given back in a pause");
+                    }
                     let (fraction, lost_ratio) = counters.fraction_lost_since_last();
                     // RTCP every report interval (RFC 3550 §6.2: 5 s for a two-party call).
                     let (sent, heard) = rtcp_figures(&sender, &counters, fraction, remote_ssrc, &figures);
