@@ -197,6 +197,9 @@ enum Media {
     /// 30`) and baresip, which sends as its peer asks, does so and answers
     /// in kind.
     Packed30,
+    /// Plain, the helper's streams through cpal (`audio.streams = "cpal"`,
+    /// its PulseAudio host): the path Windows and macOS take.
+    Cpal,
 }
 
 /// What one call measured: PESQ (helper heard, baresip heard), and the
@@ -242,6 +245,7 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> Measured {
     let sip = if secure { "srtp = \"required\"\n" } else { "" };
     let audio = match media {
         Media::NativeRate => format!("{HEADSET}device_rate = \"native\"\n"),
+        Media::Cpal => format!("{HEADSET}streams = \"cpal\"\n"),
         _ => HEADSET.to_owned(),
     };
     // `codecs.ptime` (this line still lands in the [codecs] table).
@@ -342,6 +346,12 @@ fn speech_both_ways_with(codec: &str, loss: Lossy, media: Media) -> Measured {
         let rates = [rate_of("speaker open"), rate_of("microphone open")];
         assert!(rates.iter().all(|r| [44_100, 48_000].contains(r)), "{rates:?}");
         assert!(rates.iter().any(|r| *r != codec_rate), "{rates:?}");
+    }
+    // Both streams went through the API asked for.
+    let through = if media == Media::Cpal { "cpal" } else { "libpulse" };
+    for stream in ["speaker open", "microphone open"] {
+        let line = text.lines().find(|l| l.contains(stream)).unwrap_or_else(|| panic!("no {stream}: {text}"));
+        assert!(line.contains(&format!(" through={through}")), "{line}");
     }
     if loss_percent > 0 {
         // Most lost frames are concealed with the next packet at hand (Opus
@@ -579,6 +589,22 @@ fn speech_through_devices_at_their_own_rate_scores_as_at_the_codec_rate() {
         assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ {bob_heard:.3}");
     }
     if let Some((helper_heard, bob_heard)) = clean_speech_both_ways("opus", Media::NativeRate, 4.3) {
+        assert!(helper_heard >= 4.3, "Opus: helper heard baresip at PESQ-WB {helper_heard:.3}");
+        assert!(bob_heard >= 4.3, "Opus: baresip heard the helper at PESQ-WB {bob_heard:.3}");
+    }
+}
+
+/// The streams through cpal (on its PulseAudio host here; WASAPI and
+/// CoreAudio on Windows and macOS): the speaker pulled by the device's
+/// callback, the microphone through cpal's ring, as good as libpulse's.
+#[test]
+fn speech_through_cpal_streams_scores_as_through_libpulse() {
+    let _one = one_at_a_time();
+    if let Some((helper_heard, bob_heard)) = clean_speech_both_ways("pcmu", Media::Cpal, 3.9) {
+        assert!(helper_heard >= 3.9, "helper heard baresip at PESQ-NB {helper_heard:.3}");
+        assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ-NB {bob_heard:.3}");
+    }
+    if let Some((helper_heard, bob_heard)) = clean_speech_both_ways("opus", Media::Cpal, 4.3) {
         assert!(helper_heard >= 4.3, "Opus: helper heard baresip at PESQ-WB {helper_heard:.3}");
         assert!(bob_heard >= 4.3, "Opus: baresip heard the helper at PESQ-WB {bob_heard:.3}");
     }

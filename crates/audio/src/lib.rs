@@ -75,10 +75,34 @@ fn host() -> Result<cpal::Host, AudioError> {
     Ok(cpal::default_host())
 }
 
-/// A PulseAudio server (or PipeWire's) answers: streams go through libpulse.
+/// The API a process's call streams go through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Streams {
+    /// libpulse where a PulseAudio server (or PipeWire's) answers, cpal elsewhere.
+    #[default]
+    Auto,
+    /// cpal everywhere: the path Windows and macOS take, kept at hand on
+    /// Linux for a sound server that libpulse's streams do not suit.
+    Cpal,
+}
+
+static THROUGH_CPAL: AtomicBool = AtomicBool::new(false);
+
+/// Streams opened from now on go through `streams` (the `audio.streams` setting).
+pub fn set_streams(streams: Streams) {
+    THROUGH_CPAL.store(streams == Streams::Cpal, Ordering::Relaxed);
+}
+
+/// A PulseAudio server (or PipeWire's) answers.
 #[cfg(target_os = "linux")]
 fn on_pulseaudio() -> bool {
     cpal::available_hosts().contains(&cpal::HostId::PulseAudio)
+}
+
+/// Streams go through libpulse: a sound server answers and cpal was not asked for.
+#[cfg(target_os = "linux")]
+fn through_libpulse() -> bool {
+    !THROUGH_CPAL.load(Ordering::Relaxed) && on_pulseaudio()
 }
 
 /// Whether listing devices is cheap enough to repeat every second or two
@@ -178,6 +202,8 @@ pub struct Speaker {
     pub rate: u32,
     /// The device id actually in use.
     pub device: String,
+    /// The API the stream goes through ("libpulse" or "cpal").
+    pub through: &'static str,
     failed: Arc<AtomicBool>,
     stalls: Stalls,
     _stop: mpsc::Sender<()>,
@@ -240,6 +266,8 @@ pub struct Capture {
     pub samples: rtrb::Consumer<i16>,
     pub rate: u32,
     pub device: String,
+    /// The API the stream goes through ("libpulse" or "cpal").
+    pub through: &'static str,
     /// Where a sound server's stream says each time it handed a piece
     /// over (a datagram, non-blocking; PulseAudio only), so a caller can
     /// send it at once rather than at its next step.
@@ -340,10 +368,10 @@ fn open_pulled(
     mut source: impl FnMut(&mut [i16], u32) + Send + 'static,
 ) -> Result<Speaker, AudioError> {
     #[cfg(target_os = "linux")]
-    if on_pulseaudio() {
+    if through_libpulse() {
         let (device, rate) = pulse::resolve(device, Direction::Output, rate, native)?;
         let ((), failed, stop) = pulse::open_playback(&device, rate, source, stalls.clone())?;
-        return Ok(Speaker { rate, device, failed, stalls, _stop: stop });
+        return Ok(Speaker { rate, device, through: "libpulse", failed, stalls, _stop: stop });
     }
     let served = stalls.served.clone();
     let (rate, device, failed, stop) = on_stream_thread("audio-out", device, Direction::Output, move |d, flag| {
@@ -376,7 +404,7 @@ fn open_pulled(
         )?;
         Ok((stream, rate))
     })?;
-    Ok(Speaker { rate, device, failed, stalls, _stop: stop })
+    Ok(Speaker { rate, device, through: "cpal", failed, stalls, _stop: stop })
 }
 
 /// Opens `device` (`None` = the default) for capture of mono audio at `rate` Hz.
@@ -384,7 +412,7 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
     let dropped = Arc::new(AtomicU64::new(0));
     let counter = dropped.clone();
     #[cfg(target_os = "linux")]
-    if on_pulseaudio() {
+    if through_libpulse() {
         let (device, rate) = pulse::resolve(device, Direction::Input, rate, native)?;
         let signal = std::os::unix::net::UnixDatagram::pair()
             .and_then(|(tell, hear)| {
@@ -395,7 +423,7 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
             .ok();
         let (tell, arrived) = signal.unzip();
         let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate), counter, tell)?;
-        return Ok(Capture { samples, rate, device, arrived, failed, dropped, _stop: stop });
+        return Ok(Capture { samples, rate, device, through: "libpulse", arrived, failed, dropped, _stop: stop });
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
@@ -428,6 +456,7 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
         samples,
         rate,
         device,
+        through: "cpal",
         #[cfg(unix)]
         arrived: None,
         failed,

@@ -22,8 +22,8 @@ pub use error::{ConfigError, Problem};
 pub use layers::{LoadedConfig, load};
 pub use policy::{POLICY_ENV, policy_file, system_policy_file};
 pub use schema::{
-    AudioConfig, BrowserConfig, CallsConfig, Codec, CodecsConfig, Config, CustomerField, DesktopConfig, DeviceRate,
-    DtmfConfig, DtmfMode, FailoverMode, KEYS, Language, LogConfig, MAX_CUSTOMER_FIELDS, MonitoringConfig,
+    AudioConfig, AudioStreams, BrowserConfig, CallsConfig, Codec, CodecsConfig, Config, CustomerField, DesktopConfig,
+    DeviceRate, DtmfConfig, DtmfMode, FailoverMode, KEYS, Language, LogConfig, MAX_CUSTOMER_FIELDS, MonitoringConfig,
     RecordingConfig, SipConfig, SipServer, SrtpMode, Transport, check_header,
 };
 

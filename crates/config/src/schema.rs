@@ -39,6 +39,7 @@ pub const KEYS: &[&str] = &[
     "audio.ring_on_all_devices",
     "audio.ringtone",
     "audio.device_rate",
+    "audio.streams",
     "browser.allowed_origins",
     "log.level",
     "log.max_file_bytes",
@@ -256,6 +257,8 @@ pub struct AudioConfig {
     pub ringtone: Option<PathBuf>,
     /// The rate call audio devices are opened at.
     pub device_rate: DeviceRate,
+    /// The API audio streams go through.
+    pub streams: AudioStreams,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +271,16 @@ pub enum DeviceRate {
     /// The device's own: the helper converts (a headset that glitches when
     /// its rate switches, or to keep the sound server's converter out).
     Native,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioStreams {
+    /// libpulse where a PulseAudio server (or PipeWire's) runs, cpal elsewhere.
+    #[default]
+    Auto,
+    /// cpal on every system (what Windows and macOS always use).
+    Cpal,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -121,6 +121,7 @@ impl Engine {
             next_call: 1,
             known_devices: crate::devices::Known::default(),
         };
+        engine.apply_streams();
         let job = state.account.filter(|a| a.remembered).map(|a| {
             engine.account = Some(Account { username: a.username.clone(), password: None, remembered: true });
             let secrets = engine.secrets.clone();
@@ -333,6 +334,9 @@ impl Engine {
         if p.key == "log.level" {
             self.apply_log_level(self.config.effective.log.level, true);
         }
+        if p.key == "audio.streams" {
+            self.apply_streams();
+        }
         if p.key.starts_with("sip.") {
             self.register();
         } else if ["audio.", "calls.", "codecs.", "dtmf."].iter().any(|s| p.key.starts_with(s)) {
@@ -342,6 +346,14 @@ impl Engine {
         // Log file size and count are fixed when BPClient.log is opened.
         let restart_required = matches!(p.key.as_str(), "log.max_file_bytes" | "log.max_files");
         to_value(m::SetConfigResult { key: p.key, value, restart_required })
+    }
+
+    /// Streams opened from now on go through the API `audio.streams` names.
+    fn apply_streams(&self) {
+        agent_helper_audio::set_streams(match self.config.effective.audio.streams {
+            agent_helper_config::AudioStreams::Auto => agent_helper_audio::Streams::Auto,
+            agent_helper_config::AudioStreams::Cpal => agent_helper_audio::Streams::Cpal,
+        });
     }
 
     fn effective_value(&self, key: &str) -> Value {

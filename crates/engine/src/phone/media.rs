@@ -929,7 +929,7 @@ impl Opening {
         {
             match h.await {
                 Ok(Ok(p)) => {
-                    tracing::info!(call_id, device = %p.device, rate = p.rate, ms = self.since.elapsed().as_millis() as u64, "speaker open");
+                    tracing::info!(call_id, device = %p.device, rate = p.rate, through = %p.through, ms = self.since.elapsed().as_millis() as u64, "speaker open");
                     tell("output", &p.device, self.reasons.0.take());
                     out.set_speaker(p.rate, converter(call_id, rate, p.rate));
                     devices.served_seen = p.served();
@@ -952,7 +952,7 @@ impl Opening {
         {
             match h.await {
                 Ok(Ok(mut c)) => {
-                    tracing::info!(call_id, device = %c.device, rate = c.rate, ms = self.since.elapsed().as_millis() as u64, "microphone open");
+                    tracing::info!(call_id, device = %c.device, rate = c.rate, through = %c.through, ms = self.since.elapsed().as_millis() as u64, "microphone open");
                     tell("input", &c.device, self.reasons.1.take());
                     devices.from_mic = converter(call_id, c.rate, rate);
                     #[cfg(unix)]
