@@ -268,11 +268,14 @@ pub struct Capture {
     pub device: String,
     /// The API the stream goes through ("libpulse" or "cpal").
     pub through: &'static str,
-    /// Where a sound server's stream says each time it handed a piece
-    /// over (a datagram, non-blocking; PulseAudio only), so a caller can
-    /// send it at once rather than at its next step.
+    /// Where a sound server's stream says that samples are waiting, once
+    /// there are as many as [`Capture::tell_at`] asked for (a datagram,
+    /// non-blocking; PulseAudio only), so a caller can send them at once
+    /// rather than at its next step.
     #[cfg(unix)]
     pub arrived: Option<std::os::unix::net::UnixDatagram>,
+    /// How many waiting samples are worth telling of.
+    tell_at: Arc<std::sync::atomic::AtomicUsize>,
     failed: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     _stop: mpsc::Sender<()>,
@@ -286,6 +289,15 @@ impl Capture {
     /// The device left the system (the stream may not say so): treat it as failed.
     pub fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// [`Capture::arrived`] is told once `samples` are waiting (at least
+    /// one; from the start, every piece the server hands over). A caller
+    /// that needs a whole packet says so, and wakes once per packet rather
+    /// than per piece: a sound server may hand a microphone over in pieces
+    /// of a few milliseconds, whatever was asked for.
+    pub fn tell_at(&self, samples: usize) {
+        self.tell_at.store(samples.max(1), Ordering::Relaxed);
     }
 
     /// Microphone samples lost since the stream opened: the call read them
@@ -422,8 +434,20 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
             })
             .ok();
         let (tell, arrived) = signal.unzip();
+        let tell_at = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+        let tell = tell.map(|t| (t, tell_at.clone()));
         let (samples, failed, stop) = pulse::open_capture(&device, rate, ring_len(rate), counter, tell)?;
-        return Ok(Capture { samples, rate, device, through: "libpulse", arrived, failed, dropped, _stop: stop });
+        return Ok(Capture {
+            samples,
+            rate,
+            device,
+            through: "libpulse",
+            arrived,
+            tell_at,
+            failed,
+            dropped,
+            _stop: stop,
+        });
     }
     let ((samples, rate), device, failed, stop) =
         on_stream_thread("audio-in", device, Direction::Input, move |d, flag| {
@@ -457,6 +481,7 @@ pub fn open_capture(device: Option<&str>, rate: u32, native: bool) -> Result<Cap
         rate,
         device,
         through: "cpal",
+        tell_at: Arc::default(),
         #[cfg(unix)]
         arrived: None,
         failed,

@@ -14,7 +14,7 @@
 //! from the microphone; no timing updates are requested.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -177,14 +177,15 @@ pub(crate) fn open_playback(
 
 /// Opens `device_id` (already resolved) for mono 16-bit capture at `rate`;
 /// samples lost because the ring was full (the call did not read in time)
-/// or the server's buffer overflowed are counted in `dropped`. Each piece
-/// handed over is told on `tell` (one byte, never waited for).
+/// or the server's buffer overflowed are counted in `dropped`. Once the
+/// ring holds as many samples as `tell`'s count, each piece handed over is
+/// told on its socket (one byte, never waited for).
 pub(crate) fn open_capture(
     device_id: &str,
     rate: u32,
     ring: usize,
     dropped: Arc<AtomicU64>,
-    tell: Option<std::os::unix::net::UnixDatagram>,
+    tell: Option<(std::os::unix::net::UnixDatagram, Arc<AtomicUsize>)>,
 ) -> Result<Running<rtrb::Consumer<i16>>, AudioError> {
     let (mut producer, consumer) = rtrb::RingBuffer::<i16>::new(ring);
     let attr = BufferAttr {
@@ -211,7 +212,9 @@ pub(crate) fn open_capture(
                 PeekResult::Empty => {
                     // A full socket buffer means the reader has not looked
                     // since: it will find this piece too.
-                    if let Some(t) = tell.as_ref().filter(|_| got) {
+                    if let Some((t, at)) = tell.as_ref().filter(|_| got)
+                        && producer.buffer().capacity() - producer.slots() >= at.load(Ordering::Relaxed)
+                    {
                         let _ = t.send(&[1]);
                     }
                     return Ok(());

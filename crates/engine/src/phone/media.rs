@@ -37,10 +37,11 @@ pub(super) const SUPPORTED: &[&str] = &["opus", "G722", "PCMU", "PCMA", "G729"];
 /// The sound server's buffer on the speaker (2 × 10 ms), in the E-model's delay.
 const SPEAKER_BUFFER_MS: f64 = 20.0;
 /// The media task's step: microphone frames go out, device and report
-/// upkeep. A microphone that says when it hands a piece over paces the
-/// sending itself; the step is then only upkeep, and slower.
+/// upkeep. A microphone that says when a packet's worth is waiting paces
+/// the steps itself; the timer then runs only while it says nothing (each
+/// wake-up costs more here than the step's work: docs/benchmarks.md).
 const TICK: Duration = Duration::from_millis(10);
-const TICK_MIC_PACED: Duration = Duration::from_millis(20);
+const TICK_MIC_PACED: Duration = Duration::from_millis(50);
 /// The clock of telephone-events (RFC 4733 with 8 kHz codecs).
 const EVENT_RATE: u32 = 8000;
 
@@ -485,6 +486,13 @@ async fn run(
                 }
                 let whole = mic.len() / packet_len * packet_len;
                 mic.drain(..whole);
+                // Woken again once the next packet's frames are waiting
+                // (through a converter: at each piece, its output is not
+                // known ahead).
+                if let Some(c) = &devices.capture {
+                    let missing = (packet_len - mic.len()).div_ceil(frame) * frame;
+                    c.tell_at(if devices.from_mic.is_some() { 1 } else { missing });
+                }
             }
         }
     }
@@ -753,8 +761,8 @@ fn step_timer(every: Duration) -> tokio::time::Interval {
 }
 
 /// The media task's next step: the [`TICK`], or sooner when the microphone
-/// has handed a piece over, so its packet leaves at once rather than up to
-/// a tick later.
+/// says a packet's worth is waiting, so it leaves at once rather than up to
+/// a tick later; the tick then starts again from there.
 #[cfg(unix)]
 async fn next_step(tick: &mut tokio::time::Interval, mic_arrived: Option<&tokio::net::UnixDatagram>) {
     let Some(arrived) = mic_arrived else {
@@ -765,7 +773,10 @@ async fn next_step(tick: &mut tokio::time::Interval, mic_arrived: Option<&tokio:
     tokio::select! {
         _ = tick.tick() => {}
         // A stream that ended reads as nothing: only the tick then.
-        Ok(1..) = arrived.recv(&mut byte) => while arrived.try_recv(&mut byte).is_ok() {},
+        Ok(1..) = arrived.recv(&mut byte) => {
+            while arrived.try_recv(&mut byte).is_ok() {}
+            tick.reset();
+        }
     }
 }
 
