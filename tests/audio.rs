@@ -579,19 +579,23 @@ fn secure_only_refuses_calls_without_srtp_with_a_clear_reason() {
     });
 }
 
+/// G.711 and Opus, clean, both ways over `media`: at least the floors the
+/// plain calls meet (3.9 PESQ-NB, 4.3 PESQ-WB).
+fn g711_and_opus_meet_the_clean_floors(media: Media) {
+    for (codec, floor) in [("pcmu", 3.9), ("opus", 4.3)] {
+        if let Some((helper_heard, bob_heard)) = clean_speech_both_ways(codec, media, floor) {
+            assert!(helper_heard >= floor, "{codec}: helper heard baresip at PESQ {helper_heard:.3}");
+            assert!(bob_heard >= floor, "{codec}: baresip heard the helper at PESQ {bob_heard:.3}");
+        }
+    }
+}
+
 /// Devices at their own rate: what the helper converts to and from 44.1 kHz
 /// scores as the codec's own rate does.
 #[test]
 fn speech_through_devices_at_their_own_rate_scores_as_at_the_codec_rate() {
     let _one = one_at_a_time();
-    if let Some((helper_heard, bob_heard)) = clean_speech_both_ways("pcmu", Media::NativeRate, 3.9) {
-        assert!(helper_heard >= 3.9, "helper heard baresip at PESQ {helper_heard:.3}");
-        assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ {bob_heard:.3}");
-    }
-    if let Some((helper_heard, bob_heard)) = clean_speech_both_ways("opus", Media::NativeRate, 4.3) {
-        assert!(helper_heard >= 4.3, "Opus: helper heard baresip at PESQ-WB {helper_heard:.3}");
-        assert!(bob_heard >= 4.3, "Opus: baresip heard the helper at PESQ-WB {bob_heard:.3}");
-    }
+    g711_and_opus_meet_the_clean_floors(Media::NativeRate);
 }
 
 /// The streams through cpal (on its PulseAudio host here; WASAPI and
@@ -600,14 +604,7 @@ fn speech_through_devices_at_their_own_rate_scores_as_at_the_codec_rate() {
 #[test]
 fn speech_through_cpal_streams_scores_as_through_libpulse() {
     let _one = one_at_a_time();
-    if let Some((helper_heard, bob_heard)) = clean_speech_both_ways("pcmu", Media::Cpal, 3.9) {
-        assert!(helper_heard >= 3.9, "helper heard baresip at PESQ-NB {helper_heard:.3}");
-        assert!(bob_heard >= 3.9, "baresip heard the helper at PESQ-NB {bob_heard:.3}");
-    }
-    if let Some((helper_heard, bob_heard)) = clean_speech_both_ways("opus", Media::Cpal, 4.3) {
-        assert!(helper_heard >= 4.3, "Opus: helper heard baresip at PESQ-WB {helper_heard:.3}");
-        assert!(bob_heard >= 4.3, "Opus: baresip heard the helper at PESQ-WB {bob_heard:.3}");
-    }
+    g711_and_opus_meet_the_clean_floors(Media::Cpal);
 }
 
 /// A peer that asks for 30 ms packets (PBXs and carriers often do) gets
