@@ -42,6 +42,11 @@ impl Resampler {
         self.fft.output_delay()
     }
 
+    /// Input samples still wanted before the next chunk comes out.
+    pub fn wanted(&self) -> usize {
+        self.fft.input_frames_next().saturating_sub(self.filled).max(1)
+    }
+
     /// Converts `samples`, appending what comes out to `out`.
     pub fn process(&mut self, samples: &[i16], out: &mut Vec<i16>) {
         for &s in samples {
@@ -105,6 +110,21 @@ mod tests {
             let stray = level_at(&out, to, 1500.0);
             assert!(stray < 100.0, "{from}→{to}: {stray} at 1.5 kHz");
         }
+    }
+
+    #[test]
+    fn what_it_still_wants_is_what_brings_out_the_next_chunk() {
+        let mut r = Resampler::new(44_100, 8000).unwrap();
+        let mut out = Vec::new();
+        r.process(&tone(44_100, 1000.0, 0.005), &mut out);
+        let wanted = r.wanted();
+        assert!(out.is_empty() && wanted > 0);
+        r.process(&vec![0; wanted - 1], &mut out);
+        assert!(out.is_empty(), "one short of the chunk: nothing yet");
+        assert_eq!(r.wanted(), 1);
+        r.process(&[0], &mut out);
+        assert_eq!(out.len(), 160, "a 20 ms chunk at 8 kHz");
+        assert_eq!(r.wanted(), 882, "a whole chunk at 44.1 kHz again");
     }
 
     #[test]

@@ -487,11 +487,10 @@ async fn run(
                 let whole = mic.len() / packet_len * packet_len;
                 mic.drain(..whole);
                 // Woken again once the next packet's frames are waiting
-                // (through a converter: at each piece, its output is not
-                // known ahead).
+                // (through a converter: once its next chunk can come out).
                 if let Some(c) = &devices.capture {
                     let missing = (packet_len - mic.len()).div_ceil(frame) * frame;
-                    c.tell_at(if devices.from_mic.is_some() { 1 } else { missing });
+                    c.tell_at(devices.from_mic.as_ref().map_or(missing, Resampler::wanted));
                 }
             }
         }
