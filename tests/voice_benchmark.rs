@@ -81,29 +81,23 @@ impl CpuWatch {
     fn figures(&self) -> Cpu {
         let seconds = self.at.elapsed().as_secs_f64();
         let (mut all, mut engine, mut wakeups) = (0u64, 0u64, 0u64);
+        let percent = |ns: u64| ns as f64 / 1e9 / seconds * 100.0;
         // BENCH_THREADS=1 prints where the time went, thread by thread.
         let each = std::env::var_os("BENCH_THREADS").is_some();
         for t in threads(self.pid) {
             // A thread started within the interval counts from zero.
             let (ns0, slices0) = self.before.iter().find(|b| b.tid == t.tid).map_or((0, 0), |b| (b.ns, b.slices));
-            let ns = t.ns.saturating_sub(ns0);
+            let (ns, slices) = (t.ns.saturating_sub(ns0), t.slices.saturating_sub(slices0));
             all += ns;
-            wakeups += t.slices.saturating_sub(slices0);
+            wakeups += slices;
             if each {
-                let slices = t.slices.saturating_sub(slices0) as f64 / seconds;
-                eprintln!(
-                    "  pid {} {:<16} {:6.3} % {:7.1} wake-ups/s",
-                    self.pid,
-                    t.name,
-                    ns as f64 / 1e7 / seconds,
-                    slices
-                );
+                let per_second = slices as f64 / seconds;
+                eprintln!("  pid {} {:<16} {:6.3} % {per_second:7.1} wake-ups/s", self.pid, t.name, percent(ns));
             }
             if !SOUND_CARD_THREADS.contains(&t.name.as_str()) {
                 engine += ns;
             }
         }
-        let percent = |ns: u64| ns as f64 / 1e9 / seconds * 100.0;
         Cpu { all: percent(all), engine: percent(engine), wakeups: wakeups as f64 / seconds }
     }
 
